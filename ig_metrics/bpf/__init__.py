@@ -1,0 +1,1 @@
+"""The bcc boundary: environment checks, loading and attaching gadgets, reading maps."""

@@ -1,0 +1,121 @@
+"""Reading BPF maps in bulk: one batch syscall fills preallocated buffers with
+raw keys and values, which the sampler decodes. bcc's own batch helpers
+allocate max_entries arrays on every call and yield ctypes objects one by one."""
+
+from __future__ import annotations
+
+import ctypes as ct
+from dataclasses import dataclass
+import errno
+import os
+
+from bcc import libbcc
+from bcc.utils import get_possible_cpus
+
+_lib = libbcc.lib
+_lib.bpf_lookup_batch.restype = ct.c_int
+_lib.bpf_lookup_batch.argtypes = [ct.c_int, ct.c_void_p, ct.c_void_p, ct.c_void_p,
+                                  ct.c_void_p, ct.POINTER(ct.c_uint32)]
+_lib.bpf_lookup_and_delete_batch.restype = ct.c_int
+_lib.bpf_lookup_and_delete_batch.argtypes = _lib.bpf_lookup_batch.argtypes
+_lib.bpf_lookup_and_delete.restype = ct.c_int
+_lib.bpf_lookup_and_delete.argtypes = [ct.c_int, ct.c_void_p, ct.c_void_p]
+_lib.bpf_delete_elem.restype = ct.c_int
+_lib.bpf_delete_elem.argtypes = [ct.c_int, ct.c_void_p]
+_lib.bpf_lookup_elem.restype = ct.c_int
+_lib.bpf_lookup_elem.argtypes = [ct.c_int, ct.c_void_p, ct.c_void_p]
+_lib.bpf_obj_get_info.restype = ct.c_int
+_lib.bpf_obj_get_info.argtypes = [ct.c_int, ct.c_void_p, ct.POINTER(ct.c_uint32)]
+
+POSSIBLE_CPUS = len(get_possible_cpus())
+
+
+class MapReadError(OSError):
+    """A map operation the kernel refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Raw content of a map: `count` keys of `key_size` bytes and values of
+    `value_size` bytes (for per-CPU maps: POSSIBLE_CPUS slots of `cpu_stride`)."""
+
+    keys: bytes
+    values: bytes
+    count: int
+    key_size: int
+    value_size: int
+    cpu_stride: int                 # 0 for maps that are not per-CPU
+
+    def key(self, index: int) -> bytes:
+        return self.keys[index * self.key_size:(index + 1) * self.key_size]
+
+    def value(self, index: int) -> bytes:
+        return self.values[index * self.value_size:(index + 1) * self.value_size]
+
+
+class MapReader:
+    """Bulk access to one bcc table, with buffers allocated once."""
+
+    def __init__(self, table, name: str) -> None:
+        self.table = table
+        self.fd = table.get_fd()
+        self.name = name
+        self.key_size = ct.sizeof(table.Key)
+        # bcc's per-CPU tables already present Leaf as an array over possible CPUs.
+        self.value_size = ct.sizeof(table.Leaf)
+        self.per_cpu = hasattr(table, "total_cpu")
+        self.cpu_stride = self.value_size // POSSIBLE_CPUS if self.per_cpu else 0
+        self.max_entries = table.max_entries
+        self._keys = ct.create_string_buffer(self.key_size * self.max_entries)
+        self._values = ct.create_string_buffer(self.value_size * self.max_entries)
+
+    def read(self, delete: bool = False) -> Batch:
+        """Every entry (and, with delete=True, atomically remove each one read)."""
+        call = _lib.bpf_lookup_and_delete_batch if delete else _lib.bpf_lookup_batch
+        token = ct.c_uint64(0)
+        total = 0
+        first = True
+        while total < self.max_entries:
+            count = ct.c_uint32(self.max_entries - total)
+            result = call(self.fd, None if first else ct.byref(token), ct.byref(token),
+                          ct.byref(self._keys, total * self.key_size),
+                          ct.byref(self._values, total * self.value_size),
+                          ct.byref(count))
+            error = ct.get_errno()
+            total += count.value
+            first = False
+            if result == 0:
+                if count.value == 0:
+                    break
+                continue
+            if error == errno.ENOENT:       # no more entries: the normal end
+                break
+            raise MapReadError(error, f"reading map {self.name}: {os.strerror(error)}")
+        return Batch(self._keys.raw[:total * self.key_size],
+                     self._values.raw[:total * self.value_size],
+                     total, self.key_size, self.value_size, self.cpu_stride)
+
+    def lookup(self, key: bytes) -> bytes | None:
+        value = ct.create_string_buffer(self.value_size)
+        if _lib.bpf_lookup_elem(self.fd, key, value) != 0:
+            return None
+        return value.raw
+
+    def take(self, key: bytes) -> bytes | None:
+        """Atomically remove `key` and return the value it had (None if absent)."""
+        value = ct.create_string_buffer(self.value_size)
+        if _lib.bpf_lookup_and_delete(self.fd, key, value) != 0:
+            error = ct.get_errno()
+            if error == errno.ENOENT:
+                return None
+            raise MapReadError(error, f"removing a key of map {self.name}: {os.strerror(error)}")
+        return value.raw
+
+    def delete(self, key: bytes) -> bool:
+        return _lib.bpf_delete_elem(self.fd, key) == 0
+
+
+def object_info(fd: int, info: ct.Structure) -> bool:
+    """Fill `info` (a bpf_*_info structure) for the BPF object behind `fd`."""
+    size = ct.c_uint32(ct.sizeof(info))
+    return _lib.bpf_obj_get_info(fd, ct.byref(info), ct.byref(size)) == 0

@@ -1,0 +1,34 @@
+"""The `ig-metrics` command line: one module per command group, each thin."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="ig-metrics",
+    help=(
+        "Run eBPF gadgets and stream the metrics they aggregate in the kernel to "
+        "Prometheus and OTLP exporters at once, chosen by named profiles."
+    ),
+    no_args_is_help=True,
+    add_completion=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+# Each module registers its commands on `app`; adding a command group is one line here.
+COMMAND_MODULES = (
+    "ig_metrics.cli.run",
+    "ig_metrics.cli.exporters",
+    "ig_metrics.cli.gadgets",
+    "ig_metrics.cli.doctor",
+)
+
+for _module in COMMAND_MODULES:
+    importlib.import_module(_module).register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,123 @@
+"""`ig-metrics gadgets list|describe`: the gadget catalog, straight from the specs."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ig_metrics.cli.common import ExitCode, fail, print_json, print_table, stdout_console
+from ig_metrics.gadgets import GadgetSpecError, UnknownGadget, builtin_specs, resolve
+from ig_metrics.gadgets.catalog import describe, markdown_catalog, markdown_gadget
+
+gadgets_app = typer.Typer(
+    name="gadgets",
+    help="The eBPF gadgets ig-metrics can run and the metrics each one exports.",
+    no_args_is_help=True,
+)
+
+
+class ListFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class DescribeFormat(str, Enum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
+@gadgets_app.command("list")
+def list_gadgets(
+    output: Annotated[ListFormat, typer.Option("--output", "-o", help="table or json")]
+    = ListFormat.table,
+) -> None:
+    """List the built-in gadgets.
+
+    Example: [bold]ig-metrics gadgets list --output json[/bold]
+    """
+    specs = _builtin_or_fail()
+    if output is ListFormat.json:
+        print_json([{"name": spec.name, "summary": spec.summary,
+                     "metrics": [metric.name for metric in spec.metrics],
+                     "hooks": [f"{hook.kind}:{hook.target}" for hook in spec.hooks]}
+                    for spec in specs])
+        return
+    table = Table(title="Gadgets", title_justify="left")
+    table.add_column("gadget", style="bold")
+    table.add_column("what it measures")
+    table.add_column("metrics")
+    for spec in specs:
+        table.add_row(spec.name, spec.summary, ", ".join(metric.name for metric in spec.metrics))
+    print_table(table)
+    typer.echo("\nDetails: ig-metrics gadgets describe NAME")
+
+
+@gadgets_app.command("describe")
+def describe_gadget(
+    gadget: Annotated[str, typer.Argument(
+        metavar="GADGET", help="A built-in gadget name (see 'gadgets list') or a gadget folder.")],
+    output: Annotated[DescribeFormat, typer.Option(
+        "--output", "-o", help="text, json, or markdown (the docs/gadgets.md format)")]
+    = DescribeFormat.text,
+) -> None:
+    """Every metric a gadget exports: kind, unit, attributes, histogram buckets,
+    and the kernel hooks it attaches to.
+
+    Examples:
+      [bold]ig-metrics gadgets describe tcp[/bold]
+      [bold]ig-metrics gadgets describe ./my-gadget/ --output json[/bold]
+    """
+    try:
+        spec = resolve(gadget)
+    except UnknownGadget as error:
+        fail(str(error))
+    except GadgetSpecError as error:
+        fail(str(error))
+    if output is DescribeFormat.json:
+        print_json(describe(spec))
+    elif output is DescribeFormat.markdown:
+        typer.echo(markdown_gadget(spec), nl=False)
+    else:
+        _print_text(spec)
+
+
+def _print_text(spec) -> None:
+    console = stdout_console()
+    data = describe(spec)
+    console.print(f"[bold]{spec.name}[/bold] — {spec.summary}\n")
+    if spec.description:
+        console.print(spec.description + "\n")
+    table = Table(title="Metrics", title_justify="left", show_lines=True)
+    table.add_column("metric", style="bold")
+    table.add_column("kind")
+    table.add_column("unit")
+    table.add_column("attributes")
+    table.add_column("description")
+    for metric in data["metrics"]:
+        kind = metric["kind"]
+        if metric.get("bounds"):
+            kind += f"\n{len(metric['bounds'])} bounds, {metric['bounds'][1]:g}..{metric['bounds'][-1]:g}"
+        table.add_row(metric["name"], kind, metric["unit"], "\n".join(metric["attributes"]),
+                      metric["description"])
+    console.print(table)
+    console.print("Hooks: " + ", ".join(f"{hook['kind']} {hook['target']}"
+                                         for hook in data["hooks"]))
+
+
+def _builtin_or_fail():
+    try:
+        return builtin_specs()
+    except GadgetSpecError as error:
+        # A broken built-in spec is a bug of ours, not the user's input.
+        fail(f"internal error: {error}", ExitCode.RUNTIME_FAILURE)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(gadgets_app)
+
+
+__all__ = ["register", "markdown_catalog"]

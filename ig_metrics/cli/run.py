@@ -1,0 +1,173 @@
+"""`ig-metrics run`: run a gadget and export its metrics with a profile, showing
+a live table on a terminal (or a one-line summary per interval in logs)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from ig_metrics.cli.common import ExitCode, ProfilesDirOption, fail
+from ig_metrics.config import ConfigError, load_catalog, parse_duration, resolve_profiles_dir
+from ig_metrics.gadgets import GadgetSpecError, UnknownGadget, resolve
+from ig_metrics.pipeline.sampler import DEFAULT_IDLE_EXPIRY
+from ig_metrics.ui.rows import UnknownSortColumn, check_sort
+
+UI_TICK_INTERVAL = 1.0        # the live table shows rates over one-second reads
+UI_REFRESH_INTERVAL = 0.5     # and redraws twice a second
+
+
+def _duration(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
+
+
+def run(
+    gadget: Annotated[str, typer.Option(
+        "--gadget", "-g", metavar="NAME|DIR",
+        help="The gadget to run: a built-in name (see 'ig-metrics gadgets list') "
+             "or the path of a gadget folder.")],
+    profile: Annotated[str, typer.Option(
+        "--profile", "-p", metavar="NAME",
+        help="The profile naming the exporters to use (see 'ig-metrics exporters list').")]
+    = "local",
+    profiles_dir: ProfilesDirOption = None,
+    interval: Annotated[str | None, typer.Option(
+        "--interval", metavar="DURATION",
+        help="Export interval for every exporter of the profile, overriding the "
+             "profile, e.g. 5s or 500ms.")] = None,
+    duration: Annotated[str | None, typer.Option(
+        "--duration", metavar="DURATION",
+        help="Stop after this long (e.g. 60s, 5m), with a final export.")] = None,
+    no_tui: Annotated[bool, typer.Option(
+        "--no-tui", help="No live table: log a one-line summary per interval instead "
+                         "(the default when stdout is not a terminal).")] = False,
+    top: Annotated[int, typer.Option(
+        "--top", min=1, help="Rows of the live table.")] = 20,
+    sort: Annotated[str | None, typer.Option(
+        "--sort", metavar="COLUMN",
+        help="Sort the live table by this metric or attribute, descending "
+             "(default: the gadget's, e.g. tcp.sent).")] = None,
+    idle_expiry: Annotated[str, typer.Option(
+        "--idle-expiry", metavar="DURATION",
+        help="Drop a series from the kernel maps and the export once it has not "
+             "changed for this long (0 keeps every series).")] = "10m",
+) -> None:
+    """Run a gadget and stream its metrics to every exporter of a profile.
+
+    Needs root (or CAP_BPF and CAP_PERFMON). Ctrl-C or SIGTERM stops at once:
+    every program is detached, a final export is made, and the exit code is 0.
+
+    Examples:
+      [bold]ig-metrics run --gadget tcp --profile local[/bold]
+      [bold]ig-metrics run --gadget tcp --profile otlp-prod --no-tui --interval 15s[/bold]
+      [bold]ig-metrics run -g tcp --duration 60s --sort tcp.received --top 10[/bold]
+    """
+    interval_seconds = _duration(interval)
+    duration_seconds = _duration(duration)
+    expiry_seconds = 0.0 if idle_expiry.strip() == "0" else _duration(idle_expiry)
+    try:
+        spec = resolve(gadget)
+    except (UnknownGadget, GadgetSpecError) as error:
+        fail(str(error))
+    try:
+        sort_column = check_sort(spec, sort)
+    except UnknownSortColumn as error:
+        fail(str(error))
+    directory, _rule = resolve_profiles_dir(profiles_dir)
+    catalog = load_catalog([directory])
+    try:
+        chosen = catalog.profile(profile, interval_override=interval_seconds)
+    except ConfigError as error:
+        fail(str(error))
+    for warning in catalog.warnings:
+        typer.echo(str(warning), err=True)
+
+    from ig_metrics.bpf.environment import preflight   # after input checks: bad input exits 2
+    problems = preflight(spec)
+    if problems:
+        fail("\n".join(problems) + "\nRun 'ig-metrics doctor' for details.",
+             ExitCode.RUNTIME_FAILURE)
+
+    use_tui = not no_tui and sys.stdout.isatty()
+    console = Console(stderr=not use_tui)
+    _configure_logging(console, use_tui)
+    code = _run_agent(spec, chosen, console=console, use_tui=use_tui,
+                      duration=duration_seconds, top=top, sort=sort_column,
+                      idle_expiry=expiry_seconds if expiry_seconds is not None
+                      else DEFAULT_IDLE_EXPIRY)
+    raise typer.Exit(code)
+
+
+def _configure_logging(console: Console, use_tui: bool) -> None:
+    root = logging.getLogger("ig_metrics")
+    root.handlers.clear()
+    if use_tui:
+        handler: logging.Handler = RichHandler(console=console, show_path=False)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+def _run_agent(spec, profile, *, console: Console, use_tui: bool, duration: float | None,
+               top: int, sort: str, idle_expiry: float) -> int:
+    from ig_metrics.pipeline.agent import Agent, RunError
+    from ig_metrics.ui.live import LiveView, summary_line
+
+    agent = Agent(spec, profile, idle_expiry=idle_expiry, console=console)
+    stop = threading.Event()
+    previous = {}
+
+    def request_stop(signum, frame) -> None:
+        stop.set()
+
+    old_handlers = {sig: signal.signal(sig, request_stop)
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            agent.start()
+        except RunError as error:
+            typer.echo(f"error: {error}", err=True)
+            return ExitCode.RUNTIME_FAILURE
+        log = logging.getLogger("ig_metrics.run")
+        try:
+            if use_tui:
+                title = f"ig-metrics · {spec.name} · profile {profile.name}"
+                with LiveView(spec, top=top, sort=sort, title=title, console=console) as view:
+                    agent.run(stop, duration=duration,
+                              tick_interval=min(UI_TICK_INTERVAL, agent.tick_interval),
+                              refresh=lambda: view.update(agent.latest(), agent.statuses()),
+                              refresh_interval=UI_REFRESH_INTERVAL)
+            else:
+                def log_summary(snapshot) -> None:
+                    log.info(summary_line(spec, previous.get("last"), snapshot, agent.statuses()))
+                    previous["last"] = snapshot
+                agent.run(stop, duration=duration, tick_interval=agent.tick_interval,
+                          on_tick=log_summary)
+        finally:
+            final = agent.stop()
+            if final is not None:
+                log.info("stopped: programs detached; final reading of %d series "
+                         "handed to the exporters", final.series_count)
+        return ExitCode.OK
+    finally:
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+

@@ -1,0 +1,47 @@
+"""Where a value being validated sits (file, setting path) and where its problems,
+and the paths of its secret values, are recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ig_metrics.config.model import Problem
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """A setting's dotted path as shown to people ("exporters.central.timeout") and
+    as recorded in ExporterTemplate.secrets, relative to its template ("timeout")."""
+
+    shown: str
+    key: str = ""
+
+    def child(self, name: str) -> Site:
+        return Site(f"{self.shown}.{name}", f"{self.key}.{name}" if self.key else name)
+
+    def __str__(self) -> str:
+        return self.shown
+
+
+@dataclass(slots=True)
+class FileContext:
+    """One YAML file being validated."""
+
+    file: str
+    base_dir: Path                    # relative paths in the file are relative to this
+    environ: Mapping[str, str]
+    problems: list[Problem] = field(default_factory=list)
+    # Secret setting paths of the template or profile being read; reset per item.
+    secrets: set[str] = field(default_factory=set)
+
+    def error(self, line: int, message: str) -> None:
+        self.problems.append(Problem(self.file, line, message, "error"))
+
+    def warning(self, line: int, message: str) -> None:
+        self.problems.append(Problem(self.file, line, message, "warning"))
+
+    @property
+    def error_count(self) -> int:
+        return sum(1 for problem in self.problems if problem.severity == "error")

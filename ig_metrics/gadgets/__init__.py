@@ -1,0 +1,43 @@
+"""The gadget catalog: one folder per gadget (BPF C source + gadget.yaml),
+found by name among the built-in folders or given as a path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ig_metrics.config.suggest import did_you_mean
+from ig_metrics.gadgets.spec import SPEC_FILE, GadgetSpec, GadgetSpecError, load_spec
+
+BUILTIN_DIR = Path(__file__).resolve().parent
+INCLUDE_DIR = BUILTIN_DIR / "include"
+
+__all__ = ["BUILTIN_DIR", "INCLUDE_DIR", "GadgetSpec", "GadgetSpecError", "UnknownGadget",
+           "builtin_names", "builtin_specs", "resolve"]
+
+
+class UnknownGadget(Exception):
+    """A --gadget value that is neither a built-in name nor a gadget folder."""
+
+
+def builtin_names() -> list[str]:
+    return sorted(path.parent.name for path in BUILTIN_DIR.glob(f"*/{SPEC_FILE}"))
+
+
+def builtin_specs() -> list[GadgetSpec]:
+    return [load_spec(BUILTIN_DIR / name / SPEC_FILE) for name in builtin_names()]
+
+
+def resolve(name_or_path: str) -> GadgetSpec:
+    """The spec of a built-in gadget by name, or of a gadget folder by path
+    (anything with a '/' or that names an existing directory)."""
+    if "/" in name_or_path or Path(name_or_path).is_dir():
+        folder = Path(name_or_path)
+        spec_file = folder / SPEC_FILE
+        if not spec_file.is_file():
+            raise UnknownGadget(f"{folder}: not a gadget folder (it has no {SPEC_FILE})")
+        return load_spec(spec_file)
+    names = builtin_names()
+    if name_or_path not in names:
+        raise UnknownGadget(f"unknown gadget '{name_or_path}'{did_you_mean(name_or_path, names)}; "
+                            f"available: {', '.join(names)} (or a path to a gadget folder)")
+    return load_spec(BUILTIN_DIR / name_or_path / SPEC_FILE)

@@ -1,0 +1,81 @@
+"""What a gadget exports, as plain data and as the Markdown of docs/gadgets.md,
+both derived from the specs alone."""
+
+from __future__ import annotations
+
+from ig_metrics.gadgets.spec import GadgetSpec, MetricSpec
+from ig_metrics.pipeline.naming import prometheus_metric_name
+
+CATALOG_TITLE = "# Gadget catalog"
+
+
+def metric_attributes(spec: GadgetSpec, metric: MetricSpec) -> list[str]:
+    return [attribute.name for attribute in spec.attributes] + list(metric.attribute_extras)
+
+
+def describe(spec: GadgetSpec) -> dict:
+    return {
+        "name": spec.name,
+        "summary": spec.summary,
+        "description": spec.description,
+        "hooks": [{"program": hook.program, "kind": hook.kind, "target": hook.target}
+                  for hook in spec.hooks],
+        "metrics": [{
+            "name": metric.name,
+            "prometheus": prometheus_metric_name(metric.name, metric.unit, metric.kind),
+            "kind": metric.kind,
+            "unit": metric.unit,
+            "description": metric.description,
+            "attributes": metric_attributes(spec, metric),
+            **({"bounds": list(metric.bounds)} if metric.bounds else {}),
+        } for metric in spec.metrics],
+        "drops": list(spec.drops),
+    }
+
+
+def markdown_gadget(spec: GadgetSpec) -> str:
+    lines = [f"## {spec.name}", "", spec.summary + ".", ""]
+    if spec.description:
+        lines += [spec.description, ""]
+    lines += ["| metric | Prometheus name | kind | unit | attributes | description |",
+              "|---|---|---|---|---|---|"]
+    for metric in spec.metrics:
+        attributes = ", ".join(f"`{name}`" for name in metric_attributes(spec, metric))
+        prometheus = prometheus_metric_name(metric.name, metric.unit, metric.kind)
+        lines.append(f"| `{metric.name}` | `{prometheus}` | {metric.kind} | `{metric.unit}` | "
+                     f"{attributes} | {metric.description} |")
+    histograms = [metric for metric in spec.metrics if metric.bounds]
+    for metric in histograms:
+        bounds = ", ".join(str(bound) for bound in metric.bounds)
+        lines += ["", f"`{metric.name}` buckets (upper bounds in {metric.unit}, exactly the "
+                      f"kernel's log2 slots of {metric.kernel_unit}): {bounds}, +Inf."]
+    hooks = ", ".join(f"`{hook.target}` ({hook.kind.replace('_', ' ')})" for hook in spec.hooks)
+    lines += ["", f"Kernel hooks: {hooks}.", ""]
+    return "\n".join(lines)
+
+
+def markdown_self_metrics() -> str:
+    """The metrics every run exports about itself, whatever the gadget."""
+    from ig_metrics.pipeline.selfmetrics import SELF_METRICS
+
+    lines = ["## Metrics about ig-metrics itself", "",
+             "Every run exports these beside its gadget's metrics, through the same "
+             "exporters.", "",
+             "| metric | Prometheus name | kind | unit | attributes | description |",
+             "|---|---|---|---|---|---|"]
+    for info, attributes in SELF_METRICS:
+        prometheus = prometheus_metric_name(info.name, info.unit, info.kind)
+        names = ", ".join(f"`{name}`" for name in attributes) or "–"
+        lines.append(f"| `{info.name}` | `{prometheus}` | {info.kind} | `{info.unit}` | "
+                     f"{names} | {info.description} |")
+    return "\n".join(lines) + "\n"
+
+
+def markdown_catalog(specs: list[GadgetSpec]) -> str:
+    """The whole of docs/gadgets.md."""
+    header = [CATALOG_TITLE, "",
+              "Generated from each gadget's `gadget.yaml` by "
+              "`ig-metrics gadgets describe NAME --output markdown`; "
+              "a test fails when this page is stale.", "", ""]
+    sections = [markdown_gadget(spec) for spec in specs] + [markdown_self_metrics()]
+    return "\n".join(header) + "\n".join(sections)

@@ -1,0 +1,86 @@
+/* Helpers shared by every gadget's BPF program: log2 histograms, drop
+ * accounting and the process-name map. Inlined into the gadget source by the loader: bcc rewrites map calls only
+ * in the main file, not in headers.
+ * A gadget defines IG_DROP_REASONS (and may define IG_MAX_COMMS) first. */
+#ifndef IG_METRICS_H
+#define IG_METRICS_H
+
+/* Histogram slots: slot 0 holds the value 0 and slot k >= 1 holds the
+ * integers [2^(k-1), 2^k - 1]. User space turns slot k into the upper-inclusive
+ * bound 2^k - 1, so the exported buckets are exactly these. */
+#ifndef IG_HIST_SLOTS
+#define IG_HIST_SLOTS 40
+#endif
+
+struct ig_hist {
+    u64 slots[IG_HIST_SLOTS];
+    u64 sum;
+};
+
+static __always_inline u32 ig_hist_slot(u64 v)
+{
+    /* bcc's bpf_log2l() maps both 0 and 1 to 1; keep 0 apart. */
+    u32 slot = v ? bpf_log2l(v) : 0;
+    if (slot >= IG_HIST_SLOTS)
+        slot = IG_HIST_SLOTS - 1;
+    return slot;
+}
+
+static __always_inline void ig_hist_add(struct ig_hist *h, u64 value)
+{
+    u32 slot = ig_hist_slot(value);
+    if (slot < IG_HIST_SLOTS)
+        h->slots[slot]++;
+    h->sum += value;
+}
+
+/* A zeroed histogram to insert new keys with: too big for the BPF stack. */
+BPF_ARRAY(ig_zero_hist, struct ig_hist, 1);
+
+static __always_inline struct ig_hist *ig_empty_hist(void)
+{
+    u32 zero = 0;
+    return ig_zero_hist.lookup(&zero);
+}
+
+/* Per-CPU counts of events the kernel side could not record because a map
+ * was full, by the gadget's drop reason. Exported as a self-metric. */
+BPF_PERCPU_ARRAY(drops, u64, IG_DROP_REASONS);
+
+static __always_inline void ig_drop(u32 reason)
+{
+    u64 *n = drops.lookup(&reason);
+    if (n)
+        (*n)++;
+}
+
+/* Adds `value` to histogram `h` as found or made by map.lookup_or_try_init();
+ * a NULL `h` (the map is full) is counted as a drop of `reason`. */
+static __always_inline void ig_hist_record(struct ig_hist *h, u64 value, u32 reason)
+{
+    if (h)
+        ig_hist_add(h, value);
+    else
+        ig_drop(reason);
+}
+
+/* Process names, taken in the kernel once per new key (a process may exit
+ * before user space could read /proc/PID/comm). LRU: old pids age out. */
+#ifndef IG_MAX_COMMS
+#define IG_MAX_COMMS 16384
+#endif
+
+struct ig_comm {
+    char comm[16];
+};
+
+BPF_TABLE("lru_hash", u32, struct ig_comm, comms, IG_MAX_COMMS);
+
+static __always_inline void ig_remember_comm(u32 tgid)
+{
+    struct ig_comm c = {};
+    bpf_get_current_comm(&c.comm, sizeof(c.comm));
+    comms.update(&tgid, &c);
+}
+
+#endif

@@ -1,0 +1,1 @@
+"""Sampler, snapshots and their conversion to exporter data."""

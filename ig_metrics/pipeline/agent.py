@@ -1,0 +1,158 @@
+"""One run of a gadget with a profile: compile and verify the gadget, start the
+exporters, attach, tick the sampler, and stop cleanly. Anything that fails
+before the gadget is attached leaves nothing behind; stopping detaches first,
+then takes a final reading and gives every exporter a bounded final export."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from ig_metrics import __version__
+from ig_metrics.bpf.loader import GadgetLoadError, GadgetProgram
+from ig_metrics.config.model import Profile
+from ig_metrics.exporters import create_exporter
+from ig_metrics.exporters.base import Exporter, ExporterStartError, ExporterStatus
+from ig_metrics.exporters.worker import ExporterWorker
+from ig_metrics.gadgets.spec import GadgetSpec
+from ig_metrics.pipeline.sampler import DEFAULT_IDLE_EXPIRY, Sampler
+from ig_metrics.pipeline.selfmetrics import KernelSelfMetrics
+from ig_metrics.pipeline.snapshot import Attributes, Snapshot
+from ig_metrics.pipeline.sources import SourceLayoutError
+
+log = logging.getLogger("ig_metrics.agent")
+
+DEFAULT_STOP_TIMEOUT = 5.0
+
+
+class RunError(Exception):
+    """A run that cannot start; the message is for the user (exit code 1)."""
+
+
+def resource_for(spec: GadgetSpec) -> Attributes:
+    return (("service.name", "ig-metrics"), ("service.version", __version__),
+            ("host.name", socket.gethostname()), ("ig_metrics.gadget", spec.name))
+
+
+class Agent:
+    def __init__(self, spec: GadgetSpec, profile: Profile, *,
+                 idle_expiry: float = DEFAULT_IDLE_EXPIRY, console=None) -> None:
+        self.spec = spec
+        self.profile = profile
+        self.idle_expiry = idle_expiry
+        self.console = console
+        self.program: GadgetProgram | None = None
+        self.sampler: Sampler | None = None
+        self.exporters: list[Exporter] = []
+        self.workers: list[ExporterWorker] = []
+        self._latest: Snapshot | None = None
+        self._latest_lock = threading.Lock()
+        self.started_ns = 0
+
+    # --- start ------------------------------------------------------------------
+    def start(self) -> None:
+        """Compile and verify, start exporters, attach, start workers. On any
+        failure everything already done is undone and RunError is raised."""
+        self.exporters = [create_exporter(config, console=self.console)
+                          for config in self.profile.exporters]
+        program = GadgetProgram(self.spec)
+        try:
+            program.load()
+        except GadgetLoadError as error:
+            raise RunError(str(error)) from error
+        started: list[Exporter] = []
+        try:
+            for exporter in self.exporters:
+                exporter.start()
+                started.append(exporter)
+            program.attach()
+            self.started_ns = time.time_ns()
+            kernel = KernelSelfMetrics(self.spec, program, self.started_ns)
+            self.sampler = Sampler(
+                self.spec, program, resource=resource_for(self.spec),
+                idle_expiry=self.idle_expiry,
+                extra_metrics=lambda now: kernel.metrics(
+                    now, self.sampler.last_tick_seconds if self.sampler else 0.0,
+                    self._series_count()))
+        except (ExporterStartError, GadgetLoadError, SourceLayoutError) as error:
+            for exporter in started:
+                exporter.shutdown(1.0)
+            program.close()
+            raise RunError(str(error)) from error
+        self.program = program
+        self.workers = [ExporterWorker(exporter, config.interval, self.latest)
+                        for exporter, config in zip(self.exporters, self.profile.exporters)]
+        for worker in self.workers:
+            worker.start()
+        log.info("gadget %s attached; exporting to %s", self.spec.name,
+                 ", ".join(f"{e.name} ({e.target})" for e in self.exporters))
+
+    def _series_count(self) -> int:
+        latest = self.latest()
+        return latest.series_count if latest else 0
+
+    # --- running ----------------------------------------------------------------
+    def tick(self) -> Snapshot:
+        snapshot = self.sampler.tick()
+        with self._latest_lock:
+            self._latest = snapshot
+        return snapshot
+
+    def latest(self) -> Snapshot | None:
+        with self._latest_lock:
+            return self._latest
+
+    def statuses(self) -> list[ExporterStatus]:
+        return [worker.status() for worker in self.workers]
+
+    @property
+    def tick_interval(self) -> float:
+        return min((config.interval for config in self.profile.exporters), default=10.0)
+
+    def run(self, stop: threading.Event, *, duration: float | None, tick_interval: float,
+            on_tick: Callable[[Snapshot], None] | None = None,
+            refresh: Callable[[], None] | None = None, refresh_interval: float = 0.5) -> None:
+        """Tick every `tick_interval` until `stop` is set or `duration` elapses;
+        call `refresh` every `refresh_interval` in between (the live table)."""
+        deadline = time.monotonic() + duration if duration else None
+        next_tick = time.monotonic()
+        while not stop.is_set():
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
+            if now >= next_tick:
+                snapshot = self.tick()
+                if on_tick:
+                    on_tick(snapshot)
+                next_tick = now + tick_interval
+            if refresh:
+                refresh()
+            wake = min(next_tick, deadline or next_tick,
+                       time.monotonic() + (refresh_interval if refresh else tick_interval))
+            stop.wait(max(0.0, wake - time.monotonic()))
+
+    # --- stop -------------------------------------------------------------------
+    def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT) -> Snapshot | None:
+        """Detach, read once more, hand the final snapshot to every exporter
+        (all in parallel, bounded by `timeout`), then release the gadget."""
+        final = None
+        if self.program is not None:
+            self.program.detach()
+            final = self.sampler.tick(final=True)
+            with self._latest_lock:
+                self._latest = final
+        deadline = time.monotonic() + timeout
+        stoppers = [threading.Thread(target=worker.stop, args=(final, timeout),
+                                     name=f"stop-{worker.name}", daemon=True)
+                    for worker in self.workers]
+        for thread in stoppers:
+            thread.start()
+        for thread in stoppers:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if self.program is not None:
+            self.program.close()
+            self.program = None
+        return final

@@ -1,0 +1,157 @@
+"""The live terminal view of a run: the top series of the gadget and one line
+per exporter, redrawn by Rich; and the one-line summary logged instead when
+there is no terminal (--no-tui)."""
+
+from __future__ import annotations
+
+import math
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from ig_metrics.exporters.base import ExporterStatus, Health
+from ig_metrics.gadgets.spec import GadgetSpec
+from ig_metrics.pipeline.snapshot import HISTOGRAM, Snapshot
+from ig_metrics.ui.rows import Row, build_rows
+
+_HEALTH_STYLE = {Health.HEALTHY: ("ok", "green"), Health.FAILING: ("failing", "red"),
+                 Health.STARTING: ("starting", "yellow"), Health.STOPPED: ("stopped", "dim")}
+_SHORT = {"process.pid": "pid", "process.command": "command", "server.port": "port",
+          "network.peer.address": "peer", "network.type": "net",
+          "tcp.connection.direction": "dir"}
+
+
+def short_name(attribute: str) -> str:
+    return _SHORT.get(attribute, attribute.rsplit(".", 1)[-1])
+
+
+def format_rate(value: float | None, unit: str) -> str:
+    if value is None:
+        return "–"
+    if unit == "By":
+        for suffix in ("B/s", "KB/s", "MB/s", "GB/s"):
+            if abs(value) < 1000 or suffix == "GB/s":
+                return f"{value:.0f} {suffix}" if suffix == "B/s" else f"{value:.1f} {suffix}"
+            value /= 1000
+    return f"{value:.1f}/s" if value < 100 else f"{value:.0f}/s"
+
+
+def format_seconds(value: float | None) -> str:
+    if value is None:
+        return "–"
+    if math.isinf(value):
+        return "∞"
+    if value == 0:
+        return "0"
+    for unit, scale in (("s", 1), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
+        if value >= scale:
+            return f"{value / scale:.3g}{unit}"
+    return f"{value * 1e9:.3g}ns"
+
+
+def format_cell(spec: GadgetSpec, metric_name: str, cell) -> str:
+    metric = spec.metric(metric_name)
+    if metric.kind == HISTOGRAM:
+        if cell is None:
+            return "–"
+        fmt = format_seconds if metric.unit == "s" else (lambda v: f"{v:g}")
+        return f"{fmt(cell[0])} / {fmt(cell[1])}"
+    return format_rate(cell, metric.unit)
+
+
+def column_title(spec: GadgetSpec, metric_name: str) -> str:
+    metric = spec.metric(metric_name)
+    title = metric_name.split(".", 1)[-1] if "." in metric_name else metric_name
+    return f"{title}\np50 / p99" if metric.kind == HISTOGRAM else f"{title}\nper s"
+
+
+def exporter_line(status: ExporterStatus, now_ns: int) -> Text:
+    label, style = _HEALTH_STYLE[status.health]
+    text = Text()
+    text.append("● " if status.health is Health.HEALTHY else "✗ " if status.health is
+                Health.FAILING else "○ ", style=style)
+    text.append(f"{status.name}", style="bold")
+    text.append(f" ({status.type} {status.target}) ")
+    text.append(label, style=style)
+    if status.last_success_ns:
+        text.append(f", last export {max(0, now_ns - status.last_success_ns) / 1e9:.0f}s ago")
+    if status.health is Health.FAILING and status.last_error:
+        text.append(f": {status.last_error}", style="red")
+    return text
+
+
+def render(spec: GadgetSpec, rows: list[Row], snapshot: Snapshot,
+           statuses: list[ExporterStatus], *, title: str, sort: str) -> Group:
+    table = Table(title=title, title_justify="left", expand=False, pad_edge=False)
+    attribute_names = [attribute.name for attribute in spec.attributes]
+    for name in attribute_names:
+        table.add_column(short_name(name), overflow="fold",
+                         style="bold" if name == sort else None)
+    for name in spec.table.columns:
+        table.add_column(column_title(spec, name), justify="right",
+                         style="bold cyan" if name == sort else None)
+    for row in rows:
+        values = dict(row.attributes)
+        table.add_row(*(str(values.get(name, "")) for name in attribute_names),
+                      *(format_cell(spec, name, row.cells.get(name))
+                        for name in spec.table.columns))
+    footer = [exporter_line(status, snapshot.time_ns) for status in statuses]
+    return Group(table, *footer)
+
+
+class LiveView:
+    """Redraws the table from the latest snapshot; call `update` at ~2 Hz."""
+
+    def __init__(self, spec: GadgetSpec, *, top: int, sort: str, title: str,
+                 console: Console | None = None) -> None:
+        self.spec = spec
+        self.top = top
+        self.sort = sort
+        self.title = title
+        self.console = console or Console()
+        self._live = Live(console=self.console, auto_refresh=False, transient=False,
+                          redirect_stdout=True, redirect_stderr=True)
+        self._previous: Snapshot | None = None
+        self._current: Snapshot | None = None
+
+    def __enter__(self) -> LiveView:
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._live.__exit__(*exc)
+
+    def update(self, snapshot: Snapshot | None, statuses: list[ExporterStatus]) -> None:
+        if snapshot is None:
+            self._live.update(Text(f"{self.title}: waiting for the first reading…"),
+                              refresh=True)
+            return
+        if self._current is None or snapshot.seq != self._current.seq:
+            self._previous, self._current = self._current, snapshot
+        rows = build_rows(self.spec, self._previous, self._current, top=self.top, sort=self.sort)
+        self._live.update(render(self.spec, rows, self._current, statuses,
+                                 title=self.title, sort=self.sort), refresh=True)
+
+
+def summary_line(spec: GadgetSpec, previous: Snapshot | None, current: Snapshot,
+                 statuses: list[ExporterStatus]) -> str:
+    """One line per interval for logs: totals per column and exporter states."""
+    rows = build_rows(spec, previous, current, top=1 << 30, sort=spec.table.sort)
+    parts = [f"{spec.name}: {len(rows)} series"]
+    for name in spec.table.columns:
+        metric = spec.metric(name)
+        if metric.kind == HISTOGRAM:
+            continue
+        total = sum(row.cells.get(name) or 0 for row in rows)
+        parts.append(f"{name} {format_rate(total, metric.unit)}")
+    states = []
+    for status in statuses:
+        label = _HEALTH_STYLE[status.health][0]
+        if status.health is Health.FAILING and status.last_error:
+            label += f" ({status.last_error})"
+        states.append(f"{status.name} {label}")
+    if states:
+        parts.append("exporters: " + ", ".join(states))
+    return "; ".join(parts)

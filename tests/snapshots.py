@@ -1,0 +1,22 @@
+"""Looking values up in a Snapshot by metric name and attribute subset."""
+
+from __future__ import annotations
+
+from ig_metrics.pipeline.snapshot import HistogramValue, Snapshot
+
+
+def points(snapshot: Snapshot, metric: str, **attributes) -> list:
+    """Points of `metric` whose attributes include every given one (dots in
+    attribute names are written as double underscores: process__pid=...)."""
+    wanted = {name.replace("__", "."): value for name, value in attributes.items()}
+    data = snapshot.metric(metric)
+    if data is None:
+        return []
+    return [point for point in data.points
+            if all(dict(point.attributes).get(name) == value for name, value in wanted.items())]
+
+
+def total(snapshot: Snapshot, metric: str, **attributes) -> int:
+    """Sum of the matching points' values (histograms: their counts)."""
+    found = points(snapshot, metric, **attributes)
+    return sum(p.value.count if isinstance(p.value, HistogramValue) else p.value for p in found)
