@@ -75,6 +75,11 @@ def create_lossy_link(drop_percent: int, port: int) -> LossyLink:
                  "rto_min", "5ms")
             _run("ip", "netns", "exec", namespace, "sysctl", "-qw",
                  "net.ipv4.tcp_early_retrans=0")
+            if os.path.exists("/proc/sys/net/ipv4/tcp_rto_max_ms"):
+                # Loss on the data that carries ACKs inflates RTT samples, and with
+                # them the RTO, up to minutes; cap it at 1 s (kernel 6.15 and later).
+                _run("ip", "netns", "exec", namespace, "sysctl", "-qw",
+                     "net.ipv4.tcp_rto_max_ms=1000")   # its minimum
         # Only packets carrying data are dropped: lost SYNs and FINs would add
         # seconds of backoff and make the run's length unpredictable.
         data = "tcp flags & (syn | fin | rst) == 0 ip length > 120"
