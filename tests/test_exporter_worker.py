@@ -243,3 +243,23 @@ def test_an_export_overrunning_its_timeout_shows_as_failing():
     finally:
         exporter.release.set()
         worker.stop(None, 1.0)
+
+
+def test_a_pull_exporter_serves_every_new_snapshot_whatever_its_interval():
+    """A scrape must see the newest reading: the worker hands a Prometheus
+    exporter each new snapshot at once, even with an hourly interval."""
+    from tests.receivers import prometheus_config, scrape
+
+    latest = Latest()
+    latest.advance()
+    exporter = create_exporter(prometheus_config("pulled"))
+    exporter.start()
+    worker = ExporterWorker(exporter, 3600.0, latest)
+    worker.start()
+    try:
+        url = f"http://127.0.0.1:{exporter.bound_port}/metrics"
+        wait_until(lambda: 'tcp_sent_bytes_total{' in scrape(url)[0])
+        latest.advance()          # seq 2: sent 2000 for the first series
+        wait_until(lambda: "2000.0" in scrape(url)[0] or " 2000\n" in scrape(url)[0])
+    finally:
+        worker.stop(None, 5)

@@ -39,6 +39,9 @@ class Exporter(ABC, Generic[SettingsT]):
     """
 
     settings_type: type[ExporterSettings]     # what config.settings must be
+    # A pull exporter only keeps the newest snapshot for its readers: it is
+    # handed every new one at once, however short the exporter's interval.
+    pull = False
 
     def __init__(self, config: ResolvedExporter) -> None:
         if not isinstance(config.settings, self.settings_type):

@@ -125,6 +125,7 @@ class PrometheusExporter(Exporter[PrometheusSettings]):
     """Serves /metrics from its own registry and HTTP server on `listen`."""
 
     settings_type = PrometheusSettings
+    pull = True
 
     def __init__(self, config) -> None:
         super().__init__(config)

@@ -28,7 +28,8 @@ class ExporterWorker:
 
     Each export is of the newest snapshot `get_latest` returns, at most once per
     `interval` and only when it is newer than the last one delivered (a failed
-    one is tried again at the next interval). Exports run in the worker thread
+    one is tried again at the next interval); a pull exporter gets every new
+    snapshot at once, since handing it one only swaps what its readers see. Exports run in the worker thread
     and are bounded by the exporter itself (`export_timeout`, which the SDK's
     OTLP exporters enforce); one that overruns it shows as failing in `status()`.
     """
@@ -141,7 +142,8 @@ class ExporterWorker:
                 continue
             started = time.monotonic()
             self._export(snapshot)
-            next_due = max(started + self.interval, time.monotonic())
+            spacing = self._poll if self.exporter.pull else self.interval
+            next_due = max(started + spacing, time.monotonic())
 
     def _export(self, snapshot: Snapshot) -> None:
         started = time.monotonic()
