@@ -13,6 +13,8 @@ import re
 import tempfile
 from collections.abc import Iterator
 
+from ig_metrics.bpf.filters import ProcessFilter
+from ig_metrics.bpf.hooks import HOOK_KINDS
 from ig_metrics.gadgets import INCLUDE_DIR
 from ig_metrics.gadgets.spec import GadgetSpec, Hook
 
@@ -127,9 +129,11 @@ def _explain_load_error(output: list[str]) -> str:
 class GadgetProgram:
     """One gadget's programs and maps in the kernel."""
 
-    def __init__(self, spec: GadgetSpec, cflags: tuple[str, ...] = ()) -> None:
+    def __init__(self, spec: GadgetSpec, cflags: tuple[str, ...] = (),
+                 process_filter: ProcessFilter | None = None) -> None:
         self.spec = spec
-        self.cflags = cflags
+        self.process_filter = process_filter or ProcessFilter()
+        self.cflags = (*cflags, *self.process_filter.cflags())
         self.bpf = None
         self._attached: list[Hook] = []
 
@@ -150,7 +154,7 @@ class GadgetProgram:
                 f"gadget {self.spec.name}: the BPF program does not compile:\n"
                 f"{_explain_compile_errors(self.spec, output, include_line, inserted)}")
         for hook in self.spec.hooks:
-            kind = BPF.TRACEPOINT if hook.kind == "tracepoint" else BPF.RAW_TRACEPOINT
+            kind = HOOK_KINDS[hook.kind].program_type(BPF)
             with _captured_stderr() as output:
                 try:
                     self.bpf.load_func(hook.program.encode(), kind)
@@ -161,6 +165,7 @@ class GadgetProgram:
                 raise GadgetLoadError(
                     f"gadget {self.spec.name}: the kernel refused program {hook.program} "
                     f"({failure}):\n{_explain_load_error(output)}")
+        self.process_filter.apply(self.bpf)
 
     def attach(self) -> None:
         """Attach every program; on any failure detach what was attached and raise."""
@@ -168,12 +173,7 @@ class GadgetProgram:
         for hook in self.spec.hooks:
             try:
                 with _captured_stderr():
-                    if hook.kind == "tracepoint":
-                        self.bpf.attach_tracepoint(tp=hook.target.encode(),
-                                                   fn_name=hook.program.encode())
-                    else:
-                        self.bpf.attach_raw_tracepoint(tp=hook.target.encode(),
-                                                       fn_name=hook.program.encode())
+                    HOOK_KINDS[hook.kind].attach(self.bpf, hook)
             except Exception as error:   # bcc raises plain Exception
                 self.detach()
                 raise GadgetLoadError(
@@ -187,16 +187,13 @@ class GadgetProgram:
         from ig_metrics.gadgets.seeders import SEEDERS
 
         for seed in self.spec.seeds:
-            SEEDERS[seed.seeder](self.table(seed.map))
+            SEEDERS[seed.seeder](self.table(seed.map), keep=self.process_filter.keeps)
 
     def detach(self) -> None:
         """Detach every attached program (idempotent); maps stay readable."""
         while self._attached:
             hook = self._attached.pop()
-            if hook.kind == "tracepoint":
-                self.bpf.detach_tracepoint(hook.target.encode())
-            else:
-                self.bpf.detach_raw_tracepoint(hook.target.encode())
+            HOOK_KINDS[hook.kind].detach(self.bpf, hook)
 
     @property
     def attached(self) -> bool:
@@ -209,6 +206,7 @@ class GadgetProgram:
         self.detach()
         self.bpf.cleanup()
         self.bpf = None
+        self.process_filter.close()
 
     def table(self, name: str):
         assert self.bpf is not None, "load() first"

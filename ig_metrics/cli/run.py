@@ -9,10 +9,13 @@ import sys
 import threading
 from typing import Annotated
 
+from pathlib import Path
+
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
+from ig_metrics.bpf.filters import FilterError, ProcessFilter
 from ig_metrics.cli.common import ExitCode, ProfilesDirOption, fail
 from ig_metrics.config import ConfigError, load_catalog, parse_duration, resolve_profiles_dir
 from ig_metrics.gadgets import GadgetSpecError, UnknownGadget, resolve
@@ -62,6 +65,18 @@ def run(
         "--idle-expiry", metavar="DURATION",
         help="Drop a series from the kernel maps and the export once it has not "
              "changed for this long (0 keeps every series).")] = "10m",
+    pid: Annotated[list[int] | None, typer.Option(
+        "--pid", metavar="PID",
+        help="Only these processes (repeat for several, up to 16); filtered in the kernel.")]
+    = None,
+    comm: Annotated[str | None, typer.Option(
+        "--comm", metavar="NAME",
+        help="Only processes with this command name, as in /proc/PID/comm "
+             "(15 characters at most); filtered in the kernel.")] = None,
+    cgroup: Annotated[Path | None, typer.Option(
+        "--cgroup", metavar="DIR",
+        help="Only processes in this cgroup v2 directory or below it, e.g. "
+             "/sys/fs/cgroup/system.slice/nginx.service; filtered in the kernel.")] = None,
 ) -> None:
     """Run a gadget and stream its metrics to every exporter of a profile.
 
@@ -72,6 +87,7 @@ def run(
       [bold]ig-metrics run --gadget tcp --profile local[/bold]
       [bold]ig-metrics run --gadget tcp --profile otlp-prod --no-tui --interval 15s[/bold]
       [bold]ig-metrics run -g tcp --duration 60s --sort tcp.received --top 10[/bold]
+      [bold]ig-metrics run -g tcp --comm nginx[/bold]   (only processes named nginx)
     """
     interval_seconds = _duration(interval)
     duration_seconds = _duration(duration)
@@ -83,6 +99,10 @@ def run(
     try:
         sort_column = check_sort(spec, sort)
     except UnknownSortColumn as error:
+        fail(str(error))
+    try:
+        process_filter = ProcessFilter(tuple(pid or ()), comm, cgroup)
+    except FilterError as error:
         fail(str(error))
     directory, _rule = resolve_profiles_dir(profiles_dir)
     catalog = load_catalog([directory])
@@ -102,7 +122,7 @@ def run(
     use_tui = not no_tui and sys.stdout.isatty()
     console = Console(stderr=not use_tui)
     _configure_logging(console, use_tui)
-    code = _run_agent(spec, chosen, console=console, use_tui=use_tui,
+    code = _run_agent(spec, chosen, process_filter, console=console, use_tui=use_tui,
                       duration=duration_seconds, top=top, sort=sort_column,
                       idle_expiry=expiry_seconds if expiry_seconds is not None
                       else DEFAULT_IDLE_EXPIRY)
@@ -122,12 +142,13 @@ def _configure_logging(console: Console, use_tui: bool) -> None:
     root.propagate = False
 
 
-def _run_agent(spec, profile, *, console: Console, use_tui: bool, duration: float | None,
-               top: int, sort: str, idle_expiry: float) -> int:
+def _run_agent(spec, profile, process_filter, *, console: Console, use_tui: bool,
+               duration: float | None, top: int, sort: str, idle_expiry: float) -> int:
     from ig_metrics.pipeline.agent import Agent, RunError
     from ig_metrics.ui.live import LiveView, summary_line
 
-    agent = Agent(spec, profile, idle_expiry=idle_expiry, console=console)
+    agent = Agent(spec, profile, idle_expiry=idle_expiry, console=console,
+                  process_filter=process_filter)
     stop = threading.Event()
     previous = {}
 
@@ -146,6 +167,8 @@ def _run_agent(spec, profile, *, console: Console, use_tui: bool, duration: floa
         try:
             if use_tui:
                 title = f"ig-metrics · {spec.name} · profile {profile.name}"
+                if process_filter.active:
+                    title += f" · {process_filter.describe()}"
                 with LiveView(spec, top=top, sort=sort, title=title, console=console) as view:
                     agent.run(stop, duration=duration,
                               tick_interval=min(UI_TICK_INTERVAL, agent.tick_interval),

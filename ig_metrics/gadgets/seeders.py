@@ -56,7 +56,8 @@ def _fd_dirs(proc: Path) -> Iterator[str]:
             yield f"{proc}/{name}/fd"
 
 
-def seed_tcp_listeners(table, proc: Path = Path("/proc")) -> int:
+def seed_tcp_listeners(table, keep: Callable[[int], bool] = lambda pid: True,
+                       proc: Path = Path("/proc")) -> int:
     """Port -> pid of the process listening on it, for listeners that opened
     before the gadget: without them, inbound connections to e.g. a web server
     started earlier would have no process. Entries already there are kept: the
@@ -66,7 +67,7 @@ def seed_tcp_listeners(table, proc: Path = Path("/proc")) -> int:
     seeded = 0
     for port, inode in ports.items():
         pid = owners.get(inode)
-        if pid is None:
+        if pid is None or not keep(pid):     # not one of the processes this run looks at
             continue
         key = table.Key(port)
         if key not in table:

@@ -10,6 +10,7 @@ import re
 
 import yaml
 
+from ig_metrics.bpf.hooks import HOOK_KINDS
 from ig_metrics.config.model import Problem
 from ig_metrics.config.suggest import did_you_mean
 from ig_metrics.config.yamlnodes import (compose_text, describe_node, line_of,
@@ -19,7 +20,6 @@ from ig_metrics.gadgets.seeders import SEEDERS
 from ig_metrics.pipeline.snapshot import COUNTER, GAUGE, HISTOGRAM
 
 SPEC_FILE = "gadget.yaml"
-HOOK_KINDS = ("tracepoint", "raw_tracepoint")
 SOURCE_KINDS = ("slots", "counters", "histogram")
 METRIC_KINDS = (COUNTER, GAUGE, HISTOGRAM)
 # Kernel units a histogram may record in: how many make one exported unit

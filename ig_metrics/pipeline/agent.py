@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from ig_metrics import __version__
+from ig_metrics.bpf.filters import ProcessFilter
 from ig_metrics.bpf.loader import GadgetLoadError, GadgetProgram
 from ig_metrics.config.model import Profile
 from ig_metrics.exporters import create_exporter
@@ -39,8 +40,10 @@ def resource_for(spec: GadgetSpec) -> Attributes:
 
 class Agent:
     def __init__(self, spec: GadgetSpec, profile: Profile, *,
-                 idle_expiry: float = DEFAULT_IDLE_EXPIRY, console=None) -> None:
+                 idle_expiry: float = DEFAULT_IDLE_EXPIRY, console=None,
+                 process_filter: ProcessFilter | None = None) -> None:
         self.spec = spec
+        self.process_filter = process_filter
         self.profile = profile
         self.idle_expiry = idle_expiry
         self.console = console
@@ -58,7 +61,7 @@ class Agent:
         failure everything already done is undone and RunError is raised."""
         self.exporters = [create_exporter(config, console=self.console)
                           for config in self.profile.exporters]
-        program = GadgetProgram(self.spec)
+        program = GadgetProgram(self.spec, process_filter=self.process_filter)
         try:
             program.load()
         except GadgetLoadError as error:

@@ -64,6 +64,61 @@ static __always_inline void ig_hist_record(struct ig_hist *h, u64 value, u32 rea
         ig_drop(reason);
 }
 
+/* Which processes a run looks at (--pid, --comm, --cgroup), decided in the
+ * kernel. Without -DIG_FILTERED every process passes at no cost; with it the
+ * loader fills ig_filter (and ig_filter_cgroup) before attaching. */
+#ifndef IG_FILTER_MAX_PIDS
+#define IG_FILTER_MAX_PIDS 16
+#endif
+
+#ifdef IG_FILTERED
+struct ig_filter {
+    u32 npids;
+    u32 comm_set;
+    u32 cgroup_set;
+    u32 unused;
+    u32 pids[IG_FILTER_MAX_PIDS];
+    u64 comm[2];
+};
+
+BPF_ARRAY(ig_filter, struct ig_filter, 1);
+BPF_CGROUP_ARRAY(ig_filter_cgroup, 1);
+
+static __always_inline int ig_filter_pass(void)
+{
+    u32 zero = 0;
+    struct ig_filter *f = ig_filter.lookup(&zero);
+    if (!f)
+        return 1;
+    if (f->npids) {
+        u32 tgid = bpf_get_current_pid_tgid() >> 32;
+        int found = 0;
+#pragma unroll
+        for (int i = 0; i < IG_FILTER_MAX_PIDS; i++) {
+            if (i < f->npids && f->pids[i] == tgid)
+                found = 1;
+        }
+        if (!found)
+            return 0;
+    }
+    if (f->comm_set) {
+        u64 comm[2] = {};
+        bpf_get_current_comm(&comm, sizeof(comm));
+        if (comm[0] != f->comm[0] || comm[1] != f->comm[1])
+            return 0;
+    }
+    /* the cgroup given or any cgroup below it */
+    if (f->cgroup_set && ig_filter_cgroup.check_current_task(0) != 1)
+        return 0;
+    return 1;
+}
+#else
+static __always_inline int ig_filter_pass(void)
+{
+    return 1;
+}
+#endif
+
 /* Process names, taken in the kernel once per new key (a process may exit
  * before user space could read /proc/PID/comm). LRU: old pids age out. */
 #ifndef IG_MAX_COMMS

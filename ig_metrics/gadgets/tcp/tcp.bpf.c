@@ -251,6 +251,8 @@ int on_set_state(struct tracepoint__sock__inet_sock_set_state *args)
     u64 now = bpf_ktime_get_ns();
 
     if (new == TCP_LISTEN) {
+        if (!ig_filter_pass())
+            return 0;
         u32 tgid = current_tgid();
         listeners.update(&sport, &tgid);
         ig_remember_comm(tgid);
@@ -267,6 +269,8 @@ int on_set_state(struct tracepoint__sock__inet_sock_set_state *args)
          * to a socket whose destruction we did not see. */
         if (s)
             bury(s);
+        if (new == TCP_SYN_SENT && !ig_filter_pass())
+            return 0;
         struct sock_state init = {};
         fill_peer(&init.key, family, args->daddr, args->daddr_v6);
         if (new == TCP_SYN_SENT) {
@@ -282,6 +286,10 @@ int on_set_state(struct tracepoint__sock__inet_sock_set_state *args)
             /* the child socket of a listener, made in softirq context: the
              * process that will read it is not known yet */
             u32 *listener = listeners.lookup(&sport);
+#ifdef IG_FILTERED
+            if (!listener)      /* only listeners that passed the filter are known */
+                return 0;
+#endif
             init.opener = listener ? *listener : 0;
             init.key.direction = DIR_INBOUND;
             init.key.server_port = sport;
@@ -291,7 +299,11 @@ int on_set_state(struct tracepoint__sock__inet_sock_set_state *args)
     }
 
     if (!s) {
-        /* A connection that opened before we started. */
+        /* A connection that opened before we started. Under a process filter
+         * it waits for its first byte, when its process is known. */
+#ifdef IG_FILTERED
+        return 0;
+#endif
         struct sock_state init = {};
         init.flags = SOCK_LATE | SOCK_ESTABLISHED;
         fill_peer(&init.key, family, args->daddr, args->daddr_v6);
@@ -358,6 +370,8 @@ static __always_inline void count_io(u64 sk, u16 family, s64 len, int is_send)
     u32 tgid = current_tgid();
     if (s && s->owner == tgid)
         goto own;
+    if (!ig_filter_pass())
+        return;
     if (!s) {
         /* A socket that connected before we started and has not changed
          * state since: its peer is unknown, its bytes and process are not. */
@@ -468,6 +482,10 @@ int on_retransmit_synack(struct tracepoint__tcp__tcp_retransmit_synack *args)
     key.server_port = sport;
     key.direction = DIR_INBOUND;
     u32 *listener = listeners.lookup(&sport);
+#ifdef IG_FILTERED
+    if (!listener)
+        return 0;
+#endif
     key.pid = listener ? *listener : 0;
     struct flow_counts *c = flow_counters(&key);
     if (c)
@@ -484,7 +502,11 @@ int on_send_reset(struct bpf_raw_tracepoint_args *ctx)
         count_socket_event(sk, EVENT_RESET_SENT);
         return 0;
     }
-    /* a reset the kernel sends for no socket (e.g. to a closed port) */
+    /* a reset the kernel sends for no socket (e.g. to a closed port): it is
+     * no process's, so a process filter leaves it out */
+#ifdef IG_FILTERED
+    return 0;
+#endif
     struct flow_key key = {};
     struct flow_counts *c = flow_counters(&key);
     if (c)
