@@ -7,7 +7,8 @@
 #
 # Usage: sudo ./scripts/setup.sh [--test]
 #   --test   also install what the test suite needs: prometheus, bpftrace, bpftool,
-#            iperf3, nftables, iptables, iproute2, openssl, procps and pip's .[test]
+#            iperf3, nftables, iptables, iproute2, openssl, procps, mount (losetup)
+#            and pip's .[test]
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -17,7 +18,7 @@ SYSTEM_PYTHON=/usr/bin/python3        # Debian's Python: the one whose dist-pack
 RELEASE="$(uname -r)"
 MODULES="/lib/modules/$RELEASE"
 RUNTIME_PACKAGES=(python3-bpfcc bpfcc-tools python3-venv)
-TEST_PACKAGES=(prometheus bpftrace bpftool iperf3 nftables iptables iproute2 openssl procps)
+TEST_PACKAGES=(prometheus bpftrace bpftool iperf3 nftables iptables iproute2 openssl procps mount)
 export DEBIAN_FRONTEND=noninteractive
 
 with_tests=0
@@ -29,7 +30,7 @@ change() { changed=1; say "$*"; }
 die() { echo "setup: error: $*" >&2; exit 1; }
 
 usage() {
-    sed -n 's/^# \{0,1\}//; 2,9p' "${BASH_SOURCE[0]}"
+    sed -n 's/^# \{0,1\}//; 2,11p' "${BASH_SOURCE[0]}"
 }
 
 parse_args() {

@@ -17,7 +17,7 @@ import time
 import urllib.parse
 import urllib.request
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,8 @@ from typing import Any
 import grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as service_grpc
+from google.protobuf.duration_pb2 import Duration
+from google.rpc.error_details_pb2 import RetryInfo
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from ig_metrics.config.model import (
@@ -38,7 +40,12 @@ PROMETHEUS = "/usr/bin/prometheus"
 PROMTOOL = "/usr/bin/promtool"
 HANG_LIMIT = 60.0        # a hanging receiver answers after this long at the latest
 
-OK, UNAVAILABLE, HANG = "ok", "unavailable", "hang"
+# What a receiver does with a request: answer; refuse for now (gRPC UNAVAILABLE,
+# HTTP 503); never answer; answer after `delay`; throttle (RESOURCE_EXHAUSTED
+# with RetryInfo, HTTP 429 with Retry-After, both `retry_after` seconds); refuse
+# for good (UNAUTHENTICATED, HTTP 401).
+OK, UNAVAILABLE, HANG, SLOW = "ok", "unavailable", "hang", "slow"
+THROTTLE, UNAUTHENTICATED = "throttle", "unauthenticated"
 
 
 def require_tool(path: Path | str | None, what: str) -> Path:
@@ -70,6 +77,8 @@ class Received:
     path: str = ""                    # HTTP only
     body_size: int = 0                # HTTP only: bytes on the wire
     content_encoding: str = ""        # HTTP only
+    arrived: float = field(default_factory=time.monotonic)
+    peer: str = ""                    # the client's address and port: one per connection
 
 
 @dataclass(frozen=True)
@@ -128,16 +137,20 @@ class OtlpGrpcReceiver:
 
     def __init__(self, *, behaviour: str = OK, host: str = "127.0.0.1",
                  tls: tuple[Path, Path, Path | None] | None = None,
-                 echo_headers: bool = False) -> None:
+                 echo_headers: bool = False, port: int = 0, delay: float = 0.0,
+                 retry_after: float = 1.0) -> None:
         self.behaviour = behaviour
         self.host = host
         self.echo_headers = echo_headers
+        self.delay = delay
+        self.retry_after = retry_after
+        self.attempts = 0                 # requests that reached the servicer, answered or not
         self.received: list[Received] = []
         self._arrived = threading.Condition()
         self._release = threading.Event()
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
         service_grpc.add_MetricsServiceServicer_to_server(_Servicer(self), self._server)
-        address = f"[{host}]:0" if ":" in host else f"{host}:0"
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         if tls is None:
             self.port = self._server.add_insecure_port(address)
         else:
@@ -155,15 +168,27 @@ class OtlpGrpcReceiver:
 
     def record(self, request, context) -> service_pb2.ExportMetricsServiceResponse:
         metadata = {key.lower(): value for key, value in context.invocation_metadata()}
+        with self._arrived:
+            self.attempts += 1
         if self.behaviour == HANG:
             self._release.wait(HANG_LIMIT)
+        if self.behaviour == SLOW:
+            self._release.wait(self.delay)
         if self.behaviour == UNAVAILABLE:
             details = "test receiver is unavailable"
             if self.echo_headers:
                 details += f" for {metadata}"
             context.abort(grpc.StatusCode.UNAVAILABLE, details)
+        if self.behaviour == THROTTLE:
+            info = RetryInfo(retry_delay=Duration(seconds=int(self.retry_after),
+                                                  nanos=int(self.retry_after % 1 * 1e9)))
+            context.set_trailing_metadata((("google.rpc.retryinfo-bin",
+                                            info.SerializeToString()),))
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "test receiver is throttling")
+        if self.behaviour == UNAUTHENTICATED:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "test receiver wants a token")
         with self._arrived:
-            self.received.append(Received(request, metadata))
+            self.received.append(Received(request, metadata, peer=context.peer()))
             self._arrived.notify_all()
         return service_pb2.ExportMetricsServiceResponse()
 
@@ -200,15 +225,19 @@ class OtlpHttpReceiver:
 
     def __init__(self, *, behaviour: str = OK,
                  tls: tuple[Path, Path, Path | None] | None = None,
-                 path: str = "/v1/metrics", echo_headers: bool = False) -> None:
+                 path: str = "/v1/metrics", echo_headers: bool = False, port: int = 0,
+                 delay: float = 0.0, retry_after: float = 1.0) -> None:
         self.behaviour = behaviour
         self.echo_headers = echo_headers
         self.metrics_path = path
+        self.delay = delay
+        self.retry_after = retry_after
+        self.attempts = 0
         self.received: list[Received] = []
+        self.connections: set[socket.socket] = set()      # open keep-alive connections
         self._arrived = threading.Condition()
         self._release = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
+        self._server = _RestartableServer(("127.0.0.1", port), _handler_for(self))
         if tls is not None:
             cert, key, client_ca = tls
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -240,9 +269,18 @@ class OtlpHttpReceiver:
             return list(self.received)
 
     def close(self) -> None:
+        """Stop as a killed collector would: listening socket and every
+        keep-alive connection closed."""
         self._release.set()
         self._server.shutdown()
         self._server.server_close()
+        with self._arrived:
+            connections = list(self.connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass      # already closed by its handler
 
     def __enter__(self) -> OtlpHttpReceiver:
         return self
@@ -251,19 +289,47 @@ class OtlpHttpReceiver:
         self.close()
 
 
+class _RestartableServer(ThreadingHTTPServer):
+    """Binds a port its killed predecessor just left (SO_REUSEADDR)."""
+
+    allow_reuse_address = True
+    daemon_threads = True
+
+
 def _handler_for(receiver: OtlpHttpReceiver) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
+        def setup(self) -> None:
+            super().setup()
+            with receiver._arrived:
+                receiver.connections.add(self.connection)
+
+        def finish(self) -> None:
+            with receiver._arrived:
+                receiver.connections.discard(self.connection)
+            super().finish()
+
         def do_POST(self) -> None:  # noqa: N802 (http.server's name)
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            with receiver._arrived:
+                receiver.attempts += 1
             if receiver.behaviour == HANG:
                 receiver.hold()
+            if receiver.behaviour == SLOW:
+                receiver._release.wait(receiver.delay)
             if receiver.behaviour == UNAVAILABLE:
                 reason = "Unavailable"
                 if receiver.echo_headers:
                     reason += f" for {dict(self.headers.items())}"
                 self._answer(503, b"unavailable", "text/plain", reason)
+                return
+            if receiver.behaviour == THROTTLE:
+                self._answer(429, b"slow down", "text/plain",
+                             extra={"Retry-After": f"{receiver.retry_after:.0f}"})
+                return
+            if receiver.behaviour == UNAUTHENTICATED:
+                self._answer(401, b"a token is needed", "text/plain")
                 return
             if self.path != receiver.metrics_path:
                 self._answer(404, b"not found", "text/plain")
@@ -273,16 +339,19 @@ def _handler_for(receiver: OtlpHttpReceiver) -> type[BaseHTTPRequestHandler]:
             request = service_pb2.ExportMetricsServiceRequest.FromString(payload)
             receiver.record(Received(
                 request, {key.lower(): value for key, value in self.headers.items()},
-                path=self.path, body_size=len(body), content_encoding=encoding))
+                path=self.path, body_size=len(body), content_encoding=encoding,
+                peer=f"{self.client_address[0]}:{self.client_address[1]}"))
             self._answer(200, service_pb2.ExportMetricsServiceResponse().SerializeToString(),
                          "application/x-protobuf")
 
         def _answer(self, status: int, body: bytes, content_type: str,
-                    reason: str | None = None) -> None:
+                    reason: str | None = None, extra: dict[str, str] | None = None) -> None:
             try:
                 self.send_response(status, reason)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
+                for name, value in (extra or {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
             except (BrokenPipeError, ConnectionResetError):
@@ -407,9 +476,10 @@ class PrometheusServer(_ServerProcess):
 
     name = "prometheus"
 
-    def __init__(self, targets: list[str], workdir: Path) -> None:
+    def __init__(self, targets: list[str], workdir: Path, **scrape: Any) -> None:
         self.targets = targets
         self.workdir = workdir
+        self.scrape = scrape        # more of the scrape config: scheme, tls_config, basic_auth
         self.port = 0
         self._process: subprocess.Popen | None = None
 
@@ -419,7 +489,8 @@ class PrometheusServer(_ServerProcess):
         config.write_text(json.dumps({
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
             "scrape_configs": [{"job_name": "ig-metrics",
-                                "static_configs": [{"targets": self.targets}]}],
+                                "static_configs": [{"targets": self.targets}],
+                                **self.scrape}],
         }))
         self.port = free_port()
         log = open(self.workdir / "prometheus.log", "wb")

@@ -40,8 +40,8 @@ def test_zsh_script_starts_with_compdef() -> None:
 
 
 def test_bash_completion_offers_the_commands() -> None:
-    assert {"run", "exporters", "gadgets", "doctor"} <= set(bash_complete("ig-metrics "))
-    assert set(bash_complete("ig-metrics d")) == {"doctor"}
+    assert {"run", "exporters", "gadgets", "doctor", "deploy"} <= set(bash_complete("ig-metrics "))
+    assert set(bash_complete("ig-metrics d")) == {"deploy", "doctor"}
 
 
 def test_bash_completion_offers_subcommands_and_options() -> None:

@@ -20,7 +20,7 @@ HTTP_FORMS = "expected a URL http(s)://host[:port][/path], e.g. http://localhost
 LISTEN_FORMS = ("expected host:port, [ipv6]:port or :port (all interfaces), "
                 "e.g. 127.0.0.1:9464")
 OTLP_KEYS = ("type, interval, description, endpoint, insecure, tls, headers, timeout, "
-             "compression, temporality")
+             "compression, temporality, retry, queue, limits")
 NAME_RULE = ("names use lowercase letters, digits, '.', '_' and '-', and start with a "
              "letter or a digit")
 TYPES = "prometheus, otlp-grpc, otlp-http, console"
@@ -46,7 +46,7 @@ EXPECTED_ERRORS: dict[str, list[tuple[int, str]]] = {
         (7, "exporters.central.colour: unknown key 'colour'. "
             f"Allowed keys for otlp-grpc exporters: {OTLP_KEYS}"),
         (11, "profiles.prod.intervall: unknown key 'intervall'; did you mean 'interval'? "
-             "Allowed keys for profiles: exporters, interval, description"),
+             "Allowed keys for profiles: exporters, interval, description, sampler"),
     ],
     "unknown-top-level-key.yaml": [
         (1, "unknown top-level key 'exporter'; did you mean 'exporters'? "
@@ -75,7 +75,8 @@ EXPECTED_ERRORS: dict[str, list[tuple[int, str]]] = {
     "missing-required.yaml": [
         (2, "exporters.central: missing required key 'endpoint' (the collector: host:port, "
             "[ipv6]:port or http(s)://host:port; "
-            "e.g. endpoint: otel-collector.observability.svc:4317)"),
+            "e.g. endpoint: otel-collector.observability.svc:4317; or set "
+            "$OTEL_EXPORTER_OTLP_METRICS_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT)"),
         (5, f"exporters.untyped: missing required key 'type' (one of {TYPES})"),
         (8, "profiles.prod: missing required key 'exporters' (the exporter templates this "
             "profile runs, by name, from any file; e.g. exporters: [prom-local])"),
@@ -154,6 +155,25 @@ EXPECTED_ERRORS: dict[str, list[tuple[int, str]]] = {
              "and 'prom-a' (127.0.0.1:9464) cannot both listen: they need the same port; "
              "give each its own listen address"),
     ],
+    "reliability-settings.yaml": [
+        (6, "exporters.central.retry: initial (60s) is longer than max (10s); waits grow "
+            "from initial up to max"),
+        (8, "exporters.central.queue.max_batches: must be at least 1, got '0'"),
+        (9, "exporters.central.queue.max_bytes: 'lots' is not a size; write e.g. 65536, "
+            "512KiB, 64MiB or 1GB"),
+        (11, "exporters.central.limits.max_series: must be at least 2, got '1'"),
+        (12, "exporters.central.limits.max_export_share: expected a share like 50% or 0.5, "
+             "more than 0 and at most 100%, got '150%'"),
+        (17, "exporters.scrape.tls: missing required key 'key_file' (private key (PEM) of "
+             "cert_file; e.g. key_file: /etc/ig-metrics/server-key.pem)"),
+        # The value may be a password written in clear: never quoted.
+        (19, "exporters.scrape.basic_auth.prometheus: not a bcrypt hash (the value is not "
+             "shown); write the bcrypt hash of the password, not the password: e.g. "
+             "htpasswd -nbBC 10 '' PASSWORD | tr -d ':\\n', or python3 -c \"import bcrypt, "
+             "getpass; print(bcrypt.hashpw(getpass.getpass().encode(), "
+             "bcrypt.gensalt()).decode())\""),
+        (22, "exporters.spaced.limits: min_interval (60s) is longer than max_interval (10s)"),
+    ],
     "invalid-name.yaml": [
         (2, f"exporters.Prom_Local: invalid name 'Prom_Local'; {NAME_RULE}"),
         (5, f"profiles.-local: invalid name '-local'; {NAME_RULE}"),
@@ -161,6 +181,12 @@ EXPECTED_ERRORS: dict[str, list[tuple[int, str]]] = {
 }
 
 EXPECTED_WARNINGS: dict[str, list[tuple[int, str]]] = {
+    "reliability-settings.yaml": [
+        (6, "exporters.cumulative-queue.queue: ignored: only temporality: delta queues "
+            "intervals; a cumulative export carries the totals, so a failed one loses nothing"),
+        (10, "exporters.open-scrape: basic_auth without tls: scrapers send their password "
+             "in clear to a listen address that is not loopback; add tls:"),
+    ],
     "unused-template.yaml": [(4, "exporters.spare: not used by any profile")],
     "insecure-remote.yaml": [
         (5, "exporters.remote-plaintext: metrics go unencrypted (insecure) to a host that "
@@ -246,8 +272,8 @@ def test_good_files_have_no_problem(path: Path) -> None:
 def test_the_whole_good_corpus_loads_as_one_catalog() -> None:
     catalog = load_catalog([CORPUS / "good", CORPUS / "good" / "split"])
     assert catalog.problems == []
-    assert sorted(catalog.profiles) == ["everything", "merged", "minimal", "split"]
-    assert len(catalog.exporters) == 12
+    assert sorted(catalog.profiles) == ["everything", "merged", "minimal", "reliable", "split"]
+    assert len(catalog.exporters) == 14
 
 
 def test_missing_path_is_an_error() -> None:

@@ -21,7 +21,7 @@ TEXT = DOC.read_text()
 @pytest.mark.parametrize("example", re.findall(r"```yaml\n(.*?)```", TEXT, re.S))
 def test_yaml_examples_are_valid_templates(example, tmp_path, monkeypatch):
     (tmp_path / "example.yaml").write_text(example)
-    for name in ("ca.pem", "client.pem", "client-key.pem"):
+    for name in ("ca.pem", "client.pem", "client-key.pem", "server.pem", "server-key.pem"):
         (tmp_path / name).write_text("placeholder")
     monkeypatch.setenv("IG_TENANT", "tenant")
     monkeypatch.setenv("OTLP_TOKEN", "token")

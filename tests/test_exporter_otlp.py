@@ -281,7 +281,7 @@ def test_delta_exports_differences_between_snapshots(type_, grpc_receiver, http_
     assert names == ["ig_metrics.series", "tcp.sent", "tcp.sent"]
 
 
-def test_a_failed_delta_interval_is_folded_into_the_next(grpc_receiver):
+def test_a_failed_delta_interval_is_queued_and_sent_before_the_next(grpc_receiver):
     exporter = started(otlp_config("d", "otlp-grpc", grpc_receiver.endpoint, insecure=True,
                                    temporality="delta", timeout=1.0))
     first = tcp_like_snapshot(seq=1)
@@ -290,11 +290,15 @@ def test_a_failed_delta_interval_is_folded_into_the_next(grpc_receiver):
     assert exporter.export(first, 1.0) is ExportResult.SUCCESS
     grpc_receiver.behaviour = UNAVAILABLE
     assert exporter.export(second, 1.0) is ExportResult.FAILURE
+    assert exporter.stats.queue_batches == 1
     grpc_receiver.behaviour = "ok"
     assert exporter.export(third, 1.0) is ExportResult.SUCCESS
+    assert exporter.stats.queue_batches == 0
     exporter.shutdown(1.0)
-    _, folded = grpc_receiver.wait_for(2)
-    assert sent_by_pid([folded]) == {4242: (250, first.time_ns, third.time_ns)}
+    _, queued, latest = grpc_receiver.wait_for(3)
+    # Each interval keeps its own bounds: nothing folded, nothing lost.
+    assert sent_by_pid([queued]) == {4242: (100, first.time_ns, second.time_ns)}
+    assert sent_by_pid([latest]) == {4242: (150, second.time_ns, third.time_ns)}
 
 
 def test_delta_histograms_subtract_bucket_by_bucket(grpc_receiver):
@@ -336,7 +340,7 @@ def test_failure_reason_never_shows_a_header_value(type_, caplog):
     status = worker.status()
     assert status.health is Health.STOPPED
     assert "***" in status.last_error and SECRET not in status.last_error
-    assert any("failing" in record.getMessage() for record in caplog.records)
+    assert any("degraded" in record.getMessage() for record in caplog.records)
     assert not [record for record in caplog.records if SECRET in record.getMessage()]
 
 

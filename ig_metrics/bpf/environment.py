@@ -283,10 +283,12 @@ def check_gadget_hooks(spec: GadgetSpec, paths: HostPaths) -> Check:
     if missing:
         return Check(name, False, f"gadget {spec.name}: this kernel lacks {', '.join(missing)}",
                      f"run this gadget on a kernel that has them (see {tracefs}/events/)")
-    raw = sum(hook.kind == "raw_tracepoint" for hook in spec.hooks)
+    kinds = [hook.kind for hook in spec.hooks]
+    found = [_count(kinds.count(kind), kind.replace("_", " "))
+             for kind in ("tracepoint", "raw_tracepoint", "socket_filter")
+             if kinds.count(kind) or kind != "socket_filter"]
     return Check(name, True, f"all {len(spec.hooks)} hooks of gadget {spec.name} exist "
-                             f"({_count(len(spec.hooks) - raw, 'tracepoint')}, "
-                             f"{_count(raw, 'raw tracepoint')})")
+                             f"({', '.join(found)})")
 
 
 def _count(number: int, noun: str) -> str:
@@ -300,6 +302,8 @@ def _hook_label(hook: Hook) -> str:
 def _hook_exists(hook: Hook, events: Path, kallsyms: Path) -> bool:
     if hook.kind == "tracepoint":
         return (events / hook.tracefs_path).is_dir()
+    if hook.kind == "socket_filter":
+        return True     # AF_PACKET sockets: part of every kernel that runs BPF
     if any(events.glob(f"*/{hook.target}")):
         return True
     # A bare tracepoint (DECLARE_TRACE) has no tracefs event; the kernel
@@ -443,5 +447,6 @@ def _compile_check(spec: GadgetSpec) -> Check:
                      f"fix the program in {spec.program}, or the environment check it points at")
     finally:
         program.close()
-    return Check(name, True, f"compiled, and the verifier accepted its {len(spec.hooks)} "
-                             f"programs in {time.monotonic() - started:.1f} s (not attached)")
+    return Check(name, True, f"compiled, and the verifier accepted its "
+                             f"{len(spec.active_hooks)} programs in "
+                             f"{time.monotonic() - started:.1f} s (not attached)")

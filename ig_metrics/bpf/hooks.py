@@ -4,7 +4,8 @@ socket filter, kprobe fallback...) is one class and one table line."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+import socket
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,47 @@ class RawTracepoint(HookKind):
         bpf.detach_raw_tracepoint(hook.target.encode())
 
 
+# linux/if_ether.h and asm-generic/socket.h: not in Python's socket module
+ETH_P_ALL = 0x0003
+SO_ATTACH_BPF = 50
+
+
+@dataclass(frozen=True)
+class SocketFilter(HookKind):
+    """A socket filter program on an AF_PACKET socket of this network
+    namespace: target `all` (every interface) or an interface name. The socket
+    is SOCK_DGRAM, so the program sees each packet from its network header on,
+    sent or received; what the program returns is how much of the packet to
+    queue, and a program that returns 0 keeps the socket empty."""
+
+    sockets: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def program_type(self, bpf_class) -> int:
+        return bpf_class.SOCKET_FILTER
+
+    def attach(self, bpf, hook) -> None:
+        program = bpf.funcs[hook.program.encode()]
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK,
+                             socket.htons(ETH_P_ALL))
+        try:
+            # Packets reach the socket before the filter does: let few queue.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+            if hook.target != "all":
+                sock.bind((hook.target, ETH_P_ALL))
+            sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_BPF, program.fd)
+        except OSError:
+            sock.close()
+            raise
+        self.sockets[(id(bpf), hook.program)] = sock
+
+    def detach(self, bpf, hook) -> None:
+        sock = self.sockets.pop((id(bpf), hook.program), None)
+        if sock is not None:
+            sock.close()          # the filter goes with the socket
+
+
 HOOK_KINDS: dict[str, HookKind] = {kind.name: kind for kind in (
     Tracepoint("tracepoint"),
     RawTracepoint("raw_tracepoint"),
+    SocketFilter("socket_filter"),
 )}

@@ -10,18 +10,26 @@ import ctypes as ct
 from dataclasses import dataclass
 import os
 import re
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 
 from ig_metrics.bpf.filters import ProcessFilter
 from ig_metrics.bpf.hooks import HOOK_KINDS
-from ig_metrics.gadgets import INCLUDE_DIR
+from ig_metrics.gadgets import BUILTIN_DIR, INCLUDE_DIR
 from ig_metrics.gadgets.spec import GadgetSpec, Hook
 
 SHARED_HEADER = "ig_metrics.h"
 _INCLUDE_LINE = f'#include "{SHARED_HEADER}"'
 _DIAGNOSTIC = re.compile(r"^/virtual/main\.c:(\d+):(\d+): (error|warning|note): (.*)$")
+# LLVM's code generator reports e.g. a stack over 512 bytes for a whole function.
+_BACKEND_DIAGNOSTIC = re.compile(
+    r"^error: /virtual/main\.c:\d+:\d+: in function (\w+)[^:]*: (.*)$")
 MAX_DIAGNOSTIC_LINES = 12
+TRIAL_COMPILE_TIMEOUT = 120.0
+_TRIAL_COMPILE = ("import sys\nfrom bcc import BPF\n"
+                  "BPF(text=sys.stdin.buffer.read(), cflags=sys.argv[1:])\n")
 
 
 class GadgetLoadError(Exception):
@@ -98,9 +106,15 @@ def program_source(spec: GadgetSpec) -> tuple[str, int, int]:
 
 def _explain_compile_errors(spec: GadgetSpec, output: list[str], include_line: int,
                             inserted: int) -> str:
-    """bcc's diagnostics trimmed to the errors, with lines of the user's file."""
+    """bcc's diagnostics trimmed to the errors (each with the source line and
+    caret clang prints under it), with lines of the user's file."""
     kept: list[str] = []
-    for line in output:
+    for index, line in enumerate(output):
+        backend = _BACKEND_DIAGNOSTIC.match(line)
+        if backend is not None:
+            kept.append(f"{spec.program}: error: in function {backend.group(1)}: "
+                        f"{backend.group(2)}")
+            continue
         match = _DIAGNOSTIC.match(line)
         if match is None:
             continue
@@ -114,9 +128,34 @@ def _explain_compile_errors(spec: GadgetSpec, output: list[str], include_line: i
             where = f"{spec.program}:{number}:{column}"
         if severity != "warning":
             kept.append(f"{where}: {severity}: {message}")
+            kept.extend(_quoted_source(output[index + 1:index + 3]))
     if not kept:
         kept = [line for line in output if line.strip()][-MAX_DIAGNOSTIC_LINES:]
     return "\n".join(kept[:MAX_DIAGNOSTIC_LINES])
+
+
+def _quoted_source(lines: list[str]) -> list[str]:
+    """The source line and caret under a diagnostic, if clang printed them."""
+    if len(lines) == 2 and lines[1].strip().startswith("^") and \
+            not _DIAGNOSTIC.match(lines[0]):
+        return lines
+    return []
+
+
+def _trial_compile(text: str, cflags: list[str]) -> list[str] | None:
+    """Compiles in a child process: LLVM's code generator ends the process that
+    runs it (exit(1)) on some errors, such as a BPF stack over 512 bytes, which
+    would take ig-metrics down without a word. None when it compiles, else what
+    the compiler printed."""
+    result = subprocess.run([sys.executable, "-c", _TRIAL_COMPILE, *cflags], input=text.encode(),
+                            capture_output=True, timeout=TRIAL_COMPILE_TIMEOUT)
+    if result.returncode == 0:
+        return None
+    return result.stderr.decode("utf-8", "replace").splitlines()
+
+
+def _is_builtin(spec: GadgetSpec) -> bool:
+    return spec.file.resolve().is_relative_to(BUILTIN_DIR)
 
 
 def _explain_load_error(output: list[str]) -> str:
@@ -133,18 +172,31 @@ class GadgetProgram:
                  process_filter: ProcessFilter | None = None) -> None:
         self.spec = spec
         self.process_filter = process_filter or ProcessFilter()
-        self.cflags = (*cflags, *self.process_filter.cflags())
+        # the gadget's parameters (--param) first: explicit cflags may override them
+        self.cflags = (*spec.cflags(), *cflags, *self.process_filter.cflags())
         self.bpf = None
         self._attached: list[Hook] = []
 
     def load(self) -> None:
         """Compile the C source and have the verifier accept every program."""
+        if self.process_filter.active and self.spec.no_process_filter:
+            raise GadgetLoadError(
+                f"gadget {self.spec.name}: --pid, --comm and --cgroup do not apply to it: "
+                f"{self.spec.no_process_filter}; run it without them")
         from bcc import BPF   # bcc's import costs ~0.2 s: only when a gadget runs
 
         text, include_line, inserted = program_source(self.spec)
+        cflags = [f"-I{INCLUDE_DIR}", *self.cflags]
+        # A user's gadget is compiled once in a child first (built-in ones are
+        # known to compile): an error that ends the compiling process is told.
+        failed = None if _is_builtin(self.spec) else _trial_compile(text, cflags)
+        if failed is not None:
+            raise GadgetLoadError(
+                f"gadget {self.spec.name}: the BPF program does not compile:\n"
+                f"{_explain_compile_errors(self.spec, failed, include_line, inserted)}")
         with _captured_stderr() as output:
             try:
-                self.bpf = BPF(text=text.encode(), cflags=[f"-I{INCLUDE_DIR}", *self.cflags])
+                self.bpf = BPF(text=text.encode(), cflags=cflags)
             except Exception as error:   # bcc raises plain Exception for compile errors
                 failure = error
             else:
@@ -153,7 +205,7 @@ class GadgetProgram:
             raise GadgetLoadError(
                 f"gadget {self.spec.name}: the BPF program does not compile:\n"
                 f"{_explain_compile_errors(self.spec, output, include_line, inserted)}")
-        for hook in self.spec.hooks:
+        for hook in self.spec.active_hooks:
             kind = HOOK_KINDS[hook.kind].program_type(BPF)
             with _captured_stderr() as output:
                 try:
@@ -170,7 +222,7 @@ class GadgetProgram:
     def attach(self) -> None:
         """Attach every program; on any failure detach what was attached and raise."""
         assert self.bpf is not None, "load() first"
-        for hook in self.spec.hooks:
+        for hook in self.spec.active_hooks:
             try:
                 with _captured_stderr():
                     HOOK_KINDS[hook.kind].attach(self.bpf, hook)
@@ -220,7 +272,7 @@ class GadgetProgram:
     def program_stats(self) -> list[ProgramStats]:
         from ig_metrics.bpf.maps import object_info
         stats = []
-        for hook in self.spec.hooks:
+        for hook in self.spec.active_hooks:
             function = self.bpf.funcs.get(hook.program.encode())
             if function is None:
                 continue

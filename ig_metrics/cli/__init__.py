@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "ig_metrics.cli.exporters",
     "ig_metrics.cli.gadgets",
     "ig_metrics.cli.doctor",
+    "ig_metrics.cli.deploy",
 )
 
 for _module in COMMAND_MODULES:

@@ -97,13 +97,25 @@ def _print_text(spec) -> None:
     table.add_column("unit")
     table.add_column("attributes")
     table.add_column("description")
+    optional = set(data["optional_attributes"])
     for metric in data["metrics"]:
         kind = metric["kind"]
         if metric.get("bounds"):
             kind += f"\n{len(metric['bounds'])} bounds, {metric['bounds'][1]:g}..{metric['bounds'][-1]:g}"
-        table.add_row(metric["name"], kind, metric["unit"], "\n".join(metric["attributes"]),
+        table.add_row(metric["name"], kind, metric["unit"],
+                      "\n".join(name + (" (if set)" if name in optional else "")
+                                for name in metric["attributes"]),
                       metric["description"])
     console.print(table)
+    if data["parameters"]:
+        parameters = Table(title=f"Parameters (run --gadget {spec.name} --param NAME=VALUE)",
+                           title_justify="left")
+        for column in ("parameter", "type", "default", "description"):
+            parameters.add_column(column)
+        for parameter in data["parameters"]:
+            parameters.add_row(parameter["name"], parameter["type"], repr(parameter["default"]),
+                               parameter["description"])
+        console.print(parameters)
     console.print("Hooks: " + ", ".join(f"{hook['kind']} {hook['target']}"
                                          for hook in data["hooks"]))
 

@@ -19,6 +19,7 @@ from ig_metrics.bpf.filters import FilterError, ProcessFilter
 from ig_metrics.cli.common import ExitCode, ProfilesDirOption, fail
 from ig_metrics.config import ConfigError, load_catalog, parse_duration, resolve_profiles_dir
 from ig_metrics.gadgets import GadgetSpecError, UnknownGadget, resolve
+from ig_metrics.gadgets.parameters import ParameterError
 from ig_metrics.pipeline.sampler import DEFAULT_IDLE_EXPIRY
 from ig_metrics.ui.rows import UnknownSortColumn, check_sort
 
@@ -77,6 +78,10 @@ def run(
         "--cgroup", metavar="DIR",
         help="Only processes in this cgroup v2 directory or below it, e.g. "
              "/sys/fs/cgroup/system.slice/nginx.service; filtered in the kernel.")] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", metavar="NAME=VALUE",
+        help="Set a parameter of the gadget (repeat for several); "
+             "'ig-metrics gadgets describe GADGET' lists them.")] = None,
 ) -> None:
     """Run a gadget and stream its metrics to every exporter of a profile.
 
@@ -88,13 +93,14 @@ def run(
       [bold]ig-metrics run --gadget tcp --profile otlp-prod --no-tui --interval 15s[/bold]
       [bold]ig-metrics run -g tcp --duration 60s --sort tcp.received --top 10[/bold]
       [bold]ig-metrics run -g tcp --comm nginx[/bold]   (only processes named nginx)
+      [bold]ig-metrics run -g file --param path_prefix=/etc[/bold]
     """
     interval_seconds = _duration(interval)
     duration_seconds = _duration(duration)
     expiry_seconds = 0.0 if idle_expiry.strip() == "0" else _duration(idle_expiry)
     try:
-        spec = resolve(gadget)
-    except (UnknownGadget, GadgetSpecError) as error:
+        spec = resolve(gadget).with_arguments(param or [])
+    except (UnknownGadget, GadgetSpecError, ParameterError) as error:
         fail(str(error))
     try:
         sort_column = check_sort(spec, sort)

@@ -78,11 +78,14 @@ class Catalog:
             known = ", ".join(sorted(self.profiles)) or "none"
             raise ConfigError(f"unknown profile '{name}'{did_you_mean(name, self.profiles) or '.'} "
                               f"Known profiles: {known} (from {self.describe_sources()})")
-        resolved = tuple(
-            ResolvedExporter(template, _interval(template, config, interval_override))
-            for template in (self.exporters[exporter] for exporter in config.exporters)
-        )
-        return Profile(config.name, config.description, resolved, config.file)
+        resolved = []
+        for template in (self.exporters[exporter] for exporter in config.exporters):
+            requested = _interval(template, config, interval_override)
+            floor = template.settings.limits.min_interval or 0.0
+            resolved.append(ResolvedExporter(template, max(requested, floor), requested))
+        resolved = tuple(resolved)
+        return Profile(config.name, config.description, resolved, config.file,
+                       config.sampler_max_series)
 
 
 def _interval(template: ExporterTemplate, profile: ProfileConfig,

@@ -18,6 +18,15 @@ NO_DEFAULT: Any = object()
 
 
 @dataclass(frozen=True)
+class EnvVar:
+    """An environment variable a setting defaults to, and the kind that reads its
+    format when that is not the setting's own (milliseconds, `k=v,...` headers)."""
+
+    name: str
+    kind: Kind | None = None
+
+
+@dataclass(frozen=True)
 class Field:
     """One setting a mapping may hold."""
 
@@ -28,6 +37,9 @@ class Field:
     required: bool = False
     default: Any = NO_DEFAULT         # the value given to the settings when absent
     default_shown: Any = NO_DEFAULT   # the same as a person writes it (schema, docs)
+    # Environment variables read when the key is absent, first set one wins
+    # (OTEL_EXPORTER_OTLP_*).
+    env: tuple[EnvVar, ...] = ()
 
     @property
     def summary(self) -> str:
@@ -52,13 +64,17 @@ class FieldValues:
 
     values: dict[str, Any] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)
+    from_env: dict[str, str] = field(default_factory=dict)   # key -> the variable read
     ok: bool = True
 
 
 def parse_fields(entries: Mapping[str, Entry], fields: Sequence[Field], site: Site,
-                 ctx: FileContext, owner: str, owner_line: int) -> FieldValues:
+                 ctx: FileContext, owner: str, owner_line: int, *,
+                 use_env: bool = True) -> FieldValues:
     """Read `entries` against `fields`; `owner` names what the mapping is, in the
-    plural, for messages ("otlp-grpc exporters")."""
+    plural, for messages ("otlp-grpc exporters"). With `use_env`, absent keys
+    take the environment variables their field names (a written section is
+    read with use_env=False: what the file sets is the whole of it)."""
     by_key = {f.key: f for f in fields}
     errors_before = ctx.error_count
     result = FieldValues()
@@ -75,13 +91,53 @@ def parse_fields(entries: Mapping[str, Entry], fields: Sequence[Field], site: Si
     for f in fields:
         if f.key in entries:
             continue
+        if use_env and _read_env_default(f, site, ctx, owner_line, result):
+            continue
         if f.required:
+            from_env = (f"; or set {' or '.join('$' + var.name for var in f.env)}"
+                        if f.env else "")
             ctx.error(owner_line, f"{site}: missing required key '{f.key}' "
-                                  f"({f.summary}; e.g. {f.key}: {inline_yaml(f.example)})")
+                                  f"({f.summary}; e.g. {f.key}: {inline_yaml(f.example)}"
+                                  f"{from_env})")
         elif f.has_default:
             result.values[f.key] = f.default
     result.ok = ctx.error_count == errors_before
     return result
+
+
+def _read_env_default(f: Field, site: Site, ctx: FileContext, owner_line: int,
+                      result: FieldValues) -> bool:
+    """Fill an absent key from its environment variables, as if `key: ${env:VAR}`
+    were written on the owner's line (so the value is a secret and messages hide
+    it); a section whose own fields read variables is filled from them. True
+    when the environment gave a value (or a mistaken one, already reported)."""
+    if isinstance(f.kind, Section):
+        if not any(sub.env for sub in f.kind.fields):
+            return False
+        read = parse_fields({}, tuple(sub for sub in f.kind.fields if sub.env),
+                            site.child(f.key), ctx, f.kind.owner, owner_line)
+        if not read.from_env:
+            return False
+        if read.ok:
+            result.values[f.key] = read.values
+            result.from_env[f.key] = ", ".join(read.from_env.values())
+        return True
+    variable = next((var for var in f.env if ctx.environ.get(var.name, "").strip()), None)
+    if variable is None:
+        return False
+    node = yaml.ScalarNode("tag:yaml.org,2002:str", f"${{env:{variable.name}}}",
+                           _mark(owner_line), _mark(owner_line))
+    child = site.child(f.key)
+    parsed = (variable.kind or f.kind).parse(
+        node, Site(f"{child.shown} (from ${variable.name})", child.key), ctx)
+    result.from_env[f.key] = variable.name
+    if parsed is not None:
+        result.values[f.key] = parsed.value
+    return True
+
+
+def _mark(line: int) -> yaml.Mark:
+    return yaml.Mark("environment", 0, max(0, line - 1), 0, None, None)
 
 
 def inline_yaml(value: Any) -> str:
@@ -119,7 +175,8 @@ class Section(Kind):
         entries = require_mapping(node, site, ctx, self.expected)
         if entries is None:
             return None
-        read = parse_fields(entries, self.fields, site, ctx, self.owner, line_of(node))
+        read = parse_fields(entries, self.fields, site, ctx, self.owner, line_of(node),
+                            use_env=False)
         return Parsed(read.values) if read.ok else None
 
     @property

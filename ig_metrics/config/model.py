@@ -12,9 +12,17 @@ from ig_metrics.config.durations import format_duration
 DEFAULT_INTERVAL = 10.0          # seconds, when neither exporter nor profile sets one
 DEFAULT_PROMETHEUS_LISTEN = ("127.0.0.1", 9464)
 DEFAULT_OTLP_TIMEOUT = 10.0      # seconds
+DEFAULT_RETRY_INITIAL = 1.0      # seconds before the first retry
+DEFAULT_RETRY_MAX = 30.0         # the longest wait between two attempts
+DEFAULT_QUEUE_BATCHES = 360      # an hour of 10 s delta intervals
+DEFAULT_QUEUE_BYTES = 64 * 1024 * 1024
+DEFAULT_POINTS_PER_EXPORT = 1000
+DEFAULT_EXPORT_SHARE = 0.5       # of the interval an export may take before it widens
+DEFAULT_MAX_INTERVAL_FACTOR = 8  # load never widens an interval beyond 8 times itself
+DEFAULT_SAMPLER_MAX_SERIES = 250_000   # series the sampler keeps apart (its memory budget)
 REDACTED = "***"
 # Settings whose every value is secret, whatever `secrets` says.
-ALWAYS_SECRET_SETTINGS = frozenset({"headers"})
+ALWAYS_SECRET_SETTINGS = frozenset({"headers", "basic_auth"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,16 +52,105 @@ class TlsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitSettings:
+    """Quotas of one exporter (`limits:`); every exporter type has them."""
+
+    max_series: int | None = None          # per metric, the overflow series included
+    max_series_by_metric: tuple[tuple[str, int], ...] = ()
+    max_points_per_export: int = DEFAULT_POINTS_PER_EXPORT   # OTLP: points per request
+    min_interval: float | None = None      # seconds; the interval is never shorter
+    max_interval: float | None = None      # seconds; None: DEFAULT_MAX_INTERVAL_FACTOR x interval
+    max_export_share: float = DEFAULT_EXPORT_SHARE
+
+    def series_limit(self, metric: str) -> int | None:
+        """The most series `metric` may have, the overflow series included."""
+        for name, limit in self.max_series_by_metric:
+            if name == metric:
+                return limit
+        return self.max_series
+
+    def as_written(self) -> dict[str, Any]:
+        written: dict[str, Any] = {}
+        if self.max_series is not None:
+            written["max_series"] = self.max_series
+        if self.max_series_by_metric:
+            written["max_series_by_metric"] = dict(self.max_series_by_metric)
+        written["max_points_per_export"] = self.max_points_per_export
+        for key, seconds in (("min_interval", self.min_interval),
+                             ("max_interval", self.max_interval)):
+            if seconds is not None:
+                written[key] = format_duration(seconds)
+        written["max_export_share"] = f"{self.max_export_share * 100:g}%"
+        return written
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySettings:
+    """How a push exporter retries (`retry:`): exponential backoff with jitter."""
+
+    initial: float = DEFAULT_RETRY_INITIAL     # seconds
+    max: float = DEFAULT_RETRY_MAX             # seconds
+    max_elapsed: float | None = None           # seconds a batch is retried; None: no limit
+
+    def as_written(self) -> dict[str, Any]:
+        written = {"initial": format_duration(self.initial), "max": format_duration(self.max)}
+        if self.max_elapsed is not None:
+            written["max_elapsed"] = format_duration(self.max_elapsed)
+        return written
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    """Where a delta exporter keeps the intervals it could not send yet (`queue:`)."""
+
+    max_batches: int = DEFAULT_QUEUE_BATCHES
+    max_bytes: int = DEFAULT_QUEUE_BYTES
+    dir: Path | None = None                    # None: in memory only
+
+    def as_written(self) -> dict[str, Any]:
+        written: dict[str, Any] = {"max_batches": self.max_batches,
+                                   "max_bytes": self.max_bytes}
+        if self.dir is not None:
+            written["dir"] = str(self.dir)
+        return written
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTlsSettings:
+    """TLS of the Prometheus endpoint, as in Prometheus' own web config."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None         # set: clients must present a certificate
+
+    def as_written(self) -> dict[str, str]:
+        written = {"cert_file": str(self.cert_file), "key_file": str(self.key_file)}
+        if self.client_ca_file is not None:
+            written["client_ca_file"] = str(self.client_ca_file)
+        return written
+
+
+@dataclass(frozen=True, slots=True)
 class PrometheusSettings:
     host: str = DEFAULT_PROMETHEUS_LISTEN[0]
     port: int = DEFAULT_PROMETHEUS_LISTEN[1]
+    tls: ServerTlsSettings | None = None
+    # user name -> bcrypt hash of the password, as Prometheus' basic_auth_users
+    basic_auth: tuple[tuple[str, str], ...] = ()
+    limits: LimitSettings = field(default_factory=LimitSettings)
 
     @property
     def listen(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     def as_written(self) -> dict[str, Any]:
-        return {"listen": self.listen}
+        written: dict[str, Any] = {"listen": self.listen}
+        if self.tls is not None:
+            written["tls"] = self.tls.as_written()
+        if self.basic_auth:
+            written["basic_auth"] = dict(self.basic_auth)
+        written["limits"] = self.limits.as_written()
+        return written
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,22 +165,30 @@ class OtlpSettings:
     timeout: float = DEFAULT_OTLP_TIMEOUT  # seconds
     compression: str = "none"              # "gzip" | "none"
     temporality: str = "cumulative"        # "cumulative" | "delta"
+    retry: RetrySettings = field(default_factory=RetrySettings)
+    queue: QueueSettings = field(default_factory=QueueSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
 
     def as_written(self) -> dict[str, Any]:
         written: dict[str, Any] = {"endpoint": self.endpoint, "insecure": self.insecure}
         if self.tls.as_written():
             written["tls"] = self.tls.as_written()
         written.update(headers=dict(self.headers), timeout=format_duration(self.timeout),
-                       compression=self.compression, temporality=self.temporality)
+                       compression=self.compression, temporality=self.temporality,
+                       retry=self.retry.as_written())
+        if self.temporality == "delta":
+            written["queue"] = self.queue.as_written()
+        written["limits"] = self.limits.as_written()
         return written
 
 
 @dataclass(frozen=True, slots=True)
 class ConsoleSettings:
     format: str = "text"                   # "text" | "json"
+    limits: LimitSettings = field(default_factory=LimitSettings)
 
     def as_written(self) -> dict[str, Any]:
-        return {"format": self.format}
+        return {"format": self.format, "limits": self.limits.as_written()}
 
 
 ExporterSettings = PrometheusSettings | OtlpSettings | ConsoleSettings
@@ -132,6 +237,7 @@ class ProfileConfig:
     line: int
     exporter_lines: tuple[int, ...] = ()   # the line of each name in `exporters`
     secrets: frozenset[str] = frozenset()  # "interval", "description" if from env
+    sampler_max_series: int | None = None  # the sampler's memory budget; None: its default
 
     def redacted(self) -> dict[str, Any]:
         """Plain data for display and logs, with values from env replaced by ***."""
@@ -165,10 +271,24 @@ def _redact_tree(tree: dict[str, Any], prefix: str, secrets: frozenset[str]) -> 
 
 @dataclass(frozen=True, slots=True)
 class ResolvedExporter:
-    """An exporter as one run uses it: template plus the interval it runs at."""
+    """An exporter as one run uses it: template plus the interval it runs at
+    (never below its `limits.min_interval`; `requested_interval` is what the
+    flag, template or profile asked for)."""
 
     template: ExporterTemplate
     interval: float
+    requested_interval: float | None = None
+
+    @property
+    def limits(self) -> LimitSettings:
+        return self.template.settings.limits
+
+    @property
+    def max_interval(self) -> float:
+        """The widest load may make the interval."""
+        ceiling = self.limits.max_interval
+        return max(self.interval, ceiling if ceiling is not None
+                   else self.interval * DEFAULT_MAX_INTERVAL_FACTOR)
 
     @property
     def name(self) -> str:
@@ -189,3 +309,4 @@ class Profile:
     description: str
     exporters: tuple[ResolvedExporter, ...]
     file: str
+    sampler_max_series: int | None = None

@@ -12,7 +12,9 @@ import yaml
 
 from ig_metrics.config.context import FileContext, Site
 from ig_metrics.config.fields import parse_fields, require_mapping
-from ig_metrics.config.model import ExporterTemplate, Problem, ProfileConfig
+from ig_metrics.config.model import (
+    DEFAULT_SAMPLER_MAX_SERIES, ExporterTemplate, Problem, ProfileConfig,
+)
 from ig_metrics.config.rules import ExporterDraft
 from ig_metrics.config.suggest import did_you_mean
 from ig_metrics.config.tables import (
@@ -161,5 +163,7 @@ def read_profile(entry: Entry, ctx: FileContext) -> DeclaredProfile:
         line=entry.line,
         exporter_lines=tuple(line for _, line, _ in references),
         secrets=frozenset(ctx.secrets),
+        sampler_max_series=read.values.get("sampler", {}).get(
+            "max_series", DEFAULT_SAMPLER_MAX_SERIES),
     )
     return DeclaredProfile(entry.key, entry.line, references, config)

@@ -29,12 +29,14 @@ def settings_reference() -> str:
 
 
 def _table(fields: Iterable[Field]) -> list[str]:
-    rows = ["| key | value | default | meaning | example |", "|---|---|---|---|---|"]
+    rows = ["| key | value | default | when absent, from | meaning | example |",
+            "|---|---|---|---|---|---|"]
     for key, f in _flatten(fields, ""):
         default = ("**required**" if f.required else
                    f"`{inline_yaml(f.default_shown)}`" if f.has_default else "")
+        environment = ", ".join(f"`${var.name}`" for var in f.env)
         example = f"`{key.rpartition('.')[2]}: {inline_yaml(f.example)}`"
-        rows.append(f"| `{key}` | {_escape(f.kind.expected)} | {default} | "
+        rows.append(f"| `{key}` | {_escape(f.kind.expected)} | {default} | {environment} | "
                     f"{_escape(f.doc)} | {_escape(example)} |")
     return rows
 

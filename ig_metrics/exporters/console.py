@@ -12,7 +12,7 @@ from typing import Any, TextIO
 from rich.console import Console
 
 from ig_metrics.config.model import ConsoleSettings
-from ig_metrics.exporters.base import Exporter, ExportResult
+from ig_metrics.exporters.base import Exporter, ExportFailure, ExportResult
 from ig_metrics.pipeline.snapshot import AttrValue, HistogramValue, Snapshot, bucket_quantile
 
 _NEEDS_QUOTES = frozenset(' ,{}="\t\n')
@@ -40,21 +40,24 @@ class ConsoleExporter(Exporter[ConsoleSettings]):
             return "stderr" if self.stream.stderr else "stdout"
         return getattr(self.stream, "name", "") or "stream"
 
-    def export(self, snapshot: Snapshot, timeout: float) -> ExportResult:
+    def deliver(self, snapshot: Snapshot, timeout: float) -> ExportResult:
         lines = (json_lines(snapshot) if self.settings.format == "json"
                  else text_lines(snapshot))
         if not lines:
             return ExportResult.SUCCESS
         if isinstance(self.stream, Console):
             self.stream.out("\n".join(lines), highlight=False)
+            self.stats.points_exported += snapshot.series_count
             return ExportResult.SUCCESS
         stream = self.stream if self.stream is not None else sys.stdout
         try:
             stream.write("\n".join(lines) + "\n")
             stream.flush()
         except OSError as error:      # a closed pipe: say so in the status
-            self.last_failure = f"cannot write to {self.target}: {error.strerror or error}"
+            self.failure = ExportFailure(
+                f"cannot write to {self.target}: {error.strerror or error}", "write")
             return ExportResult.FAILURE
+        self.stats.points_exported += snapshot.series_count
         return ExportResult.SUCCESS
 
 

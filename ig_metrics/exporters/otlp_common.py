@@ -1,85 +1,34 @@
-"""What the otlp-grpc and otlp-http exporters share: a snapshot (or its delta)
-as MetricsData handed to an SDK OTLP exporter's public `export()`, the reason
-of a failure as the SDK logged it, and header values kept out of every message."""
+"""What the otlp-grpc and otlp-http exporters share: cardinality limits, the
+newest cumulative snapshot or a queue of delta intervals, encoding through the
+SDK's data classes and encoder, and delivery over a transport of our own
+(retries are the worker's, not the SDK's: see docs/reliability.md)."""
 
 from __future__ import annotations
 
 import logging
-import threading
+import time
 from abc import abstractmethod
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
-from opentelemetry.sdk.metrics.export import (
-    AggregationTemporality, MetricExporter, MetricExportResult,
-)
+from opentelemetry.sdk.metrics.export import AggregationTemporality
 
-from ig_metrics.config.model import REDACTED, OtlpSettings
-from ig_metrics.exporters.base import Exporter, ExporterStartError, ExportResult
-from ig_metrics.exporters.delta import DeltaTracker, PendingDelta
-from ig_metrics.pipeline.otel import to_metrics_data
+from ig_metrics.config.model import DEFAULT_POINTS_PER_EXPORT, REDACTED, OtlpSettings
+from ig_metrics.exporters.base import (
+    Exporter, ExporterStartError, ExportFailure, ExportResult,
+)
+from ig_metrics.exporters.delta import DeltaTracker
+from ig_metrics.exporters.encoding import SHARED, encode
+from ig_metrics.exporters.queue import Batch, BatchQueue, QueueDirectoryError
+from ig_metrics.exporters.transport import Delivery, Transport
 from ig_metrics.pipeline.snapshot import Snapshot
 
 log = logging.getLogger("ig_metrics.exporters")
 
-# Data points per OTLP request. A default collector refuses a gRPC message over
-# 4 MiB. A tcp histogram point with 40 bounds and every k8s attribute at its
-# longest encodes to about 1.2 KB, a counter point to about 0.55 KB, so 1000
-# points stay near 1.2 MB (tests/test_otel_conversion.py measures it): a margin of
-# three for longer attribute values. More requests cost little; a refused one
-# loses the whole interval.
-MAX_POINTS_PER_REQUEST = 1000
-
-
-class SdkFailureCapture(logging.Filter):
-    """Takes the messages an SDK exporter logs while *this thread* exports, so
-    that a failure's reason becomes the exporter's `last_failure` (and its status
-    line) instead of one log line per retry. Records of other threads pass."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._local = threading.local()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        messages: list[logging.LogRecord] | None = getattr(self._local, "records", None)
-        if messages is None:
-            return True
-        messages.append(record)
-        return False
-
-    @contextmanager
-    def capturing(self) -> Iterator[list[logging.LogRecord]]:
-        records: list[logging.LogRecord] = []
-        self._local.records = records
-        try:
-            yield records
-        finally:
-            del self._local.records
-
-    def install(self, logger_names: Sequence[str]) -> None:
-        for name in logger_names:
-            logger = logging.getLogger(name)
-            if self not in logger.filters:
-                # First, ahead of the SDK's DuplicateFilter, which would otherwise
-                # hide a repeated failure from every exporter for 20 s.
-                logger.filters.insert(0, self)
-
-
-SDK_FAILURES = SdkFailureCapture()
-
-
-def describe_failure(records: list[logging.LogRecord]) -> str:
-    """The last error the SDK logged; when that error says only "timeout, max
-    retries or shutdown", the last transient error (the cause) is added."""
-    errors = [record.getMessage() for record in records if record.levelno >= logging.ERROR]
-    warnings = [record.getMessage() for record in records
-                if logging.WARNING <= record.levelno < logging.ERROR]
-    if not errors:
-        return warnings[-1] if warnings else "the export was not accepted (no reason given)"
-    if warnings and "code:" not in errors[-1]:
-        return f"{errors[-1]} (last error: {warnings[-1]})"
-    return errors[-1]
+# The default of limits.max_points_per_export. A default collector refuses a
+# gRPC message over 4 MiB; a tcp histogram point with 40 bounds and every k8s
+# attribute at its longest encodes to about 1.2 KB (tests/test_otel_conversion.py
+# measures it), so 1000 points stay near 1.2 MB.
+MAX_POINTS_PER_REQUEST = DEFAULT_POINTS_PER_EXPORT
 
 
 def read_tls_file(exporter: Exporter, setting: str, path: Path | None) -> bytes | None:
@@ -96,19 +45,25 @@ def read_tls_file(exporter: Exporter, setting: str, path: Path | None) -> bytes 
 
 
 class OtlpExporter(Exporter[OtlpSettings]):
-    """An exporter that converts each snapshot to MetricsData (cumulative, or
-    delta through a DeltaTracker) and hands it to an SDK OTLP exporter."""
+    """Cumulative: sends the newest accepted snapshot (a failed send loses
+    nothing, the next carries the totals). Delta: each accepted snapshot's
+    changes become a batch in a bounded queue, sent oldest first."""
 
     settings_type = OtlpSettings
-    # Loggers the SDK exporter reports failures on (see SdkFailureCapture).
-    sdk_logger_names: tuple[str, ...] = ()
 
     def __init__(self, config) -> None:
         super().__init__(config)
-        self._delta = DeltaTracker() if self.settings.temporality == "delta" else None
-        self._sdk: MetricExporter | None = None
         self._secrets: list[str] = []
         self.add_secret(*(value for _, value in self.settings.headers))
+        self._delta = DeltaTracker() if self.settings.temporality == "delta" else None
+        queue_dir = self.settings.queue.dir
+        if queue_dir is not None and "queue.dir" in config.template.secrets:
+            self.add_secret(str(queue_dir))
+        self.queue = BatchQueue(self.settings.queue,
+                                queue_dir / self.name if queue_dir is not None else None,
+                                self._count_dropped_batch) if self._delta else None
+        self._transport: Transport | None = None
+        self._warned_rejections = False
 
     @property
     def temporality(self) -> AggregationTemporality:
@@ -120,44 +75,131 @@ class OtlpExporter(Exporter[OtlpSettings]):
         return self.settings.timeout
 
     @abstractmethod
-    def create_sdk_exporter(self) -> MetricExporter:
-        """The SDK exporter for these settings; ExporterStartError if it cannot be."""
+    def create_transport(self) -> Transport:
+        """The transport for these settings; ExporterStartError if it cannot be."""
 
     def start(self) -> None:
-        SDK_FAILURES.install(self.sdk_logger_names)
-        self._sdk = self.create_sdk_exporter()
+        if self.queue is not None:
+            try:
+                left = self.queue.open()
+            except QueueDirectoryError as error:
+                raise ExporterStartError(f"exporter {self.name}: queue.dir: "
+                                         f"{self.redact(str(error))} — see "
+                                         f"{self.where_configured()}") from error
+            if left:
+                log.info("exporter %s: %d interval%s left by a previous run will be sent "
+                         "first", self.name, left, "" if left == 1 else "s")
+            self._update_queue_stats()
+        self._transport = self.create_transport()
 
-    def export(self, snapshot: Snapshot, timeout: float) -> ExportResult:
-        sdk = self._sdk              # shutdown() may clear it from another thread
-        if sdk is None:
-            raise RuntimeError(f"exporter {self.name}: export before start or after shutdown")
-        pending = self._delta.prepare(snapshot) if self._delta is not None else None
-        to_send = pending.snapshot if pending is not None else snapshot
-        if to_send.series_count == 0:          # a delta with nothing new: nothing to send
-            self._delivered(pending)
+    # --- accept -----------------------------------------------------------------
+    def accept(self, snapshot: Snapshot) -> None:
+        if self._delta is None or self.queue is None:
+            super().accept(snapshot)
+            return
+        limited = self.within_limits(snapshot)
+        pending = self._delta.prepare(limited)
+        # The interval now belongs to the queue: the next delta starts here,
+        # whether or not this one is ever delivered.
+        self._delta.commit(pending)
+        if pending.snapshot.series_count:
+            encoded = encode(pending.snapshot, self.temporality,
+                             self.settings.limits.max_points_per_export)
+            self.queue.push(Batch(snapshot.time_ns, encoded.total_points,
+                                  list(encoded.requests), points_per_request=list(encoded.points)))
+        self._update_queue_stats()
+
+    @property
+    def pending(self) -> bool:
+        if self.queue is not None:
+            return len(self.queue) > 0
+        return super().pending
+
+    # --- send -------------------------------------------------------------------
+    def send(self, timeout: float) -> ExportResult:
+        if self.queue is None:
+            return super().send(timeout)
+        self.failure = None
+        self._expire_old_batches()
+        started = time.monotonic()
+        # One send delivers batches until the queue is empty, one fails, or the
+        # time of one attempt is used up (the worker calls again at once).
+        while (batch := self.queue.head()) is not None:
+            if not self._send_requests(batch, timeout):
+                self._update_queue_stats()
+                return ExportResult.FAILURE
+            self.queue.pop()
+            if time.monotonic() - started > timeout:
+                break
+        self._update_queue_stats()
+        return ExportResult.SUCCESS
+
+    def deliver(self, snapshot: Snapshot, timeout: float) -> ExportResult:
+        if snapshot.series_count == 0:
             return ExportResult.SUCCESS
-        data = to_metrics_data(to_send, self.temporality)
-        self.before_export()
-        with SDK_FAILURES.capturing() as records:
-            result = sdk.export(data, timeout_millis=timeout * 1000)
-        if result is MetricExportResult.SUCCESS:
-            self._delivered(pending)
-            return ExportResult.SUCCESS
-        self.last_failure = self.redact(self.failure_reason(records))
-        log.debug("exporter %s: %s", self.name, self.last_failure)
-        return ExportResult.FAILURE
+        encoded = SHARED.get(snapshot, self.temporality, self.settings.limits.max_points_per_export)
+        batch = Batch(snapshot.time_ns, encoded.total_points, list(encoded.requests),
+                      points_per_request=list(encoded.points))
+        return ExportResult.SUCCESS if self._send_requests(batch, timeout) \
+            else ExportResult.FAILURE
 
-    def _delivered(self, pending: PendingDelta | None) -> None:
-        if pending is not None and self._delta is not None:
-            self._delta.commit(pending)
+    def _send_requests(self, batch: Batch, timeout: float) -> bool:
+        transport = self._transport     # shutdown() may clear it from another thread
+        if transport is None:
+            raise RuntimeError(f"exporter {self.name}: send before start or after shutdown")
+        for index in range(batch.sent, len(batch.requests)):
+            delivery = transport.send(batch.requests[index], timeout)
+            if delivery.failure is not None:
+                self.failure = ExportFailure(self.redact(delivery.failure.message),
+                                             delivery.failure.reason, delivery.failure.retryable,
+                                             delivery.failure.retry_after)
+                log.debug("exporter %s: %s", self.name, self.failure.message)
+                if not delivery.failure.retryable:
+                    self._give_up(batch)
+                return False
+            points = batch.points_per_request[index] if batch.points_per_request else batch.points
+            self.stats.points_exported += points - delivery.rejected_points
+            self._note_rejections(delivery)
+            if self.queue is not None and batch is self.queue.head():
+                self.queue.progress(batch, index + 1)
+            else:
+                batch.sent = index + 1
+        return True
 
-    def before_export(self) -> None:
-        """Reset what a transport remembers of the previous export's problems."""
+    def _give_up(self, batch: Batch) -> None:
+        """A permanent refusal: sending the same batch again cannot help."""
+        if self.queue is not None and batch is self.queue.head():
+            self.queue.drop_head("rejected")
+        else:
+            self.stats.dropped("rejected", batch.unsent_points)
 
-    def failure_reason(self, sdk_records: list[logging.LogRecord]) -> str:
-        """Why the export just made failed, from what the SDK logged meanwhile."""
-        return describe_failure(sdk_records)
+    def _note_rejections(self, delivery: Delivery) -> None:
+        if not delivery.rejected_points:
+            return
+        self.stats.dropped("rejected", delivery.rejected_points)
+        if not self._warned_rejections:
+            self._warned_rejections = True
+            log.warning("exporter %s: the collector refused %d data points of an export: "
+                        "%s", self.name, delivery.rejected_points,
+                        self.redact(delivery.rejected_message) or "(no reason given)")
 
+    def _expire_old_batches(self) -> None:
+        max_elapsed = self.settings.retry.max_elapsed
+        if max_elapsed is None or self.queue is None:
+            return
+        oldest = time.time_ns() - int(max_elapsed * 1e9)
+        while (batch := self.queue.head()) is not None and batch.created_ns < oldest:
+            self.queue.drop_head("expired")
+
+    def _count_dropped_batch(self, batch: Batch, reason: str) -> None:
+        self.stats.dropped(reason, batch.unsent_points)
+
+    def _update_queue_stats(self) -> None:
+        if self.queue is not None:
+            self.stats.queue_batches = len(self.queue)
+            self.stats.queue_bytes = self.queue.bytes
+
+    # --- secrets and shutdown ---------------------------------------------------
     def add_secret(self, *values: str) -> None:
         """Strings that `redact` hides (an endpoint that came from the environment)."""
         self._secrets.extend(value for value in values if value)
@@ -170,8 +212,19 @@ class OtlpExporter(Exporter[OtlpSettings]):
         return text
 
     def shutdown(self, timeout: float) -> None:
-        sdk, self._sdk = self._sdk, None
-        if sdk is not None:
-            # Closes the channel or session: an export still waiting on a hung
-            # collector (gRPC) or in a retry backoff returns early.
-            sdk.shutdown(timeout_millis=timeout * 1000)
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            # Closes the channel or session: a gRPC send still waiting on a hung
+            # collector returns at once; an HTTP one at its own timeout.
+            transport.close()
+        if self.queue is not None:
+            unsent = len(self.queue)
+            if unsent and self.queue.directory is None:
+                log.warning("exporter %s: %d delta interval%s (%d points) not delivered are "
+                            "lost; set queue.dir to keep them across restarts", self.name,
+                            unsent, "" if unsent == 1 else "s", self.queue.points)
+            elif unsent:
+                log.info("exporter %s: %d delta interval%s kept in %s for the next run",
+                         self.name, unsent, "" if unsent == 1 else "s",
+                         self.redact(str(self.queue.directory)))
+            self.queue.close()

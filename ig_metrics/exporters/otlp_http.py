@@ -1,61 +1,140 @@
-"""The otlp-http exporter: OTLP as protobuf over HTTP through the SDK's
-OTLPMetricExporter, posting to the endpoint URL (/v1/metrics when it has no path)."""
+"""The otlp-http exporter: OTLP as protobuf POSTed over one keep-alive HTTP
+session per exporter, to the endpoint URL (/v1/metrics when it has no path).
+HTTP statuses decide what is retried; Retry-After is honoured."""
 
 from __future__ import annotations
 
-import logging
+import email.utils
+import gzip
+import time
 from urllib.parse import urlsplit
 
 import requests
-from opentelemetry.exporter.otlp.proto.http import Compression
-from opentelemetry.exporter.otlp.proto.http import metric_exporter as sdk_http_exporter
-from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-
-from ig_metrics.config.addresses import parse_http_endpoint
-from ig_metrics.exporters.otlp_common import (
-    MAX_POINTS_PER_REQUEST, OtlpExporter, read_tls_file,
+from google.rpc.status_pb2 import Status
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceResponse,
 )
 
+from ig_metrics import __version__
+from ig_metrics.config.addresses import parse_http_endpoint
+from ig_metrics.exporters.base import ExportFailure
+from ig_metrics.exporters.otlp_common import OtlpExporter, read_tls_file
+from ig_metrics.exporters.transport import Delivery, Transport
 
-class ExportSession(requests.Session):
-    """The requests session of one otlp-http exporter. It remembers why the last
-    request failed (the SDK logs the cause only when it retries), and with a
-    tls.ca_file keeps that file as the only CA: plain requests lets
-    REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE replace a session's own `verify`."""
+PROTOBUF = "application/x-protobuf"
+# The statuses the OTLP/HTTP specification says to retry; any other error is final.
+RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+PERMANENT_HINTS = {
+    400: "the collector refused the data",
+    401: "check the credentials in headers",
+    403: "check the credentials in headers",
+    404: "nothing serves OTLP metrics at this URL: check endpoint",
+    405: "nothing serves OTLP metrics at this URL: check endpoint",
+    413: "the request is too large: lower limits.max_points_per_export",
+}
+MESSAGE_LIMIT = 200       # characters of a collector's error body quoted in a message
 
-    def __init__(self, *, pin_verify: bool) -> None:
-        super().__init__()
-        self.pin_verify = pin_verify
-        self.last_problem = ""
 
-    def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[override]
-        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
-        if self.pin_verify:
-            settings["verify"] = self.verify
-        return settings
+class HttpTransport(Transport):
+    """One requests session (connections kept alive and reused)."""
 
-    def request(self, method, url, *args, **kwargs):  # type: ignore[override]
+    def __init__(self, url: str, *, headers: tuple[tuple[str, str], ...], gzip_body: bool,
+                 verify: str | bool, client_cert: tuple[str, str] | None) -> None:
+        self.url = url
+        self._session = requests.Session()
+        self._headers = {"Content-Type": PROTOBUF, "User-Agent": f"ig-metrics/{__version__}",
+                         **dict(headers)}
+        if gzip_body:
+            self._headers["Content-Encoding"] = "gzip"
+        self._gzip = gzip_body
+        # Passed with each request: a `verify` given per request is kept, where a
+        # session's own would give way to $REQUESTS_CA_BUNDLE.
+        self._verify = verify
+        self._cert = client_cert
+
+    def send(self, request: bytes, timeout: float) -> Delivery:
+        body = gzip.compress(request, compresslevel=6) if self._gzip else request
         try:
-            response = super().request(method, url, *args, **kwargs)
+            response = self._session.post(self.url, data=body, headers=self._headers,
+                                          timeout=timeout, verify=self._verify, cert=self._cert)
+        except requests.exceptions.SSLError as error:
+            return Delivery(failure=ExportFailure(f"POST {self.url}: TLS: {error}", "tls"))
+        except requests.exceptions.Timeout:
+            return Delivery(failure=ExportFailure(
+                f"POST {self.url}: no answer within {timeout:g}s", "timeout"))
+        except requests.exceptions.ConnectionError as error:
+            return Delivery(failure=ExportFailure(f"POST {self.url}: {error}", "connection"))
         except requests.RequestException as error:
-            self.last_problem = f"{method} {url}: {error}"
-            raise
-        if not 200 <= response.status_code < 400:     # what the SDK counts as success
-            self.last_problem = (f"{method} {url}: HTTP {response.status_code} "
-                                 f"{response.reason}")
-        return response
+            return Delivery(failure=ExportFailure(f"POST {self.url}: {error}", "request",
+                                                  retryable=False))
+        if 200 <= response.status_code < 300:
+            return _accepted(response)
+        return Delivery(failure=_refused(self.url, response))
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def _accepted(response: requests.Response) -> Delivery:
+    if not response.content or PROTOBUF not in response.headers.get("Content-Type", ""):
+        return Delivery()
+    try:
+        partial = ExportMetricsServiceResponse.FromString(response.content).partial_success
+    except ValueError:      # a 2xx with a body we cannot read: it was accepted all the same
+        return Delivery()
+    return Delivery(rejected_points=partial.rejected_data_points,
+                    rejected_message=partial.error_message)
+
+
+def _refused(url: str, response: requests.Response) -> ExportFailure:
+    status = response.status_code
+    message = f"POST {url}: HTTP {status} {response.reason or ''}".rstrip()
+    detail = _error_detail(response)
+    if detail:
+        message += f": {detail}"
+    if status in RETRYABLE_STATUSES:
+        return ExportFailure(message, f"http_{status}", retryable=True,
+                             retry_after=retry_after(response.headers.get("Retry-After")))
+    hint = PERMANENT_HINTS.get(status, "the collector refused the export")
+    return ExportFailure(f"{message} — {hint}; not retried", f"http_{status}", retryable=False)
+
+
+def _error_detail(response: requests.Response) -> str:
+    """The google.rpc.Status message an OTLP receiver answers with, else the start
+    of a text body."""
+    if not response.content:
+        return ""
+    if PROTOBUF in response.headers.get("Content-Type", ""):
+        try:
+            return Status.FromString(response.content).message[:MESSAGE_LIMIT]
+        except ValueError:
+            return ""
+    if response.headers.get("Content-Type", "").startswith(("text/", "application/json")):
+        return response.text.strip().replace("\n", " ")[:MESSAGE_LIMIT]
+    return ""
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds a Retry-After header asks for: a number or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 class OtlpHttpExporter(OtlpExporter):
     """Posts to a collector's OTLP/HTTP receiver; https:// URLs use TLS."""
 
-    sdk_logger_names = (sdk_http_exporter.__name__,)
-
     def __init__(self, config) -> None:
         super().__init__(config)
         endpoint = parse_http_endpoint(self.settings.endpoint)
         self.url = endpoint.url
-        self._session: ExportSession | None = None
         if "endpoint" in config.template.secrets:
             self.add_secret(self.settings.endpoint, self.url)
         self.add_secret(urlsplit(self.url).password or "")
@@ -64,32 +143,13 @@ class OtlpHttpExporter(OtlpExporter):
     def target(self) -> str:
         return self.shown("endpoint", self.url)
 
-    def before_export(self) -> None:
-        if self._session is not None:
-            self._session.last_problem = ""
-
-    def failure_reason(self, sdk_records: list[logging.LogRecord]) -> str:
-        problem = self._session.last_problem if self._session is not None else ""
-        return problem or super().failure_reason(sdk_records)
-
-    def create_sdk_exporter(self) -> OTLPMetricExporter:
+    def create_transport(self) -> HttpTransport:
         tls = self.settings.tls
         for setting, path in (("ca_file", tls.ca_file), ("cert_file", tls.cert_file),
                               ("key_file", tls.key_file)):
             read_tls_file(self, setting, path)   # fail at start, not at every export
-        compression = (Compression.Gzip if self.settings.compression == "gzip"
-                       else Compression.NoCompression)
-        self._session = ExportSession(pin_verify=tls.ca_file is not None)
-        # Without ca_file the system's CAs are used, or the
-        # OTEL_EXPORTER_OTLP_*CERTIFICATE file when it is set.
-        return OTLPMetricExporter(
-            endpoint=self.url,
-            certificate_file=str(tls.ca_file) if tls.ca_file else None,
-            client_certificate_file=str(tls.cert_file) if tls.cert_file else None,
-            client_key_file=str(tls.key_file) if tls.key_file else None,
-            headers=dict(self.settings.headers),
-            timeout=self.settings.timeout,
-            compression=compression,
-            session=self._session,
-            max_export_batch_size=MAX_POINTS_PER_REQUEST,
-        )
+        client_cert = (str(tls.cert_file), str(tls.key_file)) if tls.cert_file else None
+        return HttpTransport(self.url, headers=self.settings.headers,
+                             gzip_body=self.settings.compression == "gzip",
+                             verify=str(tls.ca_file) if tls.ca_file else True,
+                             client_cert=client_cert)

@@ -7,11 +7,12 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.metrics_core import (
     CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily, Metric,
 )
@@ -21,6 +22,7 @@ from prometheus_client.utils import floatToGoString
 
 from ig_metrics.config.model import PrometheusSettings
 from ig_metrics.exporters.base import Exporter, ExporterStartError, ExportResult
+from ig_metrics.exporters.webserver import serve
 from ig_metrics.pipeline import naming
 from ig_metrics.pipeline.snapshot import (
     COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, Snapshot,
@@ -122,7 +124,8 @@ def render_family(data: MetricData) -> Metric:
 
 
 class PrometheusExporter(Exporter[PrometheusSettings]):
-    """Serves /metrics from its own registry and HTTP server on `listen`."""
+    """Serves /metrics from its own registry and HTTP(S) server on `listen`,
+    behind basic auth when users are configured."""
 
     settings_type = PrometheusSettings
     pull = True
@@ -146,13 +149,25 @@ class PrometheusExporter(Exporter[PrometheusSettings]):
             raise RuntimeError(f"exporter {self.name} is not started")
         return self._server.server_address[1]
 
+    @property
+    def scheme(self) -> str:
+        return "https" if self.settings.tls is not None else "http"
+
     def start(self) -> None:
-        host, port = self.settings.host, self.settings.port
+        settings = self.settings
         try:
-            self._server, self._thread = start_http_server(port, host, registry=self.registry)
+            self._server, self._thread = serve(
+                settings.host, settings.port, make_wsgi_app(self.registry),
+                tls=settings.tls, users=settings.basic_auth)
+        except ssl.SSLError as error:
+            raise ExporterStartError(
+                f"exporter {self.name}: cannot serve TLS with tls.cert_file and "
+                f"tls.key_file: {error.reason or error} — fix them in "
+                f"{self.where_configured()}") from error
         except OSError as error:
             raise ExporterStartError(self._listen_error(error)) from error
-        log.debug("exporter %s: serving /metrics on %s", self.name, self.target)
+        log.debug("exporter %s: serving /metrics on %s://%s", self.name, self.scheme,
+                  self.target)
 
     def _listen_error(self, error: OSError) -> str:
         prefix = f"exporter {self.name}: cannot listen on {self.target}"
@@ -170,8 +185,9 @@ class PrometheusExporter(Exporter[PrometheusSettings]):
                     f"`listen` in {where}")
         return f"{prefix}: {error.strerror or error} — check `listen` in {where}"
 
-    def export(self, snapshot: Snapshot, timeout: float) -> ExportResult:
+    def deliver(self, snapshot: Snapshot, timeout: float) -> ExportResult:
         self.collector.show(snapshot)
+        self.stats.points_exported += snapshot.series_count
         return ExportResult.SUCCESS
 
     def shutdown(self, timeout: float) -> None:

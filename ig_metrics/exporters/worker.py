@@ -1,6 +1,7 @@
-"""One thread per exporter: exports the latest snapshot at the exporter's own
-interval, keeps its health for the live table, logs each change of health once,
-and stops within a deadline even when the collector hangs."""
+"""One thread per exporter: hands it each new snapshot at its interval, sends
+what is pending, retries failures with backoff, widens the interval under load,
+keeps its health for the live table and logs each change of health once; and
+stops within a deadline even when the collector hangs."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ import threading
 import time
 from collections.abc import Callable
 
+from ig_metrics.config.model import RetrySettings
+from ig_metrics.exporters.backoff import Backoff
 from ig_metrics.exporters.base import (
-    Exporter, ExporterStatus, ExportResult, Health,
+    Exporter, ExporterStatus, ExportFailure, ExportResult, Health,
 )
+from ig_metrics.exporters.health import HealthTracker
+from ig_metrics.exporters.load import LoadGovernor
 from ig_metrics.pipeline.snapshot import Snapshot
 
 log = logging.getLogger("ig_metrics.exporters")
@@ -20,47 +25,69 @@ POLL_SECONDS = 0.05        # how often a worker looks for a first or a newer sna
 OVERRUN_GRACE = 1.0        # an export this far past its timeout shows as failing
 SHUTDOWN_SHARE = 0.25      # of stop()'s timeout, kept for shutdown after the final export
 SHUTDOWN_MAX = 1.0         # ... but never more than this many seconds
+LOSSES = ("queue_full", "expired", "rejected")    # drops that make an exporter degraded
 
 
 class ExporterWorker:
     """Runs `exporter` in its own thread so that a slow or hung exporter delays
     neither the sampler nor the other exporters.
 
-    Each export is of the newest snapshot `get_latest` returns, at most once per
-    `interval` and only when it is newer than the last one delivered (a failed
-    one is tried again at the next interval); a pull exporter gets every new
-    snapshot at once, since handing it one only swaps what its readers see. Exports run in the worker thread
-    and are bounded by the exporter itself (`export_timeout`, which the SDK's
-    OTLP exporters enforce); one that overruns it shows as failing in `status()`.
+    At each interval the newest snapshot `get_latest` returns is accepted (if
+    it is new); whatever is pending is then sent. A failed send is tried again
+    after a backoff (retryable failures), or not before the next interval
+    (permanent ones). A pull exporter gets every new snapshot at once, since
+    handing it one only swaps what its readers see. Sends are bounded by the
+    exporter itself (`export_timeout` per request); one that overruns it shows
+    as failing in `status()`. `sampler_share`, when given, says which share of
+    its interval the sampler's last reading took (the load governor widens the
+    interval when the process runs short).
     """
 
     def __init__(self, exporter: Exporter, interval: float,
                  get_latest: Callable[[], Snapshot | None], *,
-                 poll: float = POLL_SECONDS) -> None:
+                 poll: float = POLL_SECONDS, max_interval: float | None = None,
+                 sampler_share: Callable[[], float] | None = None,
+                 retry: RetrySettings | None = None) -> None:
         self.exporter = exporter
-        self.interval = interval
+        self.configured_interval = interval
         self._get_latest = get_latest
         self._poll = poll
+        self._sampler_share = sampler_share or (lambda: 0.0)
+        limits = exporter.settings.limits
+        self.governor = LoadGovernor(interval, max_interval or exporter.config.max_interval,
+                                     limits.max_export_share)
+        self.retry: RetrySettings = retry or getattr(exporter.settings, "retry", RetrySettings())
+        self.backoff = Backoff(self.retry)
+        self.tracker = HealthTracker()
+        self.stats = exporter.stats
+        self.stats.interval = interval
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._thread = threading.Thread(target=self._run, name=f"exporter-{exporter.name}",
                                         daemon=True)
         self._stopping = False
         self._final: Snapshot | None = None
-        self._delivered_seq: int | None = None     # seq of the last snapshot delivered
+        self._accepted_seq: int | None = None
         # What status() reports; written under _lock.
         self._health = Health.STARTING
         self._exports_ok = 0
         self._exports_failed = 0
-        self._consecutive_failures = 0
         self._last_success_ns = 0
         self._last_error = ""
         self._last_duration = 0.0
-        self._export_started: float | None = None  # monotonic, while an export runs
+        self._export_started: float | None = None  # monotonic, while a send runs
+        self._retry_at = 0.0                        # monotonic; 0: no retry pending
+        self._failing_since: float | None = None
+        self._drops_seen = 0
 
     @property
     def name(self) -> str:
         return self.exporter.name
+
+    @property
+    def interval(self) -> float:
+        """The effective interval: the configured one, or wider under load."""
+        return self.governor.interval
 
     def start(self) -> None:
         """Start the thread; the exporter itself must already be started."""
@@ -82,17 +109,21 @@ class ExporterWorker:
                 exports_ok=self._exports_ok, exports_failed=self._exports_failed,
                 last_success_ns=self._last_success_ns, last_error=error,
                 last_duration=self._last_duration,
-                consecutive_failures=self._consecutive_failures,
-                exporting_for=exporting_for)
+                consecutive_failures=self.tracker.consecutive_failures,
+                exporting_for=exporting_for, configured_interval=self.configured_interval,
+                queued_batches=self.stats.queue_batches,
+                points_exported=self.stats.points_exported,
+                points_dropped=self.stats.points_dropped,
+                retry_in=max(0.0, self._retry_at - now) if self._retry_at else 0.0)
 
     def stop(self, final: Snapshot | None, timeout: float) -> None:
-        """Export `final` (unless already delivered), then shut the exporter down;
+        """Send `final` (unless already accepted), then shut the exporter down;
         returns within `timeout` seconds whatever the collector does.
 
-        The final export runs in the worker thread, joined until the deadline less
+        The final send runs in the worker thread, joined until the deadline less
         a share kept for `shutdown`. If it is still running then, `shutdown` is
-        called anyway: an SDK gRPC export is cancelled by it (the channel closes),
-        an HTTP one ends at its own timeout in the background (the thread is a
+        called anyway: a gRPC send is cancelled by it (the channel closes), an
+        HTTP one ends at its own timeout in the background (the thread is a
         daemon and never blocks the process from exiting), and its outcome is
         counted but no longer matters.
         """
@@ -109,6 +140,7 @@ class ExporterWorker:
                             "it is abandoned", self.name)
         with self._lock:
             self._health = Health.STOPPED      # from now on the thread exports nothing
+            self._retry_at = 0.0
         self.exporter.shutdown(max(0.0, deadline - time.monotonic()))
 
     # --- the worker thread ------------------------------------------------------
@@ -118,8 +150,11 @@ class ExporterWorker:
             with self._lock:
                 final = self._final
                 given_up = self._health is Health.STOPPED    # stop() did not wait for us
-            if final is not None and final.seq != self._delivered_seq and not given_up:
-                self._export(final)
+            if final is not None and final.seq != self._accepted_seq and not given_up:
+                self.exporter.accept(final)
+                self._accepted_seq = final.seq
+            if self.exporter.pending and not given_up:
+                self._send()
         except Exception as error:
             # Only a bug in get_latest or in this class gets here: record it where
             # the live table shows it rather than let the thread vanish silently.
@@ -129,66 +164,141 @@ class ExporterWorker:
                 self._last_error = f"worker stopped: {type(error).__name__}: {error}"
 
     def _loop(self) -> None:
-        next_due = time.monotonic()
+        next_accept = time.monotonic()
+        next_send = 0.0
         while True:
             with self._wake:
-                while not self._stopping and (wait := next_due - time.monotonic()) > 0:
+                while not self._stopping:
+                    due = min(next_accept, next_send if self.exporter.pending else next_accept)
+                    wait = due - time.monotonic()
+                    if wait <= 0:
+                        break
                     self._wake.wait(wait)
                 if self._stopping:
                     return
-            snapshot = self._get_latest()
-            if snapshot is None or snapshot.seq == self._delivered_seq:
-                next_due = time.monotonic() + self._poll
-                continue
-            started = time.monotonic()
-            self._export(snapshot)
-            spacing = self._poll if self.exporter.pull else self.interval
-            next_due = max(started + spacing, time.monotonic())
+            now = time.monotonic()
+            if now >= next_accept:
+                next_accept = self._accept_newest(now)
+            if self.exporter.pending and time.monotonic() >= next_send:
+                result = self._send()
+                now = time.monotonic()
+                if result is ExportResult.SUCCESS:
+                    next_send = now        # a backlog left: on with it at once
+                elif self.exporter.failure is not None and self.exporter.failure.retryable:
+                    next_send = now + self.backoff.next_wait(self.exporter.failure.retry_after)
+                else:                          # refused for good: not before the next interval
+                    next_send = max(next_accept, now + self.governor.interval)
+                with self._lock:
+                    self._retry_at = next_send if result is ExportResult.FAILURE else 0.0
 
-    def _export(self, snapshot: Snapshot) -> None:
+    def _accept_newest(self, now: float) -> float:
+        """Accept the newest snapshot if it is new; when the next look is due."""
+        snapshot = self._get_latest()
+        if snapshot is None or snapshot.seq == self._accepted_seq:
+            return now + self._poll
+        self.exporter.accept(snapshot)
+        self._accepted_seq = snapshot.seq
+        return now + (self._poll if self.exporter.pull else self.governor.interval)
+
+    def _send(self) -> ExportResult:
         started = time.monotonic()
         with self._lock:
             self._export_started = started
         error_for_log: BaseException | None = None
+        points_before = self.stats.points_exported
         try:
-            result = self.exporter.export(snapshot, self.exporter.export_timeout)
-            reason = self.exporter.last_failure if result is ExportResult.FAILURE else ""
+            result = self.exporter.send(self.exporter.export_timeout)
+            failure = self.exporter.failure if result is ExportResult.FAILURE else None
         except Exception as error:
             # An exporter's bug must not end its worker: it counts as a failed
             # export, its message becomes the status' error, its traceback is
             # logged at debug level.
             result = ExportResult.FAILURE
-            reason = self.exporter.redact(f"{type(error).__name__}: {error}")
+            failure = ExportFailure(self.exporter.redact(f"{type(error).__name__}: {error}"),
+                                    "exception")
+            self.exporter.failure = failure
             error_for_log = error
         duration = time.monotonic() - started
+        delivered = self.stats.points_exported - points_before
+        outcome = "success" if result is ExportResult.SUCCESS else "failure"
+        self.stats.attempt(outcome, failure.reason if failure else "", duration, 0)
+        change = None
+        if result is ExportResult.SUCCESS and not self.exporter.pull:
+            change = self.governor.observe(duration, self._sampler_share())
+        drops = self.stats.dropped_by_reason()
+        losses = sum(drops.get(reason, 0) for reason in LOSSES)
         with self._lock:
             before = self._health
+            failures = self.tracker.consecutive_failures
             self._export_started = None
             self._last_duration = duration
-            failures = self._consecutive_failures
             if result is ExportResult.SUCCESS:
-                self._delivered_seq = snapshot.seq
                 self._exports_ok += 1
                 self._last_success_ns = time.time_ns()
-                self._consecutive_failures = 0
+                troubled = (losses > self._drops_seen
+                            or self.governor.interval > self.configured_interval)
+                after = self.tracker.succeeded(troubled=troubled,
+                                               backlog=self.exporter.pending)
+                if after is Health.HEALTHY:
+                    self._last_error = ""
+                self.backoff.reset()
             else:
+                assert failure is not None
                 self._exports_failed += 1
-                self._consecutive_failures += 1
-                self._last_error = reason or "export failed"
-            if before is not Health.STOPPED:     # an export abandoned by stop() ended
-                self._health = (Health.HEALTHY if result is ExportResult.SUCCESS
-                                else Health.FAILING)
+                self._last_error = failure.message
+                after = self.tracker.failed(failure)
+            self._drops_seen = losses
+            if before is not Health.STOPPED:     # a send abandoned by stop() ended
+                self._health = after
             after = self._health
+            if after is Health.FAILING and self._failing_since is None:
+                self._failing_since = started
+            failing_for = (time.monotonic() - self._failing_since
+                           if self._failing_since is not None else 0.0)
+            if after in (Health.HEALTHY, Health.DEGRADED):
+                self._failing_since = None
+        self.stats.health = after.value
+        self.stats.interval = self.governor.interval
         if error_for_log is not None:
             log.debug("exporter %s: export raised", self.name, exc_info=error_for_log)
-        if before is after:
+        if change is not None:
+            log.warning("exporter %s: interval %s from %gs to %gs: %s", self.name,
+                        "widened" if change.after > change.before else "narrowed",
+                        change.before, change.after, change.why)
+        self._log_health(before, after, failure, failures, failing_for, delivered)
+        return result
+
+    def _log_health(self, before: Health, after: Health, failure: ExportFailure | None,
+                    failures: int, failing_for: float, delivered: int) -> None:
+        if before is after or after is Health.STOPPED:
             return
-        if after is Health.FAILING:
-            log.warning("exporter %s (%s %s): failing: %s", self.name, self.exporter.type,
-                        self.exporter.target, reason or "export failed")
-        elif before is Health.FAILING:
-            log.info("exporter %s (%s %s): recovered after %d failed export%s",
-                     self.name, self.exporter.type, self.exporter.target, failures,
-                     "" if failures == 1 else "s")
+        who = f"exporter {self.name} ({self.exporter.type} {self.exporter.target})"
+        if after is Health.FAILING and failure is not None and not failure.retryable:
+            log.error("%s: failing: %s (settings at %s)", who, failure.message,
+                      self.exporter.where_configured())
+        elif after is Health.FAILING:
+            reason = failure.message if failure else self._last_error
+            log.warning("%s: failing: %s (%d failed attempts in a row; retrying at most "
+                        "%gs apart)", who, reason, self.tracker.consecutive_failures,
+                        self.retry.max)
+        elif after is Health.DEGRADED:
+            log.warning("%s: degraded: %s", who, self._degraded_reason(failure))
+        elif after is Health.RECOVERING:
+            backlog = self.stats.queue_batches
+            log.info("%s: recovering: delivered again after %d failed attempt%s over %.0fs%s",
+                     who, failures, "" if failures == 1 else "s", failing_for,
+                     f"; {backlog} queued interval{'s' if backlog != 1 else ''} to send"
+                     if backlog else "")
+        elif after is Health.HEALTHY and before is not Health.STARTING:
+            log.info("%s: healthy again", who)
         else:
-            log.debug("exporter %s: first export delivered", self.name)
+            log.debug("%s: first export delivered (%d points)", who, delivered)
+
+    def _degraded_reason(self, failure: ExportFailure | None) -> str:
+        if failure is not None:
+            return f"{failure.message} (retrying)"
+        if self.exporter.pending:
+            return f"{self.stats.queue_batches} queued intervals to send"
+        if self.governor.interval > self.configured_interval:
+            return f"interval widened to {self.governor.interval:g}s by load"
+        return "points were dropped (see ig_metrics.export.points.dropped)"

@@ -10,7 +10,22 @@ CATALOG_TITLE = "# Gadget catalog"
 
 
 def metric_attributes(spec: GadgetSpec, metric: MetricSpec) -> list[str]:
-    return [attribute.name for attribute in spec.attributes] + list(metric.attribute_extras)
+    carried = [attribute.name for attribute in spec.attributes
+               if not metric.attributes or attribute.name in metric.attributes]
+    return carried + list(metric.attribute_extras)
+
+
+def optional_attributes(spec: GadgetSpec) -> list[str]:
+    """Attributes a series may lack (see AttributeSpec.optional)."""
+    return [attribute.name for attribute in spec.attributes if attribute.optional]
+
+
+def describe_parameters(spec: GadgetSpec) -> list[dict]:
+    return [{key: value for key, value in (
+        ("name", parameter.name), ("type", parameter.type), ("default", parameter.default),
+        ("description", parameter.description), ("minimum", parameter.minimum),
+        ("maximum", parameter.maximum), ("max_length", parameter.max_length or None))
+        if value is not None} for parameter in spec.parameters]
 
 
 def describe(spec: GadgetSpec) -> dict:
@@ -18,6 +33,8 @@ def describe(spec: GadgetSpec) -> dict:
         "name": spec.name,
         "summary": spec.summary,
         "description": spec.description,
+        "parameters": describe_parameters(spec),
+        "optional_attributes": optional_attributes(spec),
         "hooks": [{"program": hook.program, "kind": hook.kind, "target": hook.target}
                   for hook in spec.hooks],
         "metrics": [{
@@ -37,10 +54,12 @@ def markdown_gadget(spec: GadgetSpec) -> str:
     lines = [f"## {spec.name}", "", spec.summary + ".", ""]
     if spec.description:
         lines += [spec.description, ""]
+    optional = set(optional_attributes(spec))
     lines += ["| metric | Prometheus name | kind | unit | attributes | description |",
               "|---|---|---|---|---|---|"]
     for metric in spec.metrics:
-        attributes = ", ".join(f"`{name}`" for name in metric_attributes(spec, metric))
+        attributes = ", ".join(f"`{name}`" + (" (if set)" if name in optional else "")
+                               for name in metric_attributes(spec, metric))
         prometheus = prometheus_metric_name(metric.name, metric.unit, metric.kind)
         lines.append(f"| `{metric.name}` | `{prometheus}` | {metric.kind} | `{metric.unit}` | "
                      f"{attributes} | {metric.description} |")
@@ -49,7 +68,20 @@ def markdown_gadget(spec: GadgetSpec) -> str:
         bounds = ", ".join(str(bound) for bound in metric.bounds)
         lines += ["", f"`{metric.name}` buckets (upper bounds in {metric.unit}, exactly the "
                       f"kernel's log2 slots of {metric.kernel_unit}): {bounds}, +Inf."]
-    hooks = ", ".join(f"`{hook.target}` ({hook.kind.replace('_', ' ')})" for hook in spec.hooks)
+    if spec.parameters:
+        lines += ["", f"Parameters (`ig-metrics run --gadget {spec.name} --param NAME=VALUE`):",
+                  "", "| parameter | type | default | description |", "|---|---|---|---|"]
+        for parameter in describe_parameters(spec):
+            kind = parameter["type"]
+            if "minimum" in parameter or "maximum" in parameter:
+                kind += f", {parameter.get('minimum', '')}..{parameter.get('maximum', '')}"
+            if "max_length" in parameter:
+                kind += f", at most {parameter['max_length']} bytes"
+            lines.append(f"| `{parameter['name']}` | {kind} | `{parameter['default']!s}` | "
+                         f"{parameter['description']} |")
+    hooks = ", ".join(f"`{hook.target}` ({hook.kind.replace('_', ' ')}"
+                      + (f", with `{hook.when}`" if hook.when else "") + ")"
+                      for hook in spec.hooks)
     lines += ["", f"Kernel hooks: {hooks}.", ""]
     return "\n".join(lines)
 

@@ -4,7 +4,7 @@ mistake in a user's gadget is reported as FILE:LINE."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 import re
 
@@ -16,6 +16,8 @@ from ig_metrics.config.suggest import did_you_mean
 from ig_metrics.config.yamlnodes import (compose_text, describe_node, line_of,
                                          mapping_entries, scalar_value)
 from ig_metrics.gadgets.decoders import DECODERS
+from ig_metrics.gadgets.parameters import (PARAMETER_TYPES, ParameterError, ParameterSpec,
+                                           Value, parse_assignments)
 from ig_metrics.gadgets.seeders import SEEDERS
 from ig_metrics.pipeline.snapshot import COUNTER, GAUGE, HISTOGRAM
 
@@ -41,8 +43,9 @@ class GadgetSpecError(Exception):
 @dataclass(frozen=True, slots=True)
 class Hook:
     program: str                   # the C function
-    kind: str                      # "tracepoint" | "raw_tracepoint"
+    kind: str                      # a name in bpf.hooks.HOOK_KINDS
     target: str                    # "category:event" or the raw tracepoint's name
+    when: str = ""                 # a parameter: attached only when it is set (not false, "" or 0)
 
     @property
     def tracefs_path(self) -> str:
@@ -59,6 +62,9 @@ class AttributeSpec:
     decoder: str = "int"
     values: tuple[tuple[int, str], ...] = ()   # for decoder "enum"
     family_field: str = ""                     # for decoder "inet_ip"
+    # Left out of a series whose value decodes to "" (e.g. error.type of a
+    # success), or when the compiled key has no such field (a parameter off).
+    optional: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +77,7 @@ class SourceSpec:
     first_field: str = ""          # slots: consistency check, first == last
     last_field: str = ""
     retired_into: str = ""         # slots: hash map of buried slots, keyed by first_field
+    index_field: str = ""          # counters/histogram: an array indexed by this key field
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +96,9 @@ class MetricSpec:
     source: str = ""                     # histogram: the map
     kernel_unit: str = ""                # histogram: unit the kernel records in
     buckets: int = 0                     # histogram: slots exported as bounds
+    # The gadget's attributes this metric carries (empty: all of them); series
+    # that differ only in the others are summed into one point.
+    attributes: tuple[str, ...] = ()
 
     @property
     def divisor(self) -> int | float:
@@ -134,6 +144,31 @@ class GadgetSpec:
     metrics: tuple[MetricSpec, ...]
     table: TableSpec = field(default_factory=TableSpec)
     seeds: tuple[SeedSpec, ...] = ()
+    parameters: tuple[ParameterSpec, ...] = ()
+    arguments: tuple[tuple[str, Value], ...] = ()   # parameter values set for a run
+    # Why --pid/--comm/--cgroup cannot apply (e.g. packets seen without their
+    # process); "" for a gadget that filters in the kernel.
+    no_process_filter: str = ""
+
+    def with_arguments(self, assignments: list[str]) -> GadgetSpec:
+        """This spec with `--param NAME=VALUE` values; raises ParameterError."""
+        return replace(self, arguments=parse_assignments(self.parameters, self.name,
+                                                         assignments))
+
+    def argument(self, name: str) -> Value:
+        """The value of parameter `name` for this run: as set, else its default."""
+        parameter = next(p for p in self.parameters if p.name == name)
+        return dict(self.arguments).get(name, parameter.default)
+
+    @property
+    def active_hooks(self) -> tuple[Hook, ...]:
+        """The hooks a run attaches: those without `when`, or whose parameter is set."""
+        return tuple(hook for hook in self.hooks if not hook.when or self.argument(hook.when))
+
+    def cflags(self) -> tuple[str, ...]:
+        """Every parameter as the C macros the program is compiled with."""
+        return tuple(flag for parameter in self.parameters
+                     for flag in parameter.cflags(self.argument(parameter.name)))
 
     @property
     def directory(self) -> Path:
@@ -246,7 +281,8 @@ class _Reader:
     def gadget(self, root: yaml.Node, path: Path) -> GadgetSpec | None:
         top = self.mapping(root, "gadget", (
             "name", "summary", "description", "program", "hooks", "drops",
-            "attributes", "sources", "metrics", "table", "seed"),
+            "attributes", "sources", "metrics", "table", "seed", "parameters",
+            "no_process_filter"),
             required=("name", "program", "hooks", "sources", "metrics"))
         if top is None:
             return None
@@ -257,16 +293,20 @@ class _Reader:
         if program_name and not program.is_file():
             self.error(line_of(top["program"].value),
                        f"gadget.program: {program} does not exist")
+        parameters = tuple(parameter for node in self.sequence(top, "parameters", "gadget")
+                           if (parameter := self.parameter(node)) is not None)
+        self.check_unique([p.name for p in parameters], top.get("parameters"), "parameter")
         hooks = tuple(hook for node in self.sequence(top, "hooks", "gadget")
-                      if (hook := self.hook(node)) is not None)
+                      if (hook := self.hook(node, tuple(p.name for p in parameters))) is not None)
         if "hooks" in top and not hooks and not self.problems:
             self.error(top["hooks"].line, "gadget.hooks: a gadget needs at least one hook")
         attributes = tuple(attribute for node in self.sequence(top, "attributes", "gadget")
                            if (attribute := self.attribute(node)) is not None)
         sources = tuple(source for node in self.sequence(top, "sources", "gadget")
                         if (source := self.source(node)) is not None)
+        names = tuple(attribute.name for attribute in attributes)
         metrics = tuple(metric for node in self.sequence(top, "metrics", "gadget")
-                        if (metric := self.metric(node, sources)) is not None)
+                        if (metric := self.metric(node, sources, names)) is not None)
         self.check_unique([metric.name for metric in metrics], top.get("metrics"), "metric")
         self.check_unique([a.name for a in attributes], top.get("attributes"), "attribute")
         table = self.table(top.get("table"), metrics)
@@ -285,6 +325,8 @@ class _Reader:
             metrics=metrics,
             table=table,
             seeds=seeds,
+            parameters=parameters,
+            no_process_filter=self.text(top, "no_process_filter", "gadget"),
         )
 
     def check_unique(self, names: list[str], entry, what: str) -> None:
@@ -294,13 +336,19 @@ class _Reader:
                 self.error(entry.line, f"gadget: {what} '{name}' is defined twice")
             seen.add(name)
 
-    def hook(self, node: yaml.Node) -> Hook | None:
+    def hook(self, node: yaml.Node, parameters: tuple[str, ...] = ()) -> Hook | None:
         where = f"hooks[line {line_of(node)}]"
-        entries = self.mapping(node, where, ("program", *HOOK_KINDS), required=("program",))
+        entries = self.mapping(node, where, ("program", "when", *HOOK_KINDS),
+                               required=("program",))
         if entries is None:
             return None
         program = self.text(entries, "program", where, pattern=C_IDENTIFIER,
                             hint=" (the name of a C function)")
+        when = self.text(entries, "when", where)
+        if when and when not in parameters:
+            self.error(line_of(entries["when"].value),
+                       f"{where}.when: '{when}' is not a parameter of this gadget"
+                       f"{did_you_mean(when, parameters)}")
         kinds = [kind for kind in HOOK_KINDS if kind in entries]
         if len(kinds) != 1:
             self.error(line_of(node), f"{where}: give exactly one of {', '.join(HOOK_KINDS)}")
@@ -311,11 +359,12 @@ class _Reader:
                        f"{where}.tracepoint: '{target}' should be 'category:event', "
                        "e.g. 'sock:inet_sock_set_state'")
             return None
-        return Hook(program, kinds[0], target) if program and target else None
+        return Hook(program, kinds[0], target, when) if program and target else None
 
     def attribute(self, node: yaml.Node) -> AttributeSpec | None:
         where = f"attributes[line {line_of(node)}]"
-        entries = self.mapping(node, where, ("name", "field", "decoder", "values", "family_field"),
+        entries = self.mapping(node, where, ("name", "field", "decoder", "values", "family_field",
+                                             "optional"),
                                required=("name", "field"))
         if entries is None:
             return None
@@ -333,17 +382,23 @@ class _Reader:
         if decoder == "inet_ip" and not family_field:
             self.error(line_of(node), f"{where}: decoder 'inet_ip' needs 'family_field'")
         return AttributeSpec(self.text(entries, "name", where), self.text(entries, "field", where),
-                             decoder, tuple(values), family_field)
+                             decoder, tuple(values), family_field,
+                             self.boolean(entries, "optional", where))
 
     def source(self, node: yaml.Node) -> SourceSpec | None:
         where = f"sources[line {line_of(node)}]"
         slot_keys = ("key_field", "pid_field", "valid_field", "first_field", "last_field",
                      "retired_into")
-        entries = self.mapping(node, where, ("map", "kind", *slot_keys), required=("map", "kind"))
+        entries = self.mapping(node, where, ("map", "kind", "index_field", *slot_keys),
+                               required=("map", "kind"))
         if entries is None:
             return None
         kind = self.choice(entries, "kind", where, SOURCE_KINDS)
-        values = {key: self.text(entries, key, where, pattern=C_IDENTIFIER) for key in slot_keys}
+        values = {key: self.text(entries, key, where, pattern=C_IDENTIFIER)
+                  for key in (*slot_keys, "index_field")}
+        if kind == "slots" and values["index_field"]:
+            self.error(entries["index_field"].line,
+                       f"{where}.index_field: only a 'counters' or 'histogram' source has it")
         if kind == "slots":
             for key in ("key_field", "valid_field"):
                 if not values[key]:
@@ -354,11 +409,12 @@ class _Reader:
                     self.error(entries[key].line, f"{where}.{key}: only a 'slots' source has it")
         return SourceSpec(self.text(entries, "map", where, pattern=C_IDENTIFIER), kind, **values)
 
-    def metric(self, node: yaml.Node, sources: tuple[SourceSpec, ...]) -> MetricSpec | None:
+    def metric(self, node: yaml.Node, sources: tuple[SourceSpec, ...],
+               attribute_names: tuple[str, ...] = ()) -> MetricSpec | None:
         where = f"metrics[line {line_of(node)}]"
         entries = self.mapping(node, where, (
-            "name", "kind", "unit", "description", "values", "source", "kernel_unit", "buckets"),
-            required=("name", "kind", "unit", "description"))
+            "name", "kind", "unit", "description", "values", "source", "kernel_unit", "buckets",
+            "attributes"), required=("name", "kind", "unit", "description"))
         if entries is None:
             return None
         name = self.text(entries, "name", where, pattern=METRIC_NAME,
@@ -380,6 +436,12 @@ class _Reader:
                     attributes.append((key, str(scalar_value(entry.value))))
             values.append(ValueSpec(self.text(value_entries, "field", where), tuple(attributes)))
         source = self.text(entries, "source", where)
+        carried = self.strings(entries, "attributes", where)
+        for attribute in carried:
+            if attribute not in attribute_names:
+                self.error(entries["attributes"].line,
+                           f"{where}.attributes: '{attribute}' is not an attribute of this "
+                           f"gadget{did_you_mean(attribute, attribute_names)}")
         if kind == HISTOGRAM:
             histogram_maps = [s.map for s in sources if s.kind == "histogram"]
             if source not in histogram_maps:
@@ -399,6 +461,7 @@ class _Reader:
             values=tuple(values), source=source,
             kernel_unit=self.choice(entries, "kernel_unit", where, tuple(KERNEL_UNITS)),
             buckets=self.integer(entries, "buckets", where, 1, 64),
+            attributes=carried,
         )
 
     def seed(self, node: yaml.Node) -> SeedSpec | None:
@@ -409,6 +472,56 @@ class _Reader:
         seeder = self.choice(entries, "with", where, tuple(SEEDERS))
         map_name = self.text(entries, "map", where, pattern=C_IDENTIFIER)
         return SeedSpec(map_name, seeder) if seeder and map_name else None
+
+    def boolean(self, entries: dict, key: str, where: str) -> bool:
+        entry = entries.get(key)
+        if entry is None:
+            return False
+        value = scalar_value(entry.value) if isinstance(entry.value, yaml.ScalarNode) else None
+        if not isinstance(value, bool):
+            self.error(line_of(entry.value),
+                       f"{where}.{key}: expected true or false, got {describe_node(entry.value)}")
+            return False
+        return value
+
+    def parameter(self, node: yaml.Node) -> ParameterSpec | None:
+        where = f"parameters[line {line_of(node)}]"
+        entries = self.mapping(node, where, ("name", "type", "description", "default",
+                                             "minimum", "maximum", "max_length"),
+                               required=("name", "type", "description", "default"))
+        if entries is None:
+            return None
+        name = self.text(entries, "name", where, pattern=NAME,
+                         hint=" (lowercase letters, digits and _: it becomes a C macro)")
+        kind = self.choice(entries, "type", where, PARAMETER_TYPES)
+        limits = {key: scalar_value(entries[key].value) for key in ("minimum", "maximum")
+                  if key in entries and isinstance(entries[key].value, yaml.ScalarNode)}
+        for key, entry in entries.items():
+            if key in ("minimum", "maximum") and kind != "integer" or \
+                    key == "max_length" and kind != "string":
+                self.error(entry.line, f"{where}.{key}: a {kind or 'typeless'} parameter "
+                                       "has no such limit")
+            elif key in limits and (isinstance(limits[key], bool)
+                                    or not isinstance(limits[key], int)):
+                self.error(line_of(entry.value), f"{where}.{key}: expected a whole number")
+                limits.pop(key)
+        if not name or not kind:
+            return None
+        parameter = ParameterSpec(
+            name, kind, self.text(entries, "description", where), "",
+            minimum=limits.get("minimum"), maximum=limits.get("maximum"),
+            max_length=self.integer(entries, "max_length", where, 1, 4096))
+        default_node = entries["default"].value if "default" in entries else None
+        default = scalar_value(default_node) if isinstance(default_node, yaml.ScalarNode) else None
+        if default is None and kind == "string":
+            default = ""           # `default:` left empty: the empty string
+        try:
+            default = parameter.check(default)
+        except ParameterError as error:
+            self.error(line_of(default_node) if default_node is not None else line_of(node),
+                       f"{where}.default: {str(error).split(': ', 1)[1]}")
+            return None
+        return replace(parameter, default=default)
 
     def table(self, entry, metrics: tuple[MetricSpec, ...]) -> TableSpec:
         if entry is None:
@@ -423,7 +536,7 @@ class _Reader:
                            f"table.columns: '{column}' is not a metric of this gadget"
                            f"{did_you_mean(column, names)}")
         sort = self.text(entries, "sort", "table", default=columns[0] if columns else "")
-        if sort and sort not in names:
+        if sort and sort not in names and "sort" in entries:   # else columns said it
             self.error(entries["sort"].line, f"table.sort: '{sort}' is not a metric of this gadget")
         return TableSpec(columns, sort)
 

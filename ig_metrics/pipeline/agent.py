@@ -6,6 +6,7 @@ then takes a final reading and gives every exporter a bounded final export."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -14,9 +15,10 @@ from collections.abc import Callable
 from ig_metrics import __version__
 from ig_metrics.bpf.filters import ProcessFilter
 from ig_metrics.bpf.loader import GadgetLoadError, GadgetProgram
-from ig_metrics.config.model import Profile
+from ig_metrics.config.model import DEFAULT_SAMPLER_MAX_SERIES, Profile
 from ig_metrics.exporters import create_exporter
 from ig_metrics.exporters.base import Exporter, ExporterStartError, ExporterStatus
+from ig_metrics.exporters.telemetry import ExportTelemetry
 from ig_metrics.exporters.worker import ExporterWorker
 from ig_metrics.gadgets.spec import GadgetSpec
 from ig_metrics.pipeline.sampler import DEFAULT_IDLE_EXPIRY, Sampler
@@ -33,9 +35,14 @@ class RunError(Exception):
     """A run that cannot start; the message is for the user (exit code 1)."""
 
 
-def resource_for(spec: GadgetSpec) -> Attributes:
-    return (("service.name", "ig-metrics"), ("service.version", __version__),
-            ("host.name", socket.gethostname()), ("ig_metrics.gadget", spec.name))
+def resource_for(spec: GadgetSpec, environ=os.environ) -> Attributes:
+    """Who is reporting: on Kubernetes the DaemonSet sets NODE_NAME from the
+    downward API, and it names the node the metrics come from."""
+    resource = [("service.name", "ig-metrics"), ("service.version", __version__),
+                ("host.name", socket.gethostname()), ("ig_metrics.gadget", spec.name)]
+    if environ.get("NODE_NAME"):
+        resource.append(("k8s.node.name", environ["NODE_NAME"]))
+    return tuple(resource)
 
 
 class Agent:
@@ -54,6 +61,8 @@ class Agent:
         self._latest: Snapshot | None = None
         self._latest_lock = threading.Lock()
         self.started_ns = 0
+        self.telemetry = ExportTelemetry()
+        self._tick_interval = 0.0        # what run() ticks at, for the load governors
 
     # --- start ------------------------------------------------------------------
     def start(self) -> None:
@@ -74,24 +83,40 @@ class Agent:
             program.attach()
             self.started_ns = time.time_ns()
             kernel = KernelSelfMetrics(self.spec, program, self.started_ns)
+            self.telemetry = ExportTelemetry(self.started_ns)
+            for exporter in self.exporters:
+                self.telemetry.add(exporter.stats)
             self.sampler = Sampler(
                 self.spec, program, resource=resource_for(self.spec),
                 idle_expiry=self.idle_expiry,
+                max_series=self.profile.sampler_max_series or DEFAULT_SAMPLER_MAX_SERIES,
                 extra_metrics=lambda now: kernel.metrics(
                     now, self.sampler.last_tick_seconds if self.sampler else 0.0,
-                    self._series_count()))
+                    self._series_count()) + self.telemetry.metrics(now))
         except (ExporterStartError, GadgetLoadError, SourceLayoutError) as error:
             for exporter in started:
                 exporter.shutdown(1.0)
             program.close()
             raise RunError(str(error)) from error
         self.program = program
-        self.workers = [ExporterWorker(exporter, config.interval, self.latest)
+        self.workers = [ExporterWorker(exporter, config.interval, self.latest,
+                                       max_interval=config.max_interval,
+                                       sampler_share=self._sampler_share)
                         for exporter, config in zip(self.exporters, self.profile.exporters)]
+        for config in self.profile.exporters:
+            if config.requested_interval and config.interval > config.requested_interval:
+                log.warning("exporter %s: interval %gs raised to limits.min_interval %gs",
+                            config.name, config.requested_interval, config.interval)
         for worker in self.workers:
             worker.start()
         log.info("gadget %s attached; exporting to %s", self.spec.name,
                  ", ".join(f"{e.name} ({e.target})" for e in self.exporters))
+
+    def _sampler_share(self) -> float:
+        """The share of its interval the sampler's last reading took."""
+        if self.sampler is None or not self._tick_interval:
+            return 0.0
+        return self.sampler.last_tick_seconds / self._tick_interval
 
     def _series_count(self) -> int:
         latest = self.latest()
@@ -122,6 +147,7 @@ class Agent:
         call `refresh` every `refresh_interval` in between (the live table)."""
         deadline = time.monotonic() + duration if duration else None
         next_tick = time.monotonic()
+        self._tick_interval = tick_interval
         while not stop.is_set():
             now = time.monotonic()
             if deadline is not None and now >= deadline:
@@ -130,7 +156,9 @@ class Agent:
                 snapshot = self.tick()
                 if on_tick:
                     on_tick(snapshot)
-                next_tick = now + tick_interval
+                # A reading that takes longer than half its interval spaces the
+                # next one out: the sampler never takes all of the process' time.
+                next_tick = now + max(tick_interval, 2 * self.sampler.last_tick_seconds)
             if refresh:
                 refresh()
             wake = min(next_tick, deadline or next_tick,

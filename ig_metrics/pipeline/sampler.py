@@ -11,16 +11,25 @@ from dataclasses import dataclass, field
 import threading
 import time
 
+from ig_metrics.config.model import DEFAULT_SAMPLER_MAX_SERIES
 from ig_metrics.gadgets.decoders import DECODERS
 from ig_metrics.gadgets.spec import GadgetSpec, MetricSpec
 from ig_metrics.pipeline.snapshot import (COUNTER, HISTOGRAM, AttrValue, Attributes,
                                           HistogramValue, MetricData, MetricInfo, Point,
                                           Snapshot)
 from ig_metrics.pipeline.sources import (CountersSource, HistogramSource, SlotHistogram,
-                                         SlotsSource, SourceLayoutError)
+                                         SlotsSource, SourceLayoutError, index_key_type,
+                                         index_series_key)
 
 DEFAULT_IDLE_EXPIRY = 600.0        # seconds a series may stay unchanged before it is dropped
 COMMAND_CACHE_LIMIT = 65536
+# The sampler's memory budget, in series it keeps apart (each costs about 1.2 KB
+# here: its decoded attributes, carry and start times; docs/performance.md).
+DEFAULT_MAX_SERIES = DEFAULT_SAMPLER_MAX_SERIES
+# Where the keys beyond the budget are summed: not a valid key (real keys are
+# key_size bytes), exported with the attribute otel.metric.overflow=true.
+OVERFLOW_KEY = b""
+OVERFLOW_ATTRIBUTES: Attributes = (("otel.metric.overflow", True),)
 
 
 @dataclass
@@ -51,8 +60,10 @@ class Sampler:
     def __init__(self, spec: GadgetSpec, program, *, resource: Attributes,
                  idle_expiry: float = DEFAULT_IDLE_EXPIRY,
                  extra_metrics: Callable[[int], Iterable[MetricData]] | None = None,
-                 clock: Callable[[], int] = time.time_ns) -> None:
+                 clock: Callable[[], int] = time.time_ns,
+                 max_series: int | None = DEFAULT_MAX_SERIES) -> None:
         self.spec = spec
+        self.max_series = max_series
         self.program = program
         self.resource = resource
         self.idle_expiry_ns = int(idle_expiry * 1e9)
@@ -65,6 +76,9 @@ class Sampler:
         self.histograms: dict[str, HistogramSource] = {}
         self._build_sources()
         self._series: dict[bytes, _Series] = {}
+        # Kernel keys seen once the budget was full: summed into OVERFLOW_KEY for
+        # as long as they live (taking them out again would make it go down).
+        self._folded: set[bytes] = set()
         self._commands: dict[int, str] = {}
         self._seq = 0
         self._previous_ns = clock()          # counting started (about) now
@@ -75,23 +89,45 @@ class Sampler:
     # --- setup ------------------------------------------------------------------
     def _build_sources(self) -> None:
         key_type = None
+        indexed: list[CountersSource | HistogramSource] = []
         for source in self.spec.sources:
             if source.kind == "counters":
                 reader = CountersSource(source, self.program, self.fields)
                 self.counters.append(reader)
-                key_type = key_type or reader.key_type
             elif source.kind == "histogram":
                 reader = HistogramSource(source, self.program)
                 self.histograms[source.map] = reader
-                key_type = key_type or reader.key_type
+            else:
+                continue
+            key_type = key_type or reader.key_type
+            if source.index_field:
+                indexed.append(reader)
+        if key_type is None and indexed:
+            key_type = index_key_type(indexed[0].spec.index_field)
         if key_type is None:
             raise SourceLayoutError(f"gadget {self.spec.name}: no counters or histogram "
                                     "source defines the series key")
+        for reader in indexed:
+            reader.series_key = index_series_key(key_type, reader.spec.index_field,
+                                                 f"source {reader.spec.map}.index_field")
         self.key_type = key_type
         self.key_size = ctypes.sizeof(key_type)
+        key_fields = {name for name, _ in key_type._fields_}
+        for attribute in self.spec.attributes:
+            if attribute.field not in key_fields and not attribute.optional:
+                raise SourceLayoutError(
+                    f"gadget {self.spec.name}: attribute {attribute.name} reads field "
+                    f"'{attribute.field}', which the series key does not have "
+                    f"(fields: {', '.join(sorted(key_fields))})")
         for source in self.spec.sources:
             if source.kind == "slots":
                 self.slots.append(SlotsSource(source, self.program, self.fields, self.key_size))
+        counted = set().union(*(reader.values.present for reader in (*self.counters, *self.slots)))
+        for name in self.fields:
+            if name not in counted:
+                raise SourceLayoutError(
+                    f"gadget {self.spec.name}: no counters or slots source has a field "
+                    f"'{name}' (a metric's `values`)")
 
     # --- decoding ---------------------------------------------------------------
     def command_of(self, pid: int) -> str:
@@ -120,16 +156,50 @@ class Sampler:
         values = {name: getattr(fields, name) for name, _ in self.key_type._fields_}
         out: list[tuple[str, AttrValue]] = []
         for attribute in self.spec.attributes:
+            if attribute.field not in values:
+                continue             # an optional attribute the program was built without
             decoder = DECODERS[attribute.decoder]
-            out.append((attribute.name, decoder(values[attribute.field], values, attribute, self)))
+            value = decoder(values[attribute.field], values, attribute, self)
+            if attribute.optional and value == "":
+                continue
+            out.append((attribute.name, value))
         return tuple(out)
 
     def _series_for(self, key: bytes) -> _Series:
         series = self._series.get(key)
         if series is None:
-            series = _Series(self._decode(key), [0] * len(self.fields))
+            attributes = OVERFLOW_ATTRIBUTES if key == OVERFLOW_KEY else self._decode(key)
+            series = _Series(attributes, [0] * len(self.fields))
             self._series[key] = series
         return series
+
+    @property
+    def folded_keys(self) -> int:
+        """Kernel keys beyond the memory budget, summed into the overflow series."""
+        return len(self._folded)
+
+    def _kept(self, key: bytes) -> bytes:
+        """`key`, or OVERFLOW_KEY once the budget is full and `key` is new."""
+        if self.max_series is None or key in self._series:
+            return key
+        kept = len(self._series) - (OVERFLOW_KEY in self._series)
+        # The budget counts the overflow series, as an exporter's max_series does.
+        if key not in self._folded and kept < self.max_series - 1:
+            self._series_for(key)          # takes its place in the budget now
+            return key
+        self._folded.add(key)
+        return OVERFLOW_KEY
+
+    def _fold(self, read: dict[bytes, object], add) -> dict[bytes, object]:
+        """`read` with the keys beyond the budget summed under OVERFLOW_KEY."""
+        if self.max_series is None or len(self._series) + len(read) <= self.max_series \
+                and not self._folded:
+            return read
+        out: dict[bytes, object] = {}
+        for key, value in read.items():
+            kept = self._kept(key)
+            out[kept] = add(out[kept], value) if kept in out else value
+        return out
 
     # --- the tick ---------------------------------------------------------------
     def tick(self, final: bool = False) -> Snapshot:
@@ -158,7 +228,7 @@ class Sampler:
             live = source.read()
             for record in source.take_retired():
                 live.pop(record.id, None)
-                _add_into(self._series_for(record.key).carry, record.values)
+                _add_into(self._series_for(self._kept(record.key)).carry, record.values)
             for record in live.values():
                 live_keys.add(record.key)
                 _accumulate(totals, record.key, record.values)
@@ -166,12 +236,19 @@ class Sampler:
         for source in self.counters:
             values = source.read()
             per_source.append(values)
+            if source.spec.index_field:
+                live_keys.update(values)     # array entries are never removed
             for key, counts in values.items():
                 _accumulate(totals, key, counts)
+        totals = self._fold(totals, _summed_counts)
         for key, series in self._series.items():
             if any(series.carry):
                 _accumulate(totals, key, series.carry)
-        histograms = {name: source.read() for name, source in self.histograms.items()}
+        histograms = {name: self._fold(source.read(), _summed_slots)
+                      for name, source in self.histograms.items()}
+        for name, source in self.histograms.items():
+            if source.spec.index_field:
+                live_keys.update(histograms[name])
         return _Reading(totals, per_source, histograms, live_keys)
 
     def _histogram_total(self, series: _Series, map_name: str,
@@ -217,7 +294,7 @@ class Sampler:
                     start = self._start_of(series, f"{metric.name}/{value_spec.field}")
                     points[metric.name].append(
                         Point(series.attributes + value_spec.attributes, value, start))
-        return [MetricData(_info(metric), tuple(points[metric.name]))
+        return [MetricData(_info(metric), _carried(metric, points[metric.name]))
                 for metric in self.spec.metrics if metric.kind != HISTOGRAM]
 
     def _histogram_metrics(self, reading: _Reading) -> list[MetricData]:
@@ -234,7 +311,7 @@ class Sampler:
                 total = self._histogram_total(series, metric.source, kernel.get(key))
                 start = self._start_of(series, metric.name)
                 points.append(Point(series.attributes, _histogram_value(metric, total), start))
-            out.append(MetricData(_info(metric), tuple(points)))
+            out.append(MetricData(_info(metric), _carried(metric, points)))
         return out
 
     # --- expiry -----------------------------------------------------------------
@@ -248,7 +325,7 @@ class Sampler:
             return
         for key, series in list(self._series.items()):
             if (not series.last_change_ns or now - series.last_change_ns < self.idle_expiry_ns
-                    or key in reading.live_keys):
+                    or key in reading.live_keys or key == OVERFLOW_KEY):
                 continue
             raced = False
             for source, read in zip(self.counters, reading.per_source):
@@ -267,6 +344,41 @@ class Sampler:
             else:
                 del self._series[key]
                 self.expired_series += 1
+
+
+def _carried(metric: MetricSpec, points: list[Point]) -> tuple[Point, ...]:
+    """The points with only the attributes the metric carries (its
+    `attributes`, those its values add, and the overflow mark); points that
+    become alike are summed, from the earliest start."""
+    if not metric.attributes:
+        return tuple(points)
+    keep = {*metric.attributes, *metric.attribute_extras,
+            *(name for name, _ in OVERFLOW_ATTRIBUTES)}
+    merged: dict[Attributes, Point] = {}
+    for point in points:
+        attributes = tuple(item for item in point.attributes if item[0] in keep)
+        other = merged.get(attributes)
+        if other is None:
+            merged[attributes] = Point(attributes, point.value, point.start_time_ns)
+        else:
+            merged[attributes] = Point(attributes, _sum_values(other.value, point.value),
+                                       min(other.start_time_ns, point.start_time_ns))
+    return tuple(merged.values())
+
+
+def _sum_values(a, b):
+    if isinstance(a, HistogramValue):
+        return HistogramValue(tuple(x + y for x, y in zip(a.counts, b.counts)), a.sum + b.sum,
+                              a.count + b.count)
+    return a + b
+
+
+def _summed_counts(a: list[int], b: list[int]) -> list[int]:
+    return [x + y for x, y in zip(a, b)]
+
+
+def _summed_slots(a: SlotHistogram, b: SlotHistogram) -> SlotHistogram:
+    return SlotHistogram(tuple(x + y for x, y in zip(a.slots, b.slots)), a.sum + b.sum)
 
 
 def _add_into(target: list[int], values) -> None:

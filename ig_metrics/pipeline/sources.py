@@ -1,12 +1,14 @@
 """Readers for the three kinds of place a gadget keeps its counts in the kernel
 (see `sources:` in a gadget.yaml), each turning raw map content into plain
-Python data keyed by the series key's raw bytes."""
+Python data keyed by the series key's raw bytes. A counters or histogram
+source may be an array indexed by one field of the series key (`index_field`)."""
 
 from __future__ import annotations
 
 import ctypes as ct
 import mmap
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ig_metrics.bpf.maps import POSSIBLE_CPUS, MapReader
@@ -27,8 +29,33 @@ def _field(struct_type, name: str, where: str):
     return descriptor
 
 
+def _table(program, name: str):
+    """The program's map `name`; a spec naming a map the C does not define is
+    the gadget author's mistake, told as such."""
+    if not program.has_table(name):
+        raise SourceLayoutError(f"source {name}: the BPF program defines no map named "
+                                f"'{name}'")
+    return program.table(name)
+
+
 def _is_u64(struct_type, name: str) -> bool:
     return dict(struct_type._fields_)[name] in (ct.c_uint64, ct.c_ulong, ct.c_ulonglong)
+
+
+def index_key_type(field: str):
+    """The series key of a gadget whose every source is an array: the index."""
+    return type("IndexKey", (ct.Structure,), {"_fields_": [(field, ct.c_uint32)]})
+
+
+def index_series_key(key_type, field: str, where: str) -> Callable[[int], bytes]:
+    """index -> the raw series key with `field` set to it and the rest zero."""
+    _field(key_type, field, where)
+
+    def series_key(index: int) -> bytes:
+        key = key_type()
+        setattr(key, field, index)
+        return bytes(key)
+    return series_key
 
 
 class ValueLayout:
@@ -74,7 +101,7 @@ class SlotsSource:
     Read in place through mmap when the map allows it."""
 
     def __init__(self, spec: SourceSpec, program, fields: tuple[str, ...], key_size: int) -> None:
-        table = program.table(spec.map)
+        table = _table(program, spec.map)
         leaf = table.Leaf
         where = f"source {spec.map}"
         self.spec = spec
@@ -100,7 +127,7 @@ class SlotsSource:
                                     f"'{spec.valid_field}'")
         self._mmap = self._map(table)
         self._reader = None if self._mmap else MapReader(table, spec.map)
-        self.retired = MapReader(program.table(spec.retired_into), spec.retired_into) \
+        self.retired = MapReader(_table(program, spec.retired_into), spec.retired_into) \
             if spec.retired_into else None
 
     def _map(self, table) -> mmap.mmap | None:
@@ -161,21 +188,27 @@ class SlotsSource:
 
 
 class CountersSource:
-    """A (per-CPU) hash keyed by the series key whose value is counters."""
+    """A (per-CPU) hash keyed by the series key whose value is counters, or a
+    (per-CPU) array of counters indexed by one field of the series key."""
 
     def __init__(self, spec: SourceSpec, program, fields: tuple[str, ...]) -> None:
-        table = program.table(spec.map)
+        table = _table(program, spec.map)
         self.spec = spec
         self.reader = MapReader(table, spec.map)
         leaf = getattr(table, "sLeaf", table.Leaf)
         self.values = ValueLayout(leaf, fields, f"source {spec.map}")
-        self.key_type = table.Key
+        self.key_type = None if spec.index_field else table.Key
+        self.series_key: Callable[[int], bytes] | None = None   # arrays: set by the sampler
 
     def read(self) -> dict[bytes, list[int]]:
         batch = self.reader.read()
         out: dict[bytes, list[int]] = {}
         for index in range(batch.count):
-            out[batch.key(index)] = self._sum(batch, index)
+            values = self._sum(batch, index)
+            if self.series_key is None:
+                out[batch.key(index)] = values
+            elif any(values):        # an array holds every index; a series is one that counted
+                out[self.series_key(int.from_bytes(batch.key(index), "little"))] = values
         return out
 
     def _sum(self, batch, index: int) -> list[int]:
@@ -190,6 +223,8 @@ class CountersSource:
         return total
 
     def take(self, key: bytes) -> list[int] | None:
+        if self.spec.index_field:
+            return None              # array entries cannot be removed: such series stay live
         raw = self.reader.take(key)
         if raw is None:
             return None
@@ -209,10 +244,11 @@ class SlotHistogram:
 
 
 class HistogramSource:
-    """A (per-CPU) hash keyed by the series key whose value is a struct ig_hist."""
+    """A (per-CPU) hash keyed by the series key whose value is a struct ig_hist,
+    or a (per-CPU) array of them indexed by one field of the series key."""
 
     def __init__(self, spec: SourceSpec, program) -> None:
-        table = program.table(spec.map)
+        table = _table(program, spec.map)
         self.spec = spec
         self.reader = MapReader(table, spec.map)
         leaf = getattr(table, "sLeaf", table.Leaf)
@@ -221,13 +257,19 @@ class HistogramSource:
             raise SourceLayoutError(f"source {spec.map}: a histogram value must be struct ig_hist")
         self.slot_count = slots._length_
         self.unpack = struct.Struct(f"<{self.slot_count + 1}Q").unpack_from
-        self.key_type = table.Key
+        self.key_type = None if spec.index_field else table.Key
+        self.series_key: Callable[[int], bytes] | None = None   # arrays: set by the sampler
 
     def read(self) -> dict[bytes, SlotHistogram]:
         batch = self.reader.read()
-        return {batch.key(index): self._sum(batch.values, index * batch.value_size,
-                                            batch.cpu_stride)
-                for index in range(batch.count)}
+        out: dict[bytes, SlotHistogram] = {}
+        for index in range(batch.count):
+            histogram = self._sum(batch.values, index * batch.value_size, batch.cpu_stride)
+            if self.series_key is None:
+                out[batch.key(index)] = histogram
+            elif any(histogram.slots):
+                out[self.series_key(int.from_bytes(batch.key(index), "little"))] = histogram
+        return out
 
     def _sum(self, data: bytes, base: int, stride: int) -> SlotHistogram:
         totals = list(self.unpack(data, base))
@@ -237,6 +279,8 @@ class HistogramSource:
         return SlotHistogram(tuple(totals[:-1]), totals[-1])
 
     def take(self, key: bytes) -> SlotHistogram | None:
+        if self.spec.index_field:
+            return None              # as for counters: array series stay live
         raw = self.reader.take(key)
         if raw is None:
             return None

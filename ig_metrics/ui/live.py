@@ -16,11 +16,18 @@ from ig_metrics.gadgets.spec import GadgetSpec
 from ig_metrics.pipeline.snapshot import HISTOGRAM, Snapshot
 from ig_metrics.ui.rows import Row, build_rows
 
-_HEALTH_STYLE = {Health.HEALTHY: ("ok", "green"), Health.FAILING: ("failing", "red"),
-                 Health.STARTING: ("starting", "yellow"), Health.STOPPED: ("stopped", "dim")}
+# Health -> (label, style, mark)
+_HEALTH_STYLE = {Health.HEALTHY: ("healthy", "green", "●"),
+                 Health.DEGRADED: ("degraded", "yellow", "◐"),
+                 Health.FAILING: ("failing", "red", "✗"),
+                 Health.RECOVERING: ("recovering", "cyan", "◑"),
+                 Health.STARTING: ("starting", "yellow", "○"),
+                 Health.STOPPED: ("stopped", "dim", "○")}
+_TROUBLED = (Health.DEGRADED, Health.FAILING, Health.RECOVERING)
 _SHORT = {"process.pid": "pid", "process.command": "command", "server.port": "port",
           "network.peer.address": "peer", "network.type": "net",
-          "tcp.connection.direction": "dir"}
+          "tcp.connection.direction": "dir", "process.parent.command": "parent",
+          "syscall.name": "syscall", "error.type": "error", "file.path": "path"}
 
 
 def short_name(attribute: str) -> str:
@@ -67,19 +74,63 @@ def column_title(spec: GadgetSpec, metric_name: str) -> str:
     return f"{title}\np50 / p99" if metric.kind == HISTOGRAM else f"{title}\nper s"
 
 
+def export_quality(status: ExporterStatus, now_ns: int) -> list[str]:
+    """What the export is doing, in short phrases: interval (and whether load
+    widened it), last export, points, queue, drops, next retry."""
+    every = f"every {status.interval:g}s"
+    if status.configured_interval and status.interval > status.configured_interval:
+        every += f" (widened from {status.configured_interval:g}s by load)"
+    parts = [every]
+    if status.last_success_ns:
+        parts.append(f"last export {max(0, now_ns - status.last_success_ns) / 1e9:.0f}s ago"
+                     f" in {format_seconds(status.last_duration)}")
+    if status.points_exported:
+        parts.append(f"{status.points_exported} points")
+    if status.queued_batches:
+        parts.append(f"{status.queued_batches} queued")
+    if status.points_dropped:
+        parts.append(f"{status.points_dropped} dropped")
+    if status.retry_in:
+        parts.append(f"retry in {status.retry_in:.0f}s")
+    return parts
+
+
 def exporter_line(status: ExporterStatus, now_ns: int) -> Text:
-    label, style = _HEALTH_STYLE[status.health]
+    label, style, mark = _HEALTH_STYLE[status.health]
     text = Text()
-    text.append("● " if status.health is Health.HEALTHY else "✗ " if status.health is
-                Health.FAILING else "○ ", style=style)
+    text.append(f"{mark} ", style=style)
     text.append(f"{status.name}", style="bold")
     text.append(f" ({status.type} {status.target}) ")
     text.append(label, style=style)
-    if status.last_success_ns:
-        text.append(f", last export {max(0, now_ns - status.last_success_ns) / 1e9:.0f}s ago")
-    if status.health is Health.FAILING and status.last_error:
-        text.append(f": {status.last_error}", style="red")
+    text.append(", " + ", ".join(export_quality(status, now_ns)))
+    if status.health in _TROUBLED and status.last_error:
+        text.append(f": {status.last_error}", style=style)
     return text
+
+
+def _total(snapshot: Snapshot, metric: str) -> float | None:
+    data = snapshot.metric(metric)
+    if data is None or not data.points:
+        return None
+    return sum(point.value for point in data.points
+               if isinstance(point.value, int | float))
+
+
+def sampler_line(snapshot: Snapshot) -> Text | None:
+    """The sampler's and the kernel side's own figures, from the self-metrics
+    every snapshot carries: reading time, kernel drops, BPF runs and cost."""
+    tick = _total(snapshot, "ig_metrics.sampler.tick.duration")
+    if tick is None:
+        return None
+    parts = [f"sampler: read in {format_seconds(tick)}"]
+    dropped = _total(snapshot, "ig_metrics.kernel.dropped_events") or 0
+    missed = _total(snapshot, "ig_metrics.kernel.missed_events") or 0
+    parts.append(f"kernel drops {dropped:.0f}, missed {missed:.0f}")
+    runs = _total(snapshot, "ig_metrics.bpf.runs")
+    run_time = _total(snapshot, "ig_metrics.bpf.run_time")
+    if runs:
+        parts.append(f"BPF {runs:.0f} runs, {format_seconds((run_time or 0) / runs)}/run")
+    return Text("; ".join(parts), style="red" if dropped else "dim")
 
 
 def render(spec: GadgetSpec, rows: list[Row], snapshot: Snapshot,
@@ -98,7 +149,8 @@ def render(spec: GadgetSpec, rows: list[Row], snapshot: Snapshot,
                       *(format_cell(spec, name, row.cells.get(name))
                         for name in spec.table.columns))
     footer = [exporter_line(status, snapshot.time_ns) for status in statuses]
-    return Group(table, *footer)
+    sampler = sampler_line(snapshot)
+    return Group(table, *footer, *([sampler] if sampler else []))
 
 
 class LiveView:
@@ -149,9 +201,14 @@ def summary_line(spec: GadgetSpec, previous: Snapshot | None, current: Snapshot,
     states = []
     for status in statuses:
         label = _HEALTH_STYLE[status.health][0]
-        if status.health is Health.FAILING and status.last_error:
-            label += f" ({status.last_error})"
-        states.append(f"{status.name} {label}")
+        details = [f"every {status.interval:g}s"]
+        if status.queued_batches:
+            details.append(f"{status.queued_batches} queued")
+        if status.points_dropped:
+            details.append(f"{status.points_dropped} dropped")
+        if status.health in _TROUBLED and status.last_error:
+            details.append(status.last_error)
+        states.append(f"{status.name} {label} ({', '.join(details)})")
     if states:
         parts.append("exporters: " + ", ".join(states))
     return "; ".join(parts)

@@ -8,8 +8,13 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from ig_metrics.gadgets.decoders.comm import decode_comm
+from ig_metrics.gadgets.decoders.device import decode_device
+from ig_metrics.gadgets.decoders.dns_qtype import decode_dns_qtype
+from ig_metrics.gadgets.decoders.errno import decode_errno
 from ig_metrics.gadgets.decoders.inet_ip import decode_inet_ip
 from ig_metrics.gadgets.decoders.numbers import decode_enum, decode_int
+from ig_metrics.gadgets.decoders.string import decode_string
+from ig_metrics.gadgets.decoders.syscall import decode_syscall
 from ig_metrics.pipeline.snapshot import AttrValue
 
 
@@ -28,4 +33,9 @@ DECODERS: dict[str, Decoder] = {
     "enum": decode_enum,
     "comm": decode_comm,
     "inet_ip": decode_inet_ip,
+    "errno": decode_errno,
+    "syscall": decode_syscall,
+    "string": decode_string,
+    "device": decode_device,
+    "dns_qtype": decode_dns_qtype,
 }

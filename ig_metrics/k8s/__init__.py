@@ -1,0 +1,1 @@
+"""Containers and Kubernetes: cgroup ids to pods, pod metadata, deploy's manifests."""

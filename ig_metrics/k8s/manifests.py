@@ -1,0 +1,307 @@
+"""The Kubernetes objects `ig-metrics deploy` writes: a namespace, a service
+account allowed to read pods, the profiles as a ConfigMap, and a DaemonSet that
+runs `ig-metrics run --no-tui` on every node with the least privilege eBPF
+tracing needs (docs/kubernetes.md says why each privilege is there)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from ig_metrics import __version__
+from ig_metrics.k8s.podprofiles import POD_PROFILES_DIR, PodProfiles, ScrapeEndpoint
+from ig_metrics.k8s.privileges import BASE_CAPABILITIES, LEGACY_CAPABILITY, PodNeeds
+
+DEFAULT_NAMESPACE = "ig-metrics"
+DEFAULT_IMAGE = f"ig-metrics:{__version__}"
+NAME = "ig-metrics"
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")     # what the API accepts
+
+# The pod's environment: these come from the downward API, the rest from --env.
+DOWNWARD_ENV = {"NODE_NAME": "spec.nodeName", "HOST_IP": "status.hostIP"}
+# What stands for the downward values when the profiles are checked before deploying.
+DOWNWARD_PLACEHOLDERS = {"NODE_NAME": "node-1", "HOST_IP": "192.0.2.1"}
+FIXED_ENV = {"PYTHONUNBUFFERED": "1"}             # log lines reach `kubectl logs` at once
+# Every pod has these (the service account's API server address).
+CLUSTER_ENV_PLACEHOLDERS = {"KUBERNETES_SERVICE_HOST": "10.96.0.1",
+                            "KUBERNETES_SERVICE_PORT": "443"}
+
+# hostPath volumes: (name, host path, mount path, hostPath type). Read-only all.
+HOST_MOUNTS = (
+    # bcc reads tracepoint ids under tracefs; debugfs is not needed once tracefs is there.
+    ("tracefs", "/sys/kernel/tracing", "/sys/kernel/tracing", "Directory"),
+    # cgroup ids to container and pod; --cgroup filters. The host's whole hierarchy,
+    # not the container's own cgroup namespace.
+    ("cgroup", "/sys/fs/cgroup", "/sys/fs/cgroup", "Directory"),
+    # bcc compiles the gadget against the node's kernel headers: /lib/modules/$(uname
+    # -r)/build links into /usr/src. Nodes without them may provide kheaders instead.
+    ("modules", "/lib/modules", "/lib/modules", "Directory"),
+    ("usr-src", "/usr/src", "/usr/src", ""),
+)
+# Bidirectional would need a privileged container; HostToContainer shows the pod
+# what the node mounts later (tracefs mounted after boot, cgroup v1 controllers).
+PROPAGATED = frozenset({"tracefs", "cgroup"})
+
+RESOURCES = {
+    # Measured: ~190 MiB resident at peak while bcc compiles the tcp gadget, far
+    # less afterwards; one CPU lets the compile finish in about a second.
+    "requests": {"cpu": "100m", "memory": "256Mi"},
+    "limits": {"cpu": "1", "memory": "512Mi"},
+}
+READINESS_TIMING = {"initialDelaySeconds": 5, "periodSeconds": 10, "timeoutSeconds": 5,
+                    "failureThreshold": 3}
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    gadget: str
+    profile: str
+    namespace: str = DEFAULT_NAMESPACE
+    image: str = DEFAULT_IMAGE
+    env: tuple[tuple[str, str], ...] = ()          # --env NAME=VALUE, in order
+    sys_admin: bool = False
+    needs: PodNeeds = PodNeeds()                   # what the gadget's hook kinds add
+
+    def __post_init__(self) -> None:
+        if not DNS_LABEL.fullmatch(self.namespace):
+            raise ValueError(f"--namespace: '{self.namespace}' is not a valid namespace name "
+                             "(lowercase letters, digits and '-', at most 63)")
+        for name, _ in self.env:
+            if not ENV_NAME.fullmatch(name):
+                raise ValueError(f"--env: '{name}' is not a valid environment variable name")
+            if name in DOWNWARD_ENV or name in FIXED_ENV:
+                raise ValueError(f"--env: {name} is set by the DaemonSet itself")
+
+    @property
+    def workload(self) -> str:
+        return f"{NAME}-{self.gadget}"
+
+    @property
+    def capabilities(self) -> tuple[str, ...]:
+        legacy = (LEGACY_CAPABILITY,) if self.sys_admin else ()
+        return (*BASE_CAPABILITIES, *self.needs.capabilities, *legacy)
+
+
+def pod_environment(options: DeployOptions) -> dict[str, str]:
+    """The environment `ig-metrics run` will have in the pod, downward API
+    values replaced by placeholders: what the profiles are checked against."""
+    return {**CLUSTER_ENV_PLACEHOLDERS, **DOWNWARD_PLACEHOLDERS, **FIXED_ENV, **dict(options.env)}
+
+
+def run_command(options: DeployOptions) -> list[str]:
+    return ["ig-metrics", "run", "--gadget", options.gadget, "--profile", options.profile,
+            "--profiles-dir", POD_PROFILES_DIR, "--no-tui"]
+
+
+def build_manifests(options: DeployOptions, profiles: PodProfiles) -> list[dict[str, Any]]:
+    """Every object, in the order `kubectl apply` should create them."""
+    return [namespace(options), service_account(options), cluster_role(),
+            cluster_role_binding(options), config_map(options, profiles),
+            daemon_set(options, profiles)]
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (the profiles) as literal blocks, readable as written."""
+
+
+def _string(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_Dumper.add_representer(str, _string)
+
+
+def render(manifests: list[dict[str, Any]]) -> str:
+    return yaml.dump_all(manifests, Dumper=_Dumper, sort_keys=False, explicit_start=True,
+                         width=100)
+
+
+def _labels(options: DeployOptions | None = None) -> dict[str, str]:
+    labels = {"app.kubernetes.io/name": NAME}
+    if options is not None:
+        labels["app.kubernetes.io/instance"] = options.workload
+    return labels
+
+
+def _metadata(name: str, options: DeployOptions | None, namespaced: bool = True,
+              **extra: Any) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name}
+    if namespaced and options is not None:
+        metadata["namespace"] = options.namespace
+    metadata["labels"] = {**_labels(options), "app.kubernetes.io/version": __version__}
+    metadata.update(extra)
+    return metadata
+
+
+def namespace(options: DeployOptions) -> dict[str, Any]:
+    # Pod Security's baseline level forbids hostPID, hostPath volumes and the
+    # capabilities eBPF needs: this namespace must allow privileged pods.
+    metadata = _metadata(options.namespace, None, namespaced=False)
+    metadata["labels"].update({"pod-security.kubernetes.io/enforce": "privileged",
+                               "pod-security.kubernetes.io/warn": "privileged",
+                               "pod-security.kubernetes.io/audit": "privileged"})
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}
+
+
+def service_account(options: DeployOptions) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _metadata(NAME, options)}
+
+
+def cluster_role() -> dict[str, Any]:
+    # Pod names, owners and IPs of the node and of peers: reading pods is all.
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": _metadata(NAME, None, namespaced=False),
+            "rules": [{"apiGroups": [""], "resources": ["pods"],
+                       "verbs": ["get", "list", "watch"]}]}
+
+
+def cluster_role_binding(options: DeployOptions) -> dict[str, Any]:
+    # One binding per namespace deployed to, so that two installs do not take
+    # each other's rights away.
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": _metadata(f"{NAME}:{options.namespace}", None, namespaced=False),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": NAME},
+            "subjects": [{"kind": "ServiceAccount", "name": NAME,
+                          "namespace": options.namespace}]}
+
+
+def config_map(options: DeployOptions, profiles: PodProfiles) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": _metadata(f"{options.workload}-profiles", options),
+            "data": dict(sorted(profiles.files.items()))}
+
+
+def profiles_digest(profiles: PodProfiles) -> str:
+    digest = hashlib.sha256()
+    for name, text in sorted(profiles.files.items()):
+        digest.update(f"{name}\0{text}\0".encode())
+    return digest.hexdigest()
+
+
+def daemon_set(options: DeployOptions, profiles: PodProfiles) -> dict[str, Any]:
+    # A changed ConfigMap changes this annotation, so the DaemonSet rolls.
+    annotations = {"ig-metrics/profiles-sha256": profiles_digest(profiles)}
+    if profiles.scrape:
+        annotations.update(scrape_annotations(profiles.scrape[0]))
+    pod_spec = {
+        "serviceAccountName": NAME,
+        # Process ids from the kernel are the host's; /proc must show the host's
+        # processes for their names, sockets and cgroups to be read.
+        "hostPID": True,
+        **_host_network(options.needs),
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"operator": "Exists"}],       # every node, tainted or not
+        "terminationGracePeriodSeconds": 30,
+        "containers": [container(options, profiles)],
+        "volumes": [
+            {"name": "profiles", "configMap": {"name": f"{options.workload}-profiles"}},
+            {"name": "tmp", "emptyDir": {}},
+            *({"name": name, "hostPath": {"path": host, "type": kind}}
+              for name, host, _, kind in HOST_MOUNTS),
+        ],
+    }
+    return {
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": _metadata(options.workload, options),
+        "spec": {
+            "selector": {"matchLabels": _labels(options)},
+            "updateStrategy": {"type": "RollingUpdate",
+                               "rollingUpdate": {"maxUnavailable": 1}},
+            "template": {
+                "metadata": {"labels": {**_labels(options), "app.kubernetes.io/component":
+                                        options.gadget},
+                             "annotations": annotations},
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def _host_network(needs: PodNeeds) -> dict[str, Any]:
+    if not needs.host_network:
+        return {}
+    # A host-network pod still resolves the cluster's Services (a collector's).
+    return {"hostNetwork": True, "dnsPolicy": "ClusterFirstWithHostNet"}
+
+
+def scrape_annotations(endpoint: ScrapeEndpoint) -> dict[str, str]:
+    """What Prometheus' kubernetes_sd pod relabelling reads, by convention."""
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(endpoint.port),
+            "prometheus.io/path": "/metrics",
+            "prometheus.io/scheme": endpoint.scheme}
+
+
+def container(options: DeployOptions, profiles: PodProfiles) -> dict[str, Any]:
+    security: dict[str, Any] = {
+        "privileged": False,
+        "runAsUser": 0,     # tracefs and the tracepoint ids in it belong to root
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"], "add": list(options.capabilities)},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if not options.sys_admin:
+        # The API refuses allowPrivilegeEscalation: false beside CAP_SYS_ADMIN.
+        security["allowPrivilegeEscalation"] = False
+    spec: dict[str, Any] = {
+        "name": options.gadget,
+        "image": options.image,
+        "command": run_command(options),
+        "env": [*({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+                  for name, path in DOWNWARD_ENV.items()),
+                *({"name": name, "value": value} for name, value in FIXED_ENV.items()),
+                *({"name": name, "value": value} for name, value in options.env)],
+        "resources": RESOURCES,
+        "securityContext": security,
+        "volumeMounts": [
+            {"name": "profiles", "mountPath": POD_PROFILES_DIR, "readOnly": True},
+            # bcc may unpack kernel headers here; the root file system is read-only.
+            {"name": "tmp", "mountPath": "/tmp"},
+            *(_host_mount(name, path) for name, _, path, _ in HOST_MOUNTS),
+        ],
+        "readinessProbe": {**readiness_probe(profiles.scrape), **READINESS_TIMING},
+    }
+    if profiles.scrape:
+        spec["ports"] = [{"name": _port_name(index), "containerPort": endpoint.port,
+                          "protocol": "TCP"} for index, endpoint in enumerate(profiles.scrape)]
+    return spec
+
+
+def _host_mount(name: str, path: str) -> dict[str, Any]:
+    mount: dict[str, Any] = {"name": name, "mountPath": path, "readOnly": True}
+    if name in PROPAGATED:
+        mount["mountPropagation"] = "HostToContainer"
+    return mount
+
+
+def _port_name(index: int) -> str:
+    return "metrics" if index == 0 else f"metrics-{index + 1}"
+
+
+def readiness_probe(scrape: list[ScrapeEndpoint]) -> dict[str, Any]:
+    """GET /metrics when the profile serves it to anyone (the kubelet has no
+    credentials): ig-metrics opens that port only once the verifier has
+    accepted the gadget, attaches right after, and exits if attaching fails.
+    Otherwise ask the process itself whether it has attached
+    (ig_metrics.k8s.readiness)."""
+    if scrape and not scrape[0].credentials:
+        return {"httpGet": {"path": "/metrics", "port": _port_name(0),
+                            "scheme": scrape[0].scheme.upper()}}
+    return {"exec": {"command": ["python3", "-m", "ig_metrics.k8s.readiness"]}}
+
+
+def parse_env(assignments: list[str]) -> tuple[tuple[str, str], ...]:
+    """NAME=VALUE strings of --env, in order; ValueError for one without '='."""
+    pairs = []
+    for assignment in assignments:
+        name, equals, value = assignment.partition("=")
+        if not equals or not name:
+            raise ValueError(f"--env: '{assignment}' is not NAME=VALUE")
+        pairs.append((name, value))
+    return tuple(pairs)

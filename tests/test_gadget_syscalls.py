@@ -1,0 +1,150 @@
+"""The syscalls gadget against the real kernel: a known number of calls of a
+chosen syscall (getppid through ctypes) and of a failing one (close(-1):
+EBADF), counted exactly by name and errno, with one latency observation per
+call; processes the filter leaves out are not counted at all."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.named_process import NamedProcess
+from tests.snapshots import points, total
+
+CALLS = r"""
+calls, failures = map(int, args)
+for _ in range(calls):
+    libc.getppid()
+for _ in range(failures):
+    libc.close(-1)
+"""
+
+
+def attach_syscalls(process_filter, *, idle_expiry=0.0):
+    from ig_metrics.bpf.loader import GadgetProgram
+    from ig_metrics.gadgets import resolve
+    from ig_metrics.pipeline.sampler import Sampler
+
+    spec = resolve("syscalls")
+    program = GadgetProgram(spec, process_filter=process_filter)
+    program.load()
+    program.attach()
+    return program, Sampler(spec, program, resource=(), idle_expiry=idle_expiry)
+
+
+@pytest.mark.bpf
+def test_calls_errors_and_latency_are_exact_for_a_command(bpf_available):
+    from ig_metrics.bpf.filters import ProcessFilter
+
+    counted = NamedProcess("igm-sys", CALLS, "1234", "37")
+    other = NamedProcess("igm-sys-other", CALLS, "500", "5")
+    program, sampler = attach_syscalls(ProcessFilter(comm="igm-sys"))
+    try:
+        counted.run()
+        other.run()
+        snapshot = sampler.tick()
+    finally:
+        program.close()
+        counted.kill()
+        other.kill()
+    assert total(snapshot, "syscall.calls", syscall__name="getppid") == 1234
+    assert total(snapshot, "syscall.errors", syscall__name="close", error__type="EBADF") == 37
+    assert total(snapshot, "syscall.calls", syscall__name="close") >= 37
+    assert total(snapshot, "syscall.errors", syscall__name="getppid") == 0
+    (latency,) = points(snapshot, "syscall.duration", syscall__name="getppid")
+    assert latency.value.count == 1234
+    assert 0 < latency.value.sum < 1234 * 0.001      # each well under a millisecond
+    (calls,) = points(snapshot, "syscall.calls", syscall__name="getppid")
+    assert dict(calls.attributes) == {"syscall.name": "getppid"}   # no error.type
+
+
+@pytest.mark.bpf
+def test_pid_filter_counts_that_process_only(bpf_available):
+    from ig_metrics.bpf.filters import ProcessFilter
+
+    counted = NamedProcess("igm-sys-pid", CALLS, "321", "4")
+    other = NamedProcess("igm-sys-pid", CALLS, "111", "1")      # same name, other pid
+    program, sampler = attach_syscalls(ProcessFilter(pids=(counted.pid,)))
+    try:
+        counted.run()
+        other.run()
+        snapshot = sampler.tick()
+    finally:
+        program.close()
+        counted.kill()
+        other.kill()
+    assert total(snapshot, "syscall.calls", syscall__name="getppid") == 321
+    assert total(snapshot, "syscall.errors", syscall__name="close", error__type="EBADF") == 4
+
+
+@pytest.mark.bpf
+def test_series_from_arrays_never_expire(bpf_available):
+    """Counts by syscall live in arrays, whose entries cannot be removed: an
+    idle syscall stays in the export with its cumulative count and start."""
+    from ig_metrics.bpf.filters import ProcessFilter
+
+    workload = NamedProcess("igm-sys-idle", CALLS, "50", "0")
+    program, sampler = attach_syscalls(ProcessFilter(comm="igm-sys-idle"), idle_expiry=0.2)
+    try:
+        workload.run()
+        first = sampler.tick()
+        time.sleep(0.5)
+        sampler.tick()
+        later = sampler.tick()
+    finally:
+        program.close()
+        workload.kill()
+    (before,) = points(first, "syscall.calls", syscall__name="getppid")
+    (after,) = points(later, "syscall.calls", syscall__name="getppid")
+    assert before.value == after.value == 50
+    assert before.start_time_ns == after.start_time_ns
+
+
+@pytest.mark.bpf
+def test_a_gadget_of_arrays_only_is_keyed_by_the_index(bpf_available):
+    """A gadget whose every source is an array has the index as its whole
+    series key; indexes that counted nothing are no series."""
+    import os
+    from pathlib import Path
+
+    from ig_metrics.bpf.loader import GadgetProgram
+    from ig_metrics.gadgets import resolve
+    from ig_metrics.pipeline.sampler import Sampler
+
+    spec = resolve(str(Path(__file__).parent / "gadgets" / "arrayprobe"))
+    program = GadgetProgram(spec, cflags=(f"-DTARGET_PID={os.getpid()}",))
+    program.load()
+    program.attach()
+    try:
+        sampler = Sampler(spec, program, resource=(), idle_expiry=0)
+        for argument, times in ((3, 5), (7, 2)):
+            for _ in range(times):
+                try:
+                    os.getpgid(argument)
+                except ProcessLookupError:
+                    pass               # only the call's argument matters
+        snapshot = sampler.tick()
+    finally:
+        program.close()
+    assert {dict(point.attributes)["probe.argument"]: point.value
+            for point in points(snapshot, "probe.calls")} == {3: 5, 7: 2}
+
+
+def test_describe_shows_every_metric_with_its_attributes_and_bounds():
+    import json
+
+    from typer.testing import CliRunner
+
+    from ig_metrics.cli import app
+
+    data = json.loads(CliRunner().invoke(app, ["gadgets", "describe", "syscalls", "-o",
+                                               "json"]).output)
+    metrics = {metric["name"]: metric for metric in data["metrics"]}
+    assert {name: metric["attributes"] for name, metric in metrics.items()} == {
+        "syscall.calls": ["syscall.name"],
+        "syscall.errors": ["syscall.name", "error.type"],
+        "syscall.duration": ["syscall.name"],
+    }
+    bounds = metrics["syscall.duration"]["bounds"]
+    assert bounds[:3] == [0.0, 1e-09, 3e-09] and bounds[-1] == (2 ** 35 - 1) / 1e9
