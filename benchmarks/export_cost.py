@@ -40,7 +40,8 @@ EXPORT_METHOD = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export
 
 # --- sinks, in their own process ---------------------------------------------------
 def run_sinks(connection) -> None:
-    """A gRPC and an HTTP OTLP sink that discard, and a scraper on demand."""
+    """A gRPC and an HTTP OTLP sink that discard, and a scraper on demand
+    (sent a URL, or a URL and headers; answers with the body's size)."""
     from concurrent import futures
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -77,14 +78,33 @@ def run_sinks(connection) -> None:
     connection.send((grpc_port, http.server_address[1]))
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     while True:
-        url = connection.recv()
-        if url is None:
+        asked = connection.recv()          # a URL, or (URL, request headers)
+        if asked is None:
             break
-        with opener.open(url, timeout=120) as response:
+        url, headers = asked if isinstance(asked, tuple) else (asked, {})
+        with opener.open(urllib.request.Request(url, headers=headers), timeout=120) as response:
             size = len(response.read())
         connection.send(size)
     server.stop(0)
     http.shutdown()
+
+
+def start_sinks():
+    """(our end of the pipe, the process, gRPC port, HTTP port) of the sinks,
+    after checking for root (the sampler reads a real BPF map) and dropping
+    OTEL_* and *_proxy settings from the environment (the SDK and requests
+    read them)."""
+    if os.geteuid() != 0:
+        sys.exit("run as root: the sampler reads a real BPF map")
+    for name in list(os.environ):
+        if name.startswith("OTEL_") or name.lower().endswith("_proxy"):
+            del os.environ[name]
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    sinks = context.Process(target=run_sinks, args=(theirs,), daemon=True)
+    sinks.start()
+    grpc_port, http_port = ours.recv()
+    return ours, sinks, grpc_port, http_port
 
 
 # --- the kernel map ------------------------------------------------------------------
@@ -189,16 +209,7 @@ def main() -> None:
     parser.add_argument("--exporters", type=int, nargs="+", default=[1, 3, 5])
     parser.add_argument("--intervals", type=int, default=5)
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("run as root: the sampler reads a real BPF map")
-    for name in list(os.environ):
-        if name.startswith("OTEL_") or name.lower().endswith("_proxy"):
-            del os.environ[name]
-    context = multiprocessing.get_context("spawn")
-    ours, theirs = context.Pipe()
-    sinks = context.Process(target=run_sinks, args=(theirs,), daemon=True)
-    sinks.start()
-    grpc_port, http_port = ours.recv()
+    ours, sinks, grpc_port, http_port = start_sinks()
     rows = []
     for series in args.series:
         rows += measure(series, args.exporters, args.intervals, ours, grpc_port, http_port)

@@ -67,9 +67,11 @@ def make_pod(name: str, *, namespace: str = "default", node: str = "node-a",
 
 class FakeApiServer:
     """The stand-in API server; a context manager. `tls` = (cert_file, key_file)
-    serves HTTPS, as in-cluster clients expect."""
+    serves HTTPS, as in-cluster clients expect; `host` is the address it
+    listens on (another one than loopback serves other network namespaces)."""
 
-    def __init__(self, token: str = "test-token", tls: tuple[Path, Path] | None = None) -> None:
+    def __init__(self, token: str = "test-token", tls: tuple[Path, Path] | None = None,
+                 host: str = "127.0.0.1") -> None:
         self.token = token
         self._lock = threading.Condition()
         self._pods: dict[str, dict] = {}
@@ -78,7 +80,7 @@ class FakeApiServer:
         self._oldest_kept = 100          # watches from an older version get 410
         self._drops = 0                  # bumped to cut every open watch
         self.requests: list[dict[str, list[str]]] = []   # query of every /api/v1/pods request
-        self.http = _QuietServer(("127.0.0.1", 0), _handler(self))
+        self.http = _QuietServer((host, 0), _handler(self))
         self.http.daemon_threads = True
         scheme = "http"
         if tls is not None:
@@ -87,7 +89,7 @@ class FakeApiServer:
             self.http.socket = context.wrap_socket(self.http.socket, server_side=True)
             scheme = "https"
         self.port = self.http.server_address[1]
-        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self.url = f"{scheme}://{host}:{self.port}"
         self._thread = threading.Thread(target=self.http.serve_forever, daemon=True)
 
     def __enter__(self) -> FakeApiServer:

@@ -20,3 +20,13 @@ def total(snapshot: Snapshot, metric: str, **attributes) -> int:
     """Sum of the matching points' values (histograms: their counts)."""
     found = points(snapshot, metric, **attributes)
     return sum(p.value.count if isinstance(p.value, HistogramValue) else p.value for p in found)
+
+
+# What a gadget's `container` attribute (decoder cgroup) may add to a series,
+# in the order `gadgets describe` lists them (docs/kubernetes.md).
+CONTAINER_ATTRIBUTES = [
+    "container.id", "container.runtime.name", "k8s.pod.uid", "k8s.pod.name",
+    "k8s.namespace.name", "k8s.container.name", "k8s.replicaset.name", "k8s.deployment.name",
+    "k8s.daemonset.name", "k8s.statefulset.name", "k8s.job.name", "k8s.cronjob.name",
+    "k8s.replicationcontroller.name", "k8s.pod.label.*",
+]

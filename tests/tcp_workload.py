@@ -3,6 +3,7 @@ process and client child processes with a known pid and command name."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 import socket
 import subprocess
@@ -39,12 +40,15 @@ class ClientRun:
 
 
 def run_client(host: str, port: int, *, send_bytes: int, connections: int = 1,
-               name: str = "igm-client", family: int = 4) -> ClientRun:
+               name: str = "igm-client", family: int = 4,
+               prefix: Sequence[str] = ()) -> ClientRun:
     """Run a client child process to completion; it sends `send_bytes` on each
-    of `connections` sequential connections and reads until the server closes."""
+    of `connections` sequential connections and reads until the server closes.
+    `prefix` runs it through a command that keeps its pid (`ip netns exec`, a
+    shell that enters a cgroup and execs)."""
     process = subprocess.Popen(
-        [sys.executable, "-c", CLIENT, name, str(family), host, str(port), str(send_bytes),
-         str(connections)], stdout=subprocess.PIPE, text=True)
+        [*prefix, sys.executable, "-c", CLIENT, name, str(family), host, str(port),
+         str(send_bytes), str(connections)], stdout=subprocess.PIPE, text=True)
     out, _ = process.communicate(timeout=60)
     assert process.returncode == 0, f"client failed: {out}"
     return ClientRun(process.pid, name, int(out.strip()))

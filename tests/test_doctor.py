@@ -31,7 +31,8 @@ PATH_CHECKS = ("privileges", "tracefs", "kernel-headers")
 
 def expected_names() -> set[str]:
     return {"privileges", "bcc", "bpf-syscall", "tracefs", "kernel-headers", "btf", "debugfs",
-            "kprobes", "bpf-stats", "unprivileged-bpf",
+            "kprobes", "bpf-stats", "unprivileged-bpf", "cgroup-v2", "cgroup-mkdir",
+            "kubernetes-api",
             *(f"tracepoints:{name}" for name in builtin_names())}
 
 

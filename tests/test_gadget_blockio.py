@@ -21,7 +21,7 @@ import pytest
 from ig_metrics.gadgets.decoders import DECODERS
 from ig_metrics.gadgets.spec import AttributeSpec
 from tests.loopdev import loop_device
-from tests.snapshots import total
+from tests.snapshots import CONTAINER_ATTRIBUTES, total
 
 BLOCK = 64 * 1024
 WRITES = 16
@@ -168,7 +168,8 @@ def test_describe_shows_every_metric_with_its_attributes():
     assert list(metrics) == ["system.disk.io", "system.disk.operations",
                              "block.request.duration"]
     for metric in metrics.values():
-        assert metric["attributes"] == ["system.device", "disk.io.direction"]
+        assert metric["attributes"] == ["system.device", "disk.io.direction",
+                                        *CONTAINER_ATTRIBUTES]
     assert metrics["system.disk.io"]["prometheus"] == "system_disk_io_bytes_total"
     text = CliRunner().invoke(app, ["gadgets", "describe", "blockio"]).output
     assert all(name in text for name in metrics)

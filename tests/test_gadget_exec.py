@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from tests.named_process import NamedProcess
-from tests.snapshots import points, total
+from tests.snapshots import CONTAINER_ATTRIBUTES, points, total
 
 pytestmark = pytest.mark.bpf
 
@@ -121,7 +121,9 @@ def test_describe_shows_every_metric_with_its_attributes():
     result = CliRunner().invoke(app, ["gadgets", "describe", "exec", "-o", "json"])
     data = json.loads(result.output)
     assert {metric["name"]: metric["attributes"] for metric in data["metrics"]} == {
-        "process.executions": ["process.command", "process.parent.command"],
-        "process.execution.errors": ["process.parent.command", "error.type"],
+        "process.executions": ["process.command", "process.parent.command",
+                               *CONTAINER_ATTRIBUTES],
+        "process.execution.errors": ["process.parent.command", "error.type",
+                                     *CONTAINER_ATTRIBUTES],
     }
     assert [hook["target"] for hook in data["hooks"]][2] == "sched:sched_process_exec"

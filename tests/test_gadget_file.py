@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from ig_metrics.cli import app
 from tests.named_process import NamedProcess
-from tests.snapshots import points, total
+from tests.snapshots import CONTAINER_ATTRIBUTES, points, total
 
 OPENS = r"""
 present, missing, directory, opens, misses, refusals = args
@@ -138,7 +138,8 @@ def test_describe_shows_the_metric_and_the_parameters():
                                                "json"]).output)
     (metric,) = data["metrics"]
     assert metric["name"] == "file.opens"
-    assert metric["attributes"] == ["process.command", "error.type", "file.path"]
-    assert data["optional_attributes"] == ["error.type", "file.path"]
+    assert metric["attributes"] == ["process.command", "error.type", "file.path",
+                                    *CONTAINER_ATTRIBUTES]
+    assert data["optional_attributes"] == ["error.type", "file.path", *CONTAINER_ATTRIBUTES]
     assert [(p["name"], p["type"], p["default"]) for p in data["parameters"]] == [
         ("path_prefix", "string", ""), ("path_length", "integer", 128)]

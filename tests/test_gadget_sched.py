@@ -24,7 +24,7 @@ import sys
 
 import pytest
 
-from tests.snapshots import points, total
+from tests.snapshots import CONTAINER_ATTRIBUTES, points, total
 
 pytestmark = pytest.mark.bpf
 
@@ -167,7 +167,7 @@ def test_describe_shows_every_metric_with_its_attributes():
     metrics = {metric["name"]: metric for metric in data["metrics"]}
     assert list(metrics) == ["process.context_switches", "sched.runqueue.duration"]
     assert metrics["process.context_switches"]["attributes"] == [
-        "process.command", "process.context_switch_type"]
+        "process.command", *CONTAINER_ATTRIBUTES, "process.context_switch_type"]
     assert metrics["process.context_switches"]["prometheus"] == \
         "process_context_switches_total"
     assert metrics["sched.runqueue.duration"]["bounds"][-1] == (2 ** 26 - 1) / 1e6

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.named_process import NamedProcess
-from tests.snapshots import points, total
+from tests.snapshots import CONTAINER_ATTRIBUTES, points, total
 
 CALLS = r"""
 calls, failures = map(int, args)
@@ -142,9 +142,56 @@ def test_describe_shows_every_metric_with_its_attributes_and_bounds():
                                                "json"]).output)
     metrics = {metric["name"]: metric for metric in data["metrics"]}
     assert {name: metric["attributes"] for name, metric in metrics.items()} == {
-        "syscall.calls": ["syscall.name"],
-        "syscall.errors": ["syscall.name", "error.type"],
-        "syscall.duration": ["syscall.name"],
+        "syscall.calls": ["syscall.name", *CONTAINER_ATTRIBUTES],
+        "syscall.errors": ["syscall.name", "error.type", *CONTAINER_ATTRIBUTES],
+        "syscall.duration": ["syscall.name", *CONTAINER_ATTRIBUTES],
     }
     bounds = metrics["syscall.duration"]["bounds"]
     assert bounds[:3] == [0.0, 1e-09, 3e-09] and bounds[-1] == (2 ** 35 - 1) / 1e9
+
+
+@pytest.mark.bpf
+def test_per_cgroup_keeps_a_containers_calls_apart_with_its_container(bpf_available):
+    """--param per_cgroup=true: the same command in a kubelet-named container
+    and on the host, counted apart, exactly, the container's series carrying
+    its container.id and k8s.pod.uid."""
+    from ig_metrics.bpf.filters import ProcessFilter
+    from ig_metrics.bpf.loader import GadgetProgram
+    from ig_metrics.gadgets import resolve
+    from ig_metrics.k8s.attribution import start_attribution
+    from ig_metrics.pipeline.sampler import Sampler
+    from tests.kubelet_cgroups import make_kubelet_container
+
+    container = make_kubelet_container()
+    inside = NamedProcess("igm-sys-cg", CALLS, "321", "7")
+    outside = NamedProcess("igm-sys-cg", CALLS, "123", "0")
+    spec = resolve("syscalls").with_arguments(["per_cgroup=true"])
+    program = GadgetProgram(spec, process_filter=ProcessFilter(comm="igm-sys-cg"))
+    attribution = start_attribution(environ={})
+    try:
+        container.procs.write_text(str(inside.pid))
+        program.load()
+        program.attach()
+        sampler = Sampler(spec, program, resource=(), idle_expiry=0, attribution=attribution)
+        inside.run()
+        outside.run()
+        snapshot = sampler.tick()
+    finally:
+        program.close()
+        attribution.close()
+        inside.kill()
+        outside.kill()
+        container.remove()
+    ours = {"container.id": container.container_id, "k8s.pod.uid": container.pod_uid}
+    assert total(snapshot, "syscall.calls", syscall__name="getppid",
+                 container__id=container.container_id) == 321
+    assert total(snapshot, "syscall.calls", syscall__name="getppid") == 321 + 123
+    assert total(snapshot, "syscall.errors", syscall__name="close", error__type="EBADF",
+                 k8s__pod__uid=container.pod_uid) == 7
+    (latency,) = points(snapshot, "syscall.duration", syscall__name="getppid",
+                        container__id=container.container_id)
+    assert latency.value.count == 321
+    assert ours.items() <= dict(latency.attributes).items()
+    host = [point for point in points(snapshot, "syscall.calls", syscall__name="getppid")
+            if "container.id" not in dict(point.attributes)]
+    assert [point.value for point in host] == [123]

@@ -13,6 +13,7 @@ from ig_metrics.cli import app
 from ig_metrics.gadgets import GadgetSpecError, builtin_specs, resolve
 from ig_metrics.gadgets.catalog import markdown_catalog
 from ig_metrics.gadgets.spec import load_spec
+from tests.snapshots import CONTAINER_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -37,7 +38,9 @@ def test_describe_tcp_gives_every_metric_with_attributes_and_exact_bounds():
     sent = data["metrics"][0]
     assert sent["prometheus"] == "tcp_sent_bytes_total" and sent["unit"] == "By"
     assert sent["attributes"] == ["process.pid", "process.command", "network.peer.address",
-                                  "server.port", "network.type", "tcp.connection.direction"]
+                                  "server.port", "network.type", "tcp.connection.direction",
+                                  *CONTAINER_ATTRIBUTES, "k8s.peer.pod.name",
+                                  "k8s.peer.namespace.name"]
     resets = next(m for m in data["metrics"] if m["name"] == "tcp.resets")
     assert resets["attributes"][-1] == "network.io.direction"
     connect = next(m for m in data["metrics"] if m["name"] == "tcp.connect.duration")

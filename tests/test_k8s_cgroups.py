@@ -5,6 +5,7 @@ kernel gives BPF programs for it mapped back to its container and pod."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import time
@@ -215,3 +216,126 @@ def test_a_walk_reads_each_directory_once_and_stats_none(cgroups, monkeypatch):
     found = walk_cgroups(cgroups.mount)
     assert made <= set(found) and found[real_stat(cgroups.mount).st_ino] == "/"
     assert stats == [cgroups.mount]                        # the root only: readdir gives inodes
+
+
+# --- new cgroups' paths, recorded in the kernel (k8s/cgrouprecorder.py) --------------
+@pytest.fixture
+def recorder(bpf_available):
+    from ig_metrics.k8s.cgrouprecorder import CgroupRecorder
+
+    attached = CgroupRecorder(find_cgroup2_mount())
+    attached.attach()
+    yield attached
+    attached.close()
+
+
+@pytest.mark.bpf
+@pytest.mark.parametrize("use_handles", [True, False], ids=["open_by_handle_at", "walk"])
+def test_a_cgroup_gone_before_it_is_asked_about_resolves_from_what_the_kernel_recorded(
+        cgroups, recorder, use_handles):
+    pod_uid, container_id = str(uuid.uuid4()), os.urandom(32).hex()
+    relative = ("/kubepods.slice/kubepods-besteffort.slice/"
+                f"kubepods-besteffort-pod{pod_uid.replace('-', '_')}.slice/"
+                f"cri-containerd-{container_id}.scope")
+    cgroup_id = cgroups.make(relative)
+    survivor = cgroups.make(f"/docker/{os.urandom(32).hex()}")
+    cgroups.remove(relative)
+
+    # The hierarchy alone: the cgroup is gone, and known to be.
+    alone = CgroupPaths(use_handles=use_handles, min_walk_interval=0)
+    assert alone.path(survivor) is not None
+    assert alone.path(cgroup_id) is None and alone.known_gone(cgroup_id)
+
+    paths = CgroupPaths(use_handles=use_handles, min_walk_interval=0)
+    paths.recorded = recorder.path
+    assert paths.path(survivor) is not None          # (the walk, in that mode, comes first)
+    resolver = CgroupResolver(paths)
+    assert resolver.attributes(cgroup_id) == expected_attributes(container_id, "containerd",
+                                                                 pod_uid)
+    assert not paths.known_gone(cgroup_id)
+    recorder.close()
+    assert paths.path(cgroup_id) == relative         # read from the kernel once, then kept
+
+
+@pytest.mark.bpf
+def test_only_the_cgroup_v2_hierarchy_is_recorded(cgroups, recorder):
+    """cgroup v1 hierarchies number their cgroups apart: their ids are not the
+    ones BPF programs see, and would collide with them."""
+    v1 = next((Path(line.split()[1]) for line in Path("/proc/self/mounts").read_text()
+               .splitlines() if line.split()[2] == "cgroup"), None)
+    if v1 is None:
+        pytest.skip("no cgroup v1 hierarchy is mounted here")
+    name = f"igm-v1-{os.urandom(4).hex()}"
+    (v1 / name).mkdir()
+    try:
+        v1_id = (v1 / name).stat().st_ino
+    finally:
+        (v1 / name).rmdir()
+    v2_id = cgroups.make(f"/{name}")
+    assert recorder.path(v2_id) == f"/{name}"
+    assert recorder.path(v1_id) is None
+
+
+@pytest.mark.bpf
+def test_a_path_too_long_to_record_is_left_to_the_hierarchy(cgroups, recorder):
+    relative = "".join(f"/igm-{level}-{'x' * 200}" for level in range(3))    # 618 bytes
+    cgroup_id = cgroups.make(relative)
+    assert recorder.path(cgroup_id) is None
+    paths = CgroupPaths(use_handles=True)
+    paths.recorded = recorder.path
+    assert paths.path(cgroup_id) == relative
+
+
+@pytest.mark.bpf
+def test_under_a_mount_of_a_subtree_recorded_paths_are_relative_to_it(cgroups, bpf_available,
+                                                                       tmp_path):
+    """As inside a kind node, whose /sys/fs/cgroup shows its own cgroup's
+    subtree: the kernel gives paths from the hierarchy's root."""
+    from ig_metrics.k8s.cgrouprecorder import CgroupRecorder
+
+    node = f"/igm-node-{os.urandom(4).hex()}"
+    cgroups.make(node)
+    mount = tmp_path / "cgroup"
+    mount.mkdir()
+    subprocess.run(["mount", "--bind", str(cgroups.mount / node.lstrip("/")), str(mount)],
+                   check=True)
+    try:
+        recorder = CgroupRecorder(mount)
+        recorder.attach()
+        try:
+            gone = cgroups.make(f"{node}/gone")
+            cgroups.remove(f"{node}/gone")
+            assert recorder.path(gone) is None      # nothing tells yet what is above the mount
+            container = os.urandom(32).hex()
+            alive = cgroups.make(f"{node}/docker/{container}")
+            assert recorder.path(alive) == f"/docker/{container}"
+            assert recorder.path(gone) == "/gone"
+            assert recorder.path(cgroups.make(f"{node}-elsewhere")) is None
+        finally:
+            recorder.close()
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_without_the_tracepoint_attribution_goes_on_as_before_with_one_log_line(
+        cgroups, monkeypatch, caplog):
+    """As on a kernel without cgroup:cgroup_mkdir: cgroups resolve from the
+    hierarchy, and the log says once what is lost."""
+    from ig_metrics.k8s import cgrouprecorder
+    from ig_metrics.k8s.attribution import start_attribution
+
+    monkeypatch.setattr(cgrouprecorder, "TRACEPOINT", "cgroup:cgroup_not_on_this_kernel")
+    with caplog.at_level(logging.DEBUG, logger="ig_metrics"):
+        attribution = start_attribution(environ={})
+        try:
+            attribution.attach()
+            assert attribution.recorder is None
+            relative = f"/docker/{os.urandom(32).hex()}"
+            assert attribution.cgroups.paths.path(cgroups.make(relative)) == relative
+        finally:
+            attribution.close()
+    assert [record.getMessage() for record in caplog.records
+            if record.levelno >= logging.WARNING] == [
+        "attribution: the paths of new cgroups are not recorded (this kernel has no "
+        "cgroup:cgroup_not_on_this_kernel tracepoint): a container whose cgroup is removed "
+        "before its counts are first read is attributed to no container"]

@@ -26,7 +26,8 @@ pytestmark = pytest.mark.bpf
 
 IG_METRICS = str(Path(sys.executable).parent / "ig-metrics")
 OUR_PROGRAMS = {"on_set_state", "on_destroy", "on_send", "on_recv", "on_retransmit",
-                "on_retransmit_synack", "on_send_reset", "on_receive_reset"}
+                "on_retransmit_synack", "on_send_reset", "on_receive_reset",
+                "on_cgroup_mkdir"}          # attribution's recorder of new cgroups
 
 
 def our_program_ids() -> set[int]:

@@ -74,7 +74,7 @@ class _ProgInfo(ct.Structure):
 
 
 @contextlib.contextmanager
-def _captured_stderr() -> Iterator[list[str]]:
+def captured_stderr() -> Iterator[list[str]]:
     """Collects what bcc, clang and the verifier print on file descriptor 2."""
     lines: list[str] = []
     with tempfile.TemporaryFile(mode="w+b") as sink:
@@ -194,7 +194,7 @@ class GadgetProgram:
             raise GadgetLoadError(
                 f"gadget {self.spec.name}: the BPF program does not compile:\n"
                 f"{_explain_compile_errors(self.spec, failed, include_line, inserted)}")
-        with _captured_stderr() as output:
+        with captured_stderr() as output:
             try:
                 self.bpf = BPF(text=text.encode(), cflags=cflags)
             except Exception as error:   # bcc raises plain Exception for compile errors
@@ -207,7 +207,7 @@ class GadgetProgram:
                 f"{_explain_compile_errors(self.spec, output, include_line, inserted)}")
         for hook in self.spec.active_hooks:
             kind = HOOK_KINDS[hook.kind].program_type(BPF)
-            with _captured_stderr() as output:
+            with captured_stderr() as output:
                 try:
                     self.bpf.load_func(hook.program.encode(), kind)
                 except Exception as error:   # bcc raises plain Exception
@@ -224,7 +224,7 @@ class GadgetProgram:
         assert self.bpf is not None, "load() first"
         for hook in self.spec.active_hooks:
             try:
-                with _captured_stderr():
+                with captured_stderr():
                     HOOK_KINDS[hook.kind].attach(self.bpf, hook)
             except Exception as error:   # bcc raises plain Exception
                 self.detach()

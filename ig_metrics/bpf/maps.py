@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes as ct
 from dataclasses import dataclass
 import errno
+import mmap
 import os
 
 from bcc import libbcc
@@ -28,6 +29,13 @@ _lib.bpf_obj_get_info.restype = ct.c_int
 _lib.bpf_obj_get_info.argtypes = [ct.c_int, ct.c_void_p, ct.POINTER(ct.c_uint32)]
 
 POSSIBLE_CPUS = len(get_possible_cpus())
+
+
+def _untouched_buffer(size: int) -> ct.Array:
+    """`size` zero bytes whose pages take memory only once written: a batch read
+    fills only as much as the map holds, and a map sized for 16k entries that
+    holds 100 should not cost the process 16k entries of memory."""
+    return (ct.c_char * size).from_buffer(mmap.mmap(-1, max(size, 1)))
 
 
 class MapReadError(OSError):
@@ -66,8 +74,8 @@ class MapReader:
         self.per_cpu = hasattr(table, "total_cpu")
         self.cpu_stride = self.value_size // POSSIBLE_CPUS if self.per_cpu else 0
         self.max_entries = table.max_entries
-        self._keys = ct.create_string_buffer(self.key_size * self.max_entries)
-        self._values = ct.create_string_buffer(self.value_size * self.max_entries)
+        self._keys = _untouched_buffer(self.key_size * self.max_entries)
+        self._values = _untouched_buffer(self.value_size * self.max_entries)
 
     def read(self, delete: bool = False) -> Batch:
         """Every entry (and, with delete=True, atomically remove each one read)."""
@@ -91,8 +99,9 @@ class MapReader:
             if error == errno.ENOENT:       # no more entries: the normal end
                 break
             raise MapReadError(error, f"reading map {self.name}: {os.strerror(error)}")
-        return Batch(self._keys.raw[:total * self.key_size],
-                     self._values.raw[:total * self.value_size],
+        # string_at copies only what was read (.raw would copy the whole buffer).
+        return Batch(ct.string_at(self._keys, total * self.key_size),
+                     ct.string_at(self._values, total * self.value_size),
                      total, self.key_size, self.value_size, self.cpu_stride)
 
     def lookup(self, key: bytes) -> bytes | None:

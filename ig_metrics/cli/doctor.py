@@ -12,6 +12,7 @@ from rich.text import Text
 from ig_metrics.bpf.environment import Check, compile_checks, run_checks
 from ig_metrics.cli.common import ExitCode, fail, plural, print_json, print_table
 from ig_metrics.gadgets import GadgetSpec, GadgetSpecError, UnknownGadget, builtin_specs, resolve
+from ig_metrics.k8s.checks import attribution_checks
 
 STATUS_MARKS = {"ok": ("✓", "green"), "fail": ("✗", "bold red"), "info": ("info", "cyan")}
 
@@ -50,7 +51,9 @@ def doctor(
     (another version's headers are fine); every tracepoint each gadget attaches to.
     [bold]Informational[/bold] (info): kernel BTF, debugfs, kprobes (the gadgets use
     tracepoints, so a kernel without kprobes is fine), kernel.bpf_stats_enabled and
-    kernel.unprivileged_bpf_disabled.
+    kernel.unprivileged_bpf_disabled; container attribution: the cgroup v2 hierarchy
+    and kubelet's pods in it, and with NODE_NAME set, whether the Kubernetes API lists
+    this node's pods (for pod names).
 
     Exits 1 when a required check fails, 0 otherwise. On Debian 12,
     [bold]sudo ./scripts/setup.sh[/bold] fixes every miss it can (packages, headers,
@@ -58,6 +61,7 @@ def doctor(
     """
     specs = _specs(gadget)
     checks = run_checks(specs)
+    checks.extend(attribution_checks())
     if compile_programs:
         checks.extend(_compile(checks, specs))
         checks.sort(key=lambda check: not check.required)   # stable: required ones first

@@ -18,9 +18,9 @@ from rich.logging import RichHandler
 from ig_metrics.bpf.filters import FilterError, ProcessFilter
 from ig_metrics.cli.common import ExitCode, ProfilesDirOption, fail
 from ig_metrics.config import ConfigError, load_catalog, parse_duration, resolve_profiles_dir
+from ig_metrics.config.attributenames import builtin_attribute_names, selection_problems
 from ig_metrics.gadgets import GadgetSpecError, UnknownGadget, resolve
 from ig_metrics.gadgets.parameters import ParameterError
-from ig_metrics.pipeline.sampler import DEFAULT_IDLE_EXPIRY
 from ig_metrics.ui.rows import UnknownSortColumn, check_sort
 
 UI_TICK_INTERVAL = 1.0        # the live table shows rates over one-second reads
@@ -116,6 +116,13 @@ def run(
         chosen = catalog.profile(profile, interval_override=interval_seconds)
     except ConfigError as error:
         fail(str(error))
+    # A name no gadget has (a typo) was only a warning while loading: refused
+    # now that the gadget is known to lack it too.
+    unknown = selection_problems(chosen.attributes,
+                                 (*builtin_attribute_names(), *spec.attribute_names),
+                                 f"gadget {spec.name}", shown=spec.attribute_names)
+    if unknown:
+        fail("\n".join(str(problem) for problem in unknown))
     for warning in catalog.warnings:
         typer.echo(str(warning), err=True)
 
@@ -124,6 +131,10 @@ def run(
     if problems:
         fail("\n".join(problems) + "\nRun 'ig-metrics doctor' for details.",
              ExitCode.RUNTIME_FAILURE)
+
+    # Imported here, not at the top: the sampler brings bcc, which loads LLVM
+    # (~60 MB, ~30 ms), and no other command needs it.
+    from ig_metrics.pipeline.sampler import DEFAULT_IDLE_EXPIRY
 
     use_tui = not no_tui and sys.stdout.isatty()
     console = Console(stderr=not use_tui)

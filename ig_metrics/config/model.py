@@ -228,6 +228,53 @@ class ExporterTemplate:
 
 
 @dataclass(frozen=True, slots=True)
+class AttributeName:
+    """One name of an `attributes:` list, with the line it was written on; a
+    name ending in '*' stands for every name with that prefix."""
+
+    name: str
+    line: int = 0
+
+    def matches(self, attribute: str) -> bool:
+        if self.name.endswith("*"):
+            return attribute.startswith(self.name[:-1])
+        return attribute == self.name
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeSelection:
+    """A profile's `attributes:`: which attributes series keep (series that
+    become alike are summed) and whether pod labels are attributes."""
+
+    include: tuple[AttributeName, ...] = ()    # empty: every attribute
+    exclude: tuple[AttributeName, ...] = ()
+    pod_labels: bool = False
+    file: str = ""                             # where it was written, for messages
+
+    def keeps(self, attribute: str) -> bool:
+        if self.include and not any(name.matches(attribute) for name in self.include):
+            return False
+        return not any(name.matches(attribute) for name in self.exclude)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.include or self.exclude)
+
+    def as_written(self) -> dict[str, Any]:
+        written: dict[str, Any] = {}
+        if self.include:
+            written["include"] = [name.name for name in self.include]
+        if self.exclude:
+            written["exclude"] = [name.name for name in self.exclude]
+        if self.pod_labels:
+            written["pod_labels"] = True
+        return written
+
+
+ALL_ATTRIBUTES = AttributeSelection()
+
+
+@dataclass(frozen=True, slots=True)
 class ProfileConfig:
     name: str
     description: str
@@ -238,11 +285,12 @@ class ProfileConfig:
     exporter_lines: tuple[int, ...] = ()   # the line of each name in `exporters`
     secrets: frozenset[str] = frozenset()  # "interval", "description" if from env
     sampler_max_series: int | None = None  # the sampler's memory budget; None: its default
+    attributes: AttributeSelection = ALL_ATTRIBUTES
 
     def redacted(self) -> dict[str, Any]:
         """Plain data for display and logs, with values from env replaced by ***."""
         interval = None if self.interval is None else format_duration(self.interval)
-        return {
+        redacted = {
             "name": self.name,
             "description": _redact_value(self.description, "description", self.secrets),
             "exporters": list(self.exporters),
@@ -250,6 +298,9 @@ class ProfileConfig:
             "file": self.file,
             "line": self.line,
         }
+        if self.attributes.as_written():
+            redacted["attributes"] = self.attributes.as_written()
+        return redacted
 
 
 def _redact_value(value: Any, path: str, secrets: frozenset[str]) -> Any:
@@ -310,3 +361,4 @@ class Profile:
     exporters: tuple[ResolvedExporter, ...]
     file: str
     sampler_max_series: int | None = None
+    attributes: AttributeSelection = ALL_ATTRIBUTES

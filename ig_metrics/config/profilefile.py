@@ -13,7 +13,7 @@ import yaml
 from ig_metrics.config.context import FileContext, Site
 from ig_metrics.config.fields import parse_fields, require_mapping
 from ig_metrics.config.model import (
-    DEFAULT_SAMPLER_MAX_SERIES, ExporterTemplate, Problem, ProfileConfig,
+    DEFAULT_SAMPLER_MAX_SERIES, AttributeSelection, ExporterTemplate, Problem, ProfileConfig,
 )
 from ig_metrics.config.rules import ExporterDraft
 from ig_metrics.config.suggest import did_you_mean
@@ -165,5 +165,6 @@ def read_profile(entry: Entry, ctx: FileContext) -> DeclaredProfile:
         secrets=frozenset(ctx.secrets),
         sampler_max_series=read.values.get("sampler", {}).get(
             "max_series", DEFAULT_SAMPLER_MAX_SERIES),
+        attributes=AttributeSelection(file=ctx.file, **read.values.get("attributes", {})),
     )
     return DeclaredProfile(entry.key, entry.line, references, config)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ig_metrics.config.addresses import HostPort
+from ig_metrics.config.attributenames import AttributeNamesKind
 from ig_metrics.config.fieldkinds import (
     GRPC_ENDPOINT, HTTP_ENDPOINT, LISTEN_ADDRESS, AddressKind, Choice, DurationKind,
     FilePathKind, FlagKind, NameList, StringMap, TextKind,
@@ -320,6 +321,26 @@ PROFILE_FIELDS = (
               default_shown=DEFAULT_SAMPLER_MAX_SERIES),
     ), owner="sampler"),
           "The sampler's memory budget.", {"max_series": 100000}),
+    Field("attributes", Section((
+        Field("include", AttributeNamesKind(),
+              "Keep only these attributes on every series (a name ending in * keeps "
+              "every attribute with that prefix, e.g. k8s.*); series that become alike "
+              "are summed, exactly. Default: every attribute.",
+              ["process.command", "container.id", "k8s.*"], default=(), default_shown=[]),
+        Field("exclude", AttributeNamesKind(),
+              "Drop these attributes from every series ('*' at the end: a prefix), "
+              "after include; series that become alike are summed, exactly. Names "
+              "no built-in gadget has are warned about, and refused by `run` when "
+              "the gadget run has none of them either.",
+              ["process.pid"], default=(), default_shown=[]),
+        Field("pod_labels", FlagKind(),
+              "Add each pod's labels as k8s.pod.label.<key> (needs the Kubernetes API, "
+              "see docs/kubernetes.md). Off by default: every label value multiplies "
+              "the series of its pods.",
+              True, default=False, default_shown=False),
+    ), owner="attributes"),
+          "Which attributes the series carry: the cardinality knob.",
+          {"exclude": ["process.pid"]}),
 )
 
 

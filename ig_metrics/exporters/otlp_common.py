@@ -18,6 +18,7 @@ from ig_metrics.exporters.base import (
 )
 from ig_metrics.exporters.delta import DeltaTracker
 from ig_metrics.exporters.encoding import SHARED, encode
+from ig_metrics.exporters.otlp_wire import WireEncoder
 from ig_metrics.exporters.queue import Batch, BatchQueue, QueueDirectoryError
 from ig_metrics.exporters.transport import Delivery, Transport
 from ig_metrics.pipeline.snapshot import Snapshot
@@ -56,6 +57,8 @@ class OtlpExporter(Exporter[OtlpSettings]):
         self._secrets: list[str] = []
         self.add_secret(*(value for _, value in self.settings.headers))
         self._delta = DeltaTracker() if self.settings.temporality == "delta" else None
+        # Encodes this exporter's delta intervals (cumulative snapshots use SHARED's).
+        self._encoder = WireEncoder()
         queue_dir = self.settings.queue.dir
         if queue_dir is not None and "queue.dir" in config.template.secrets:
             self.add_secret(str(queue_dir))
@@ -104,7 +107,7 @@ class OtlpExporter(Exporter[OtlpSettings]):
         self._delta.commit(pending)
         if pending.snapshot.series_count:
             encoded = encode(pending.snapshot, self.temporality,
-                             self.settings.limits.max_points_per_export)
+                             self.settings.limits.max_points_per_export, self._encoder)
             self.queue.push(Batch(snapshot.time_ns, encoded.total_points,
                                   list(encoded.requests), points_per_request=list(encoded.points)))
         self._update_queue_stats()

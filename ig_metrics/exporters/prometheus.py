@@ -13,29 +13,25 @@ from collections.abc import Iterator
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
-from prometheus_client.metrics_core import (
-    CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily, Metric,
-)
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
-from prometheus_client.samples import Sample
-from prometheus_client.utils import floatToGoString
 
 from ig_metrics.config.model import PrometheusSettings
 from ig_metrics.exporters.base import Exporter, ExporterStartError, ExportResult
+from ig_metrics.exporters.prometheus_families import empty_family, fill_family, target_info
+from ig_metrics.exporters.prometheus_text import TextFormat, TextRenderer, gzipped, make_app
 from ig_metrics.exporters.webserver import serve
 from ig_metrics.pipeline import naming
-from ig_metrics.pipeline.snapshot import (
-    COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, Snapshot,
-)
+from ig_metrics.pipeline.snapshot import MetricData, Snapshot
 
 log = logging.getLogger("ig_metrics.exporters")
-
-TARGET_INFO_HELP = "Target metadata"
 
 
 class SnapshotCollector(Collector):
     """Renders one snapshot as Prometheus metric families (classic histograms,
-    names translated as naming.py says, resource attributes as `target_info`)."""
+    names translated as naming.py says, resource attributes as `target_info`)
+    for prometheus_client's encoders, or straight to text (prometheus_text.py)
+    for the formats that module writes."""
 
     def __init__(self) -> None:
         self._latest: Snapshot | None = None
@@ -43,6 +39,10 @@ class SnapshotCollector(Collector):
         # pair of Prometheus servers) of one snapshot pay for one rendering.
         self._rendered: tuple[Snapshot, list[Metric]] | None = None
         self._warned: set[str] = set()
+        # The text of the last snapshot rendered, per format asked for.
+        self._renderer = TextRenderer()
+        self._text_lock = threading.Lock()
+        self._texts: tuple[Snapshot | None, dict] = (None, {})
 
     def show(self, snapshot: Snapshot) -> None:
         self._latest = snapshot       # one reference swap: scrapes see old or new, whole
@@ -57,70 +57,52 @@ class SnapshotCollector(Collector):
             self._rendered = rendered
         return iter(rendered[1])
 
+    def text(self, fmt: TextFormat, compress: bool = False) -> list[bytes] | None:
+        """The latest snapshot as scrape text in `fmt` (gzipped if `compress`),
+        in pieces; None when the library's encoders must write it (see
+        prometheus_text.py). Kept for the other scrapes of the same snapshot
+        (an HA pair of Prometheus servers): only in the form asked for."""
+        with self._text_lock:         # one rendering at a time; later scrapers reuse it
+            snapshot = self._latest
+            if self._texts[0] is not snapshot:
+                self._texts = (snapshot, {})
+            texts = self._texts[1]
+            if (fmt, compress) not in texts:
+                text = texts.get((fmt, False))
+                if text is None:
+                    text = (self._renderer.render([], None, fmt) if snapshot is None else
+                            self._renderer.render(self.served(snapshot),
+                                                  target_info(snapshot), fmt))
+                texts[fmt, compress] = gzipped(text) if compress and text is not None else text
+            return texts[fmt, compress]
+
     def _render(self, snapshot: Snapshot) -> list[Metric]:
-        families: list[Metric] = []
-        if snapshot.resource:
-            labels = {naming.label_name(key): naming.label_value(value)
-                      for key, value in snapshot.resource}
-            families.append(InfoMetricFamily("target", TARGET_INFO_HELP, value=labels))
+        info = target_info(snapshot)
+        families = [info] if info is not None else []
+        families += [fill_family(family, data) for data, family in self.served(snapshot)]
+        return families
+
+    def served(self, snapshot: Snapshot) -> list[tuple[MetricData, Metric]]:
+        """Each metric with its family still without samples, less those whose
+        family name an earlier metric took (logged once)."""
+        served: list[tuple[MetricData, Metric]] = []
         seen: set[str] = set()
         for data in snapshot.metrics:
-            family = render_family(data)
+            family = empty_family(data.info)
             if family.name in seen:
                 info = data.info
                 self._warn_once(naming.prometheus_metric_name(info.name, info.unit, info.kind),
                                 info.name)
                 continue
             seen.add(family.name)
-            families.append(family)
-        return families
+            served.append((data, family))
+        return served
 
     def _warn_once(self, family: str, otel_name: str) -> None:
         if family not in self._warned:
             self._warned.add(family)
             log.warning("metric %s is not served: its Prometheus name %s is taken by "
                         "another metric", otel_name, family)
-
-
-def render_family(data: MetricData) -> Metric:
-    """One metric family; series may differ in attribute names (an overflow
-    series, for instance), so labels are built per series."""
-    info = data.info
-    name = naming.prometheus_metric_name(info.name, info.unit, info.kind)
-    help_text = info.description or f"OpenTelemetry metric {info.name}"
-    family_name = name.removesuffix("_total") if info.kind == COUNTER else name
-    unit = naming.unit_suffix(info.unit, info.kind)
-    unit = unit if unit and family_name.endswith(f"_{unit}") else ""
-    le_values = [floatToGoString(bound) for bound in info.bounds]
-    if info.kind == COUNTER:
-        family: Metric = CounterMetricFamily(name, help_text, unit=unit)
-    elif info.kind == GAUGE:
-        family = GaugeMetricFamily(name, help_text, unit=unit)
-    elif info.kind == HISTOGRAM:
-        family = HistogramMetricFamily(name, help_text, unit=unit)
-    else:
-        raise ValueError(f"metric {info.name}: unknown kind {info.kind!r}")
-    samples = family.samples
-    for point in data.points:
-        plan = naming.label_plan(tuple(key for key, _ in point.attributes))
-        labels = dict(zip(plan.names, plan.values(point.attributes)))
-        value = point.value
-        if not isinstance(value, HistogramValue):
-            samples.append(Sample(name, labels, value))
-            continue
-        if len(value.counts) != len(le_values) + 1:
-            raise ValueError(f"metric {info.name}: {len(value.counts)} bucket counts for "
-                             f"{len(le_values)} bounds")
-        # Prometheus buckets count everything <= le, ours one bucket each; bounds
-        # are upper-inclusive on both sides, so a value on a bound stays in it.
-        running = 0
-        for le, count in zip(le_values, value.counts):
-            running += count
-            samples.append(Sample(f"{name}_bucket", {**labels, "le": le}, running))
-        samples.append(Sample(f"{name}_bucket", {**labels, "le": "+Inf"}, value.count))
-        samples.append(Sample(f"{name}_count", labels, value.count))
-        samples.append(Sample(f"{name}_sum", labels, value.sum))
-    return family
 
 
 class PrometheusExporter(Exporter[PrometheusSettings]):
@@ -157,7 +139,8 @@ class PrometheusExporter(Exporter[PrometheusSettings]):
         settings = self.settings
         try:
             self._server, self._thread = serve(
-                settings.host, settings.port, make_wsgi_app(self.registry),
+                settings.host, settings.port,
+                make_app(self.collector.text, make_wsgi_app(self.registry)),
                 tls=settings.tls, users=settings.basic_auth)
         except ssl.SSLError as error:
             raise ExporterStartError(

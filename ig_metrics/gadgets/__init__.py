@@ -3,6 +3,7 @@ found by name among the built-in folders or given as a path."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from ig_metrics.config.suggest import did_you_mean
@@ -12,7 +13,7 @@ BUILTIN_DIR = Path(__file__).resolve().parent
 INCLUDE_DIR = BUILTIN_DIR / "include"
 
 __all__ = ["BUILTIN_DIR", "INCLUDE_DIR", "GadgetSpec", "GadgetSpecError", "UnknownGadget",
-           "builtin_names", "builtin_specs", "resolve"]
+           "builtin_attribute_names", "builtin_names", "builtin_specs", "resolve"]
 
 
 class UnknownGadget(Exception):
@@ -25,6 +26,12 @@ def builtin_names() -> list[str]:
 
 def builtin_specs() -> list[GadgetSpec]:
     return [load_spec(BUILTIN_DIR / name / SPEC_FILE) for name in builtin_names()]
+
+
+@functools.cache
+def builtin_attribute_names() -> tuple[str, ...]:
+    """Every attribute a series of a built-in gadget may carry ('*' ends a prefix)."""
+    return tuple(dict.fromkeys(name for spec in builtin_specs() for name in spec.attribute_names))
 
 
 def resolve(name_or_path: str) -> GadgetSpec:

@@ -3,21 +3,31 @@ both derived from the specs alone."""
 
 from __future__ import annotations
 
-from ig_metrics.gadgets.spec import GadgetSpec, MetricSpec
+from ig_metrics.gadgets.decoders import EXPANDING
+from ig_metrics.gadgets.spec import AttributeSpec, GadgetSpec, MetricSpec
 from ig_metrics.pipeline.naming import prometheus_metric_name
 
 CATALOG_TITLE = "# Gadget catalog"
 
 
+def carried(spec: GadgetSpec, metric: MetricSpec) -> list[AttributeSpec]:
+    """The gadget's attributes that `metric` carries."""
+    return [attribute for attribute in spec.attributes
+            if not metric.attributes or attribute.name in metric.attributes]
+
+
 def metric_attributes(spec: GadgetSpec, metric: MetricSpec) -> list[str]:
-    carried = [attribute.name for attribute in spec.attributes
-               if not metric.attributes or attribute.name in metric.attributes]
-    return carried + list(metric.attribute_extras)
+    """Every attribute name a point of `metric` may carry ('*' ends a prefix)."""
+    names = [name for attribute in carried(spec, metric) for name in attribute.names]
+    return names + list(metric.attribute_extras)
 
 
 def optional_attributes(spec: GadgetSpec) -> list[str]:
-    """Attributes a series may lack (see AttributeSpec.optional)."""
-    return [attribute.name for attribute in spec.attributes if attribute.optional]
+    """Attributes a series may lack (see AttributeSpec.optional): those of
+    expanding decoders are there only where they apply."""
+    return [name for attribute in spec.attributes
+            if attribute.optional or attribute.expands or attribute.when
+            for name in attribute.names]
 
 
 def describe_parameters(spec: GadgetSpec) -> list[dict]:
@@ -58,11 +68,20 @@ def markdown_gadget(spec: GadgetSpec) -> str:
     lines += ["| metric | Prometheus name | kind | unit | attributes | description |",
               "|---|---|---|---|---|---|"]
     for metric in spec.metrics:
-        attributes = ", ".join(f"`{name}`" + (" (if set)" if name in optional else "")
-                               for name in metric_attributes(spec, metric))
+        shown = [f"_{attribute.name}_ (below)" if attribute.expands else
+                 f"`{attribute.name}`" + (" (if set)" if attribute.name in optional else "")
+                 for attribute in carried(spec, metric)]
+        shown += [f"`{name}`" for name in metric.attribute_extras]
+        attributes = ", ".join(shown)
         prometheus = prometheus_metric_name(metric.name, metric.unit, metric.kind)
         lines.append(f"| `{metric.name}` | `{prometheus}` | {metric.kind} | `{metric.unit}` | "
                      f"{attributes} | {metric.description} |")
+    for attribute in spec.attributes:
+        if attribute.expands:
+            names = ", ".join(f"`{name}`" for name in attribute.names)
+            condition = f"with `{attribute.when}`, " if attribute.when else ""
+            lines += ["", f"_{attribute.name}_: {names}; {condition}"
+                          f"{EXPANDING[attribute.decoder].when}."]
     histograms = [metric for metric in spec.metrics if metric.bounds]
     for metric in histograms:
         bounds = ", ".join(str(bound) for bound in metric.bounds)

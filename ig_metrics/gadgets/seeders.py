@@ -56,12 +56,26 @@ def _fd_dirs(proc: Path) -> Iterator[str]:
             yield f"{proc}/{name}/fd"
 
 
+def process_cgroup(pid: int, proc: Path = Path("/proc")) -> int:
+    """The cgroup id the kernel side would have taken for `pid`; 0 when it
+    cannot be known (no cgroup v2 hierarchy, the process gone)."""
+    from ig_metrics.k8s.cgroups import process_cgroup_id
+    from ig_metrics.k8s.mounts import NoCgroup2Mount, find_cgroup2_mount
+
+    try:
+        mount = find_cgroup2_mount()
+    except NoCgroup2Mount:
+        return 0
+    return process_cgroup_id(pid, mount, proc) or 0
+
+
 def seed_tcp_listeners(table, keep: Callable[[int], bool] = lambda pid: True,
-                       proc: Path = Path("/proc")) -> int:
-    """Port -> pid of the process listening on it, for listeners that opened
-    before the gadget: without them, inbound connections to e.g. a web server
-    started earlier would have no process. Entries already there are kept: the
-    kernel side saw those listen() calls itself."""
+                       proc: Path = Path("/proc"),
+                       cgroup_of: Callable[[int], int] = process_cgroup) -> int:
+    """Port -> the process listening on it (pid and cgroup), for listeners that
+    opened before the gadget: without them, inbound connections to e.g. a web
+    server started earlier would have no process. Entries already there are
+    kept: the kernel side saw those listen() calls itself."""
     ports = listening_ports(proc)
     owners = socket_owners(set(ports.values()), proc)
     seeded = 0
@@ -71,7 +85,10 @@ def seed_tcp_listeners(table, keep: Callable[[int], bool] = lambda pid: True,
             continue
         key = table.Key(port)
         if key not in table:
-            table[key] = table.Leaf(pid)
+            listener = table.Leaf()
+            listener.tgid = pid
+            listener.cgroup_id = cgroup_of(pid)
+            table[key] = listener
             seeded += 1
     return seeded
 

@@ -15,7 +15,7 @@ from ig_metrics.config.model import Problem
 from ig_metrics.config.suggest import did_you_mean
 from ig_metrics.config.yamlnodes import (compose_text, describe_node, line_of,
                                          mapping_entries, scalar_value)
-from ig_metrics.gadgets.decoders import DECODERS
+from ig_metrics.gadgets.decoders import DECODERS, EXPANDING
 from ig_metrics.gadgets.parameters import (PARAMETER_TYPES, ParameterError, ParameterSpec,
                                            Value, parse_assignments)
 from ig_metrics.gadgets.seeders import SEEDERS
@@ -61,10 +61,25 @@ class AttributeSpec:
     field: str                     # field of the key struct
     decoder: str = "int"
     values: tuple[tuple[int, str], ...] = ()   # for decoder "enum"
-    family_field: str = ""                     # for decoder "inet_ip"
+    family_field: str = ""                     # for decoders "inet_ip" and "peer_pod"
     # Left out of a series whose value decodes to "" (e.g. error.type of a
     # success), or when the compiled key has no such field (a parameter off).
     optional: bool = False
+    part: str = ""                             # an expanding decoder's part ("": its default)
+    when: str = ""                 # a parameter: the attribute exists only when it is set
+
+    @property
+    def expands(self) -> bool:
+        """Whether the decoder yields several attributes (named by `names`)."""
+        return self.decoder in EXPANDING
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The attribute names this yields: its own name, or those of its
+        decoder's part (a name ending in '*' stands for a prefix)."""
+        if not self.expands:
+            return (self.name,)
+        return EXPANDING[self.decoder].names(self.part)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +88,7 @@ class SourceSpec:
     kind: str                      # slots | counters | histogram
     key_field: str = ""            # slots: the struct field holding the series key
     pid_field: str = ""            # slots: the field that overrides the key's pid
+    cgroup_field: str = ""         # slots: the field that overrides the key's cgroup_id
     valid_field: str = ""          # slots: 0 = free, 1 = being filled in
     first_field: str = ""          # slots: consistency check, first == last
     last_field: str = ""
@@ -165,6 +181,12 @@ class GadgetSpec:
         """The hooks a run attaches: those without `when`, or whose parameter is set."""
         return tuple(hook for hook in self.hooks if not hook.when or self.argument(hook.when))
 
+    @property
+    def active_attributes(self) -> tuple[AttributeSpec, ...]:
+        """The attributes a run decodes: those without `when`, or whose parameter is set."""
+        return tuple(attribute for attribute in self.attributes
+                     if not attribute.when or self.argument(attribute.when))
+
     def cflags(self) -> tuple[str, ...]:
         """Every parameter as the C macros the program is compiled with."""
         return tuple(flag for parameter in self.parameters
@@ -176,6 +198,14 @@ class GadgetSpec:
 
     def metric(self, name: str) -> MetricSpec | None:
         return next((metric for metric in self.metrics if metric.name == name), None)
+
+    @property
+    def attribute_names(self) -> tuple[str, ...]:
+        """Every attribute a series may carry: the attributes' own names, those
+        expanding decoders yield ('*' ends a prefix), those values add."""
+        names = [name for attribute in self.attributes for name in attribute.names]
+        names += [name for metric in self.metrics for name in metric.attribute_extras]
+        return tuple(dict.fromkeys(names))
 
     def source(self, map_name: str) -> SourceSpec | None:
         return next((source for source in self.sources if source.map == map_name), None)
@@ -301,7 +331,8 @@ class _Reader:
         if "hooks" in top and not hooks and not self.problems:
             self.error(top["hooks"].line, "gadget.hooks: a gadget needs at least one hook")
         attributes = tuple(attribute for node in self.sequence(top, "attributes", "gadget")
-                           if (attribute := self.attribute(node)) is not None)
+                           if (attribute := self.attribute(
+                               node, tuple(p.name for p in parameters))) is not None)
         sources = tuple(source for node in self.sequence(top, "sources", "gadget")
                         if (source := self.source(node)) is not None)
         names = tuple(attribute.name for attribute in attributes)
@@ -361,10 +392,10 @@ class _Reader:
             return None
         return Hook(program, kinds[0], target, when) if program and target else None
 
-    def attribute(self, node: yaml.Node) -> AttributeSpec | None:
+    def attribute(self, node: yaml.Node, parameters: tuple[str, ...] = ()) -> AttributeSpec | None:
         where = f"attributes[line {line_of(node)}]"
         entries = self.mapping(node, where, ("name", "field", "decoder", "values", "family_field",
-                                             "optional"),
+                                             "optional", "part", "when"),
                                required=("name", "field"))
         if entries is None:
             return None
@@ -379,16 +410,31 @@ class _Reader:
         if decoder == "enum" and not values:
             self.error(line_of(node), f"{where}: decoder 'enum' needs 'values' (number: name)")
         family_field = self.text(entries, "family_field", where)
-        if decoder == "inet_ip" and not family_field:
-            self.error(line_of(node), f"{where}: decoder 'inet_ip' needs 'family_field'")
+        if decoder in ("inet_ip", "peer_pod") and not family_field:
+            self.error(line_of(node), f"{where}: decoder '{decoder}' needs 'family_field'")
+        part = self.text(entries, "part", where)
+        parts = tuple(EXPANDING[decoder].parts) if decoder in EXPANDING else ()
+        if part and len(parts) < 2:
+            self.error(entries["part"].line, f"{where}.part: decoder '{decoder}' has no parts")
+            part = ""
+        elif part and part not in parts:
+            self.error(line_of(entries["part"].value),
+                       f"{where}.part: '{part}' is not one of {', '.join(parts)}"
+                       f"{did_you_mean(part, parts)}")
+            part = ""
+        when = self.text(entries, "when", where)
+        if when and when not in parameters:
+            self.error(line_of(entries["when"].value),
+                       f"{where}.when: '{when}' is not a parameter of this gadget"
+                       f"{did_you_mean(when, parameters)}")
         return AttributeSpec(self.text(entries, "name", where), self.text(entries, "field", where),
                              decoder, tuple(values), family_field,
-                             self.boolean(entries, "optional", where))
+                             self.boolean(entries, "optional", where), part, when)
 
     def source(self, node: yaml.Node) -> SourceSpec | None:
         where = f"sources[line {line_of(node)}]"
-        slot_keys = ("key_field", "pid_field", "valid_field", "first_field", "last_field",
-                     "retired_into")
+        slot_keys = ("key_field", "pid_field", "cgroup_field", "valid_field", "first_field",
+                     "last_field", "retired_into")
         entries = self.mapping(node, where, ("map", "kind", "index_field", *slot_keys),
                                required=("map", "kind"))
         if entries is None:

@@ -37,9 +37,11 @@ UNAVAILABLE = _Unavailable()
 class CgroupPaths:
     """cgroup id -> path relative to the v2 mount ("/kubepods.slice/…"), cached.
 
-    An unknown id is looked up with open_by_handle_at(2) when this process may
-    (root on a host: CAP_DAC_READ_SEARCH), else by walking the hierarchy, which
-    records every cgroup at once. cgroup ids only grow (the kernel allocates
+    An unknown id is first asked of `recorded` when set (the paths the kernel
+    recorded as cgroups were made, k8s/cgrouprecorder.py: it knows cgroups
+    that are gone already), then looked up with open_by_handle_at(2) when
+    this process may (root on a host: CAP_DAC_READ_SEARCH), else by walking
+    the hierarchy, which records every cgroup at once. cgroup ids only grow (the kernel allocates
     them in order and never reuses one), and an id is asked about only after the
     kernel saw a process in that cgroup, so a walk started after the question
     sees every cgroup up to that id that still exists: later questions about a
@@ -69,6 +71,9 @@ class CgroupPaths:
         self._handles: _HandleOpener | None = _HandleOpener(self.mount) if use_handles else None
         self._warned_full = False
         self.walks = 0                     # how many walks were made (tests, self-metrics)
+        # cgroup id -> path of a cgroup made since the recorder started; read
+        # once per id, then cached here like any other answer.
+        self.recorded: Callable[[int], str | None] | None = None
 
     def __len__(self) -> int:
         return len(self._paths)
@@ -78,8 +83,17 @@ class CgroupPaths:
         when it is gone, or unknown for now (walks are at most one per
         min_walk_interval)."""
         path = self._paths.get(cgroup_id)
-        if path is not None or cgroup_id in self._gone:
+        if path is not None:
             return path
+        if self.recorded is not None:
+            # Before any conclusion a walk or a handle drew: the cgroup may
+            # have come and gone since.
+            path = self.recorded(cgroup_id)
+            if path is not None:
+                self._remember(cgroup_id, path)
+                return path
+        if cgroup_id in self._gone:
+            return None
         if self._floor <= cgroup_id <= self._horizon:
             return None
         if self._handles is not None:
@@ -96,6 +110,14 @@ class CgroupPaths:
                 self._remember(cgroup_id, found)
                 return found
         return self._walk_for(cgroup_id)
+
+    def known_gone(self, cgroup_id: int) -> bool:
+        """True when `cgroup_id` is known not to exist (any more): a walk that
+        began after the kernel made it did not find it, or open_by_handle_at
+        said so. False for a cgroup that exists, or not asked about yet."""
+        if cgroup_id in self._paths:
+            return False
+        return cgroup_id in self._gone or self._floor <= cgroup_id <= self._horizon
 
     def refresh(self) -> None:
         """Walk the whole hierarchy now (the first lookups then cost nothing)."""
@@ -280,6 +302,23 @@ def proc_cgroup_path(pid: int, proc: Path = Path("/proc")) -> str | None:
     if v2 is not None and (v2 != ROOT or len(paths) == 1):
         return v2
     return paths.get("name=systemd", next(iter(paths.values()), None))
+
+
+def process_cgroup_id(pid: int, mount: Path, proc: Path = Path("/proc")) -> int | None:
+    """The id bpf_get_current_cgroup_id() gives for `pid` (the inode of its
+    cgroup v2 directory under `mount`); None when the process or its cgroup is
+    gone, or it has no cgroup v2 line (a v1-only host)."""
+    try:
+        lines = (proc / str(pid) / "cgroup").read_text().splitlines()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    path = next((line[3:] for line in lines if line.startswith("0::")), None)
+    if path is None or "/.." in path:
+        return None     # no v2 hierarchy, or a path seen from another cgroup namespace
+    try:
+        return os.stat(mount / path.lstrip("/")).st_ino
+    except FileNotFoundError:
+        return None
 
 
 def identify_process(pid: int, proc: Path = Path("/proc")) -> CgroupIdentity | None:

@@ -160,6 +160,10 @@ OWNER_KINDS: dict[str, Callable[[str, Mapping[str, Any]], Attributes]] = {
     "Job": _job,
     "ReplicationController": _named("k8s.replicationcontroller.name"),
 }
+# Every attribute the owner kinds above may give (docs, attribute selection).
+OWNER_ATTRIBUTES = ("k8s.replicaset.name", "k8s.deployment.name", "k8s.daemonset.name",
+                    "k8s.statefulset.name", "k8s.job.name", "k8s.cronjob.name",
+                    "k8s.replicationcontroller.name")
 
 
 def owner_attributes(metadata: Mapping[str, Any]) -> Attributes:

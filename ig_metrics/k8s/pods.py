@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ig_metrics.k8s.apiclient import KubernetesUnavailable, api_client
 from ig_metrics.k8s.podinfo import PeerPod, PodInfo
-from ig_metrics.k8s.podstores import PeerIndex, PodStore, Tee
+from ig_metrics.k8s.podstores import ChangeListener, PeerIndex, PodStore, Tee, no_listener
 from ig_metrics.k8s.reflector import (
     DEFAULT_REQUEST_TIMEOUT, DEFAULT_WATCH_TIMEOUT, Backoff, Reflector,
 )
@@ -53,11 +53,14 @@ class PodCache:
     node name; everything after that (the API server down, a watch expired)
     happens in the background and is retried with backoff."""
 
-    def __init__(self, config: PodCacheConfig | None = None, *, client=None) -> None:
+    def __init__(self, config: PodCacheConfig | None = None, *, client=None,
+                 on_pod_change: ChangeListener = no_listener,
+                 on_peer_change: ChangeListener = no_listener) -> None:
         self.config = config or PodCacheConfig()
         self._client = client              # a kubernetes.client.ApiClient; None: from config
-        self.pods = PodStore(self.config.max_pods, include_labels=self.config.include_labels)
-        self.peers = PeerIndex(self.config.max_peer_pods)
+        self.pods = PodStore(self.config.max_pods, include_labels=self.config.include_labels,
+                             on_change=on_pod_change)
+        self.peers = PeerIndex(self.config.max_peer_pods, on_change=on_peer_change)
         self.reflectors: list[Reflector] = []
 
     def start(self) -> None:

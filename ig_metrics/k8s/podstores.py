@@ -1,12 +1,14 @@
 """The two caches a pod watch fills, each bounded: this node's pods by uid, and
 pod IPs of the cluster to the pod that has them. A watch thread writes; any
-thread reads without a lock (one dict lookup, atomic in CPython)."""
+thread reads without a lock (one dict lookup, atomic in CPython). Each store
+tells an optional listener what changed (a uid, an IP; None for everything)
+once the change is visible, so that attributes decoded before can be redone."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from ig_metrics.k8s.podinfo import PeerPod, PodInfo, peer_pod, pod_info
@@ -14,6 +16,14 @@ from ig_metrics.k8s.podinfo import PeerPod, PodInfo, peer_pod, pod_info
 log = logging.getLogger("ig_metrics.k8s")
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
+
+# Called with the uid (PodStore) or IP (PeerIndex) that changed, None when the
+# whole store was replaced; from the watch thread, after the change is visible.
+ChangeListener = Callable[[str | None], None]
+
+
+def no_listener(changed: str | None) -> None:
+    """The listener of a store nobody listens to."""
 
 
 class Store(Protocol):
@@ -27,9 +37,11 @@ class Store(Protocol):
 class PodStore:
     """Pod uid -> PodInfo for the pods of this node; at most `max_pods`."""
 
-    def __init__(self, max_pods: int, *, include_labels: bool = False) -> None:
+    def __init__(self, max_pods: int, *, include_labels: bool = False,
+                 on_change: ChangeListener = no_listener) -> None:
         self.max_pods = max_pods
         self.include_labels = include_labels
+        self.on_change = on_change
         self._pods: dict[str, PodInfo] = {}
         self._lock = threading.Lock()      # writers only
         self.refused = 0                   # pods not kept because the store was full
@@ -50,6 +62,7 @@ class PodStore:
             pods[info.uid] = info
         with self._lock:
             self._pods = pods            # one swap: readers see the old or the new list
+        self.on_change(None)
 
     def apply(self, event_type: str, obj: Mapping[str, Any]) -> None:
         uid = obj["metadata"]["uid"]
@@ -60,6 +73,8 @@ class PodStore:
                 self._pods[uid] = pod_info(obj, include_labels=self.include_labels)
             else:
                 self._refuse(obj)
+                return
+        self.on_change(uid)
 
     def _refuse(self, obj: Mapping[str, Any]) -> None:
         self.refused += 1
@@ -72,8 +87,9 @@ class PodStore:
 class PeerIndex:
     """Pod IP -> the running pod that has it; at most `max_pods` pods indexed."""
 
-    def __init__(self, max_pods: int) -> None:
+    def __init__(self, max_pods: int, *, on_change: ChangeListener = no_listener) -> None:
         self.max_pods = max_pods
+        self.on_change = on_change
         self._by_ip: dict[str, PeerPod] = {}
         self._ips_of: dict[str, tuple[str, ...]] = {}    # pod uid -> its indexed IPs
         self._lock = threading.Lock()
@@ -101,22 +117,28 @@ class PeerIndex:
                 by_ip[ip] = peer
         with self._lock:
             self._by_ip, self._ips_of = by_ip, ips_of
+        self.on_change(None)
 
     def apply(self, event_type: str, obj: Mapping[str, Any]) -> None:
         uid = obj["metadata"]["uid"]
         entry = None if event_type == DELETED else peer_pod(obj)
         with self._lock:
+            # Who held each IP this event may touch, to tell listeners only of
+            # IPs that now answer differently (most events change no IP).
+            touched = {ip: self._by_ip.get(ip)
+                       for ip in (*self._ips_of.get(uid, ()), *(entry[1] if entry else ()))}
             self._forget(uid)
-            if entry is None:
-                return
-            if len(self._ips_of) >= self.max_pods:
+            if entry is not None and len(self._ips_of) >= self.max_pods:
                 self._refuse()
-                return
-            peer, ips = entry
-            self._ips_of[uid] = ips
-            for ip in ips:
-                # The newest pod to claim an IP has it: the one before has ended.
-                self._by_ip[ip] = peer
+            elif entry is not None:
+                peer, ips = entry
+                self._ips_of[uid] = ips
+                for ip in ips:
+                    # The newest pod to claim an IP has it: the one before has ended.
+                    self._by_ip[ip] = peer
+            changed = [ip for ip, holder in touched.items() if self._by_ip.get(ip) != holder]
+        for ip in changed:
+            self.on_change(ip)
 
     def _forget(self, uid: str) -> None:
         for ip in self._ips_of.pop(uid, ()):

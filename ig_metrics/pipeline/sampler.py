@@ -1,7 +1,12 @@
 """The sampler: once per tick it reads every source of a running gadget, keeps
 the counts of retired kernel entries, and builds an immutable Snapshot with
 every series' cumulative value. Exporters and the live table only ever see
-Snapshots; the kernel is read once per tick whatever their number."""
+Snapshots; the kernel is read once per tick whatever their number.
+
+A series key's attributes are decoded once, and again only when what they
+were decoded from changes (a pod's metadata arriving late): the key's counts
+so far stay with its old attributes, and it counts anew, from that tick,
+under the new ones (docs/kubernetes.md, "series identity")."""
 
 from __future__ import annotations
 
@@ -11,18 +16,20 @@ from dataclasses import dataclass, field
 import threading
 import time
 
-from ig_metrics.config.model import DEFAULT_SAMPLER_MAX_SERIES
-from ig_metrics.gadgets.decoders import DECODERS
+from ig_metrics.config.model import (ALL_ATTRIBUTES, DEFAULT_SAMPLER_MAX_SERIES,
+                                     AttributeSelection)
 from ig_metrics.gadgets.spec import GadgetSpec, MetricSpec
-from ig_metrics.pipeline.snapshot import (COUNTER, HISTOGRAM, AttrValue, Attributes,
-                                          HistogramValue, MetricData, MetricInfo, Point,
-                                          Snapshot)
+from ig_metrics.k8s.attribution import CGROUP, Attribution, Token
+from ig_metrics.pipeline.decoding import Decoded, KeyDecoder
+from ig_metrics.pipeline.retained import RetainedCounts, add_point, sum_points
+from ig_metrics.pipeline.snapshot import (COUNTER, HISTOGRAM, Attributes, HistogramValue,
+                                          MetricData, MetricInfo, Point, Snapshot)
 from ig_metrics.pipeline.sources import (CountersSource, HistogramSource, SlotHistogram,
                                          SlotsSource, SourceLayoutError, index_key_type,
                                          index_series_key)
 
 DEFAULT_IDLE_EXPIRY = 600.0        # seconds a series may stay unchanged before it is dropped
-COMMAND_CACHE_LIMIT = 65536
+DEFAULT_LINGER = 300.0             # seconds a renamed series' final value is still exported
 # The sampler's memory budget, in series it keeps apart (each costs about 1.2 KB
 # here: its decoded attributes, carry and start times; docs/performance.md).
 DEFAULT_MAX_SERIES = DEFAULT_SAMPLER_MAX_SERIES
@@ -32,16 +39,29 @@ OVERFLOW_KEY = b""
 OVERFLOW_ATTRIBUTES: Attributes = (("otel.metric.overflow", True),)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Series:
     """What the sampler remembers of one series key between ticks."""
 
-    attributes: Attributes
-    carry: list[int]                     # counts of kernel entries that no longer exist
+    decoded: Decoded                     # its attributes per metric, and what they wait on
+    # Counts of kernel entries that no longer exist; after the attributes
+    # changed, minus the counts left with the old ones (so it may be negative).
+    carry: list[int]
     histogram_carry: dict[str, list[int]] = field(default_factory=dict)  # map -> slots + [sum]
     started_ns: dict[str, int] = field(default_factory=dict)             # per metric
-    fingerprint: tuple = ()
     last_change_ns: int = 0
+    # What was read last, to see changes: unchanged kernel entries come back
+    # as the very same objects (sources.ReadCache), so mostly `is` decides.
+    last_counts: list[int] | None = None
+    last_histograms: dict[str, object] | None = None
+    # The points made from `points_of` (the counts they were made from): an
+    # unchanged series reuses them. None after anything they depend on changed.
+    points: list[tuple[str, Point]] | None = None
+    points_of: list[int] | None = None
+    histogram_points: dict[str, tuple[object, Point | None]] | None = None
+
+    def forget_points(self) -> None:
+        self.points = self.points_of = self.histogram_points = None
 
 
 @dataclass
@@ -61,8 +81,15 @@ class Sampler:
                  idle_expiry: float = DEFAULT_IDLE_EXPIRY,
                  extra_metrics: Callable[[int], Iterable[MetricData]] | None = None,
                  clock: Callable[[], int] = time.time_ns,
-                 max_series: int | None = DEFAULT_MAX_SERIES) -> None:
+                 max_series: int | None = DEFAULT_MAX_SERIES,
+                 attribution: Attribution | None = None,
+                 selection: AttributeSelection = ALL_ATTRIBUTES,
+                 linger: float = DEFAULT_LINGER) -> None:
         self.spec = spec
+        # How long a series that ended because its attributes changed keeps
+        # being exported with its final value (the run: its slowest exporter's
+        # longest interval, and more).
+        self.linger_ns = int(linger * 1e9)
         self.max_series = max_series
         self.program = program
         self.resource = resource
@@ -75,11 +102,19 @@ class Sampler:
         self.counters: list[CountersSource] = []
         self.histograms: dict[str, HistogramSource] = {}
         self._build_sources()
+        self.attribution = attribution
+        self.decoder = KeyDecoder(spec, self.key_type, program, attribution=attribution,
+                                  selection=selection)
+        self._overflow = Decoded(tuple(OVERFLOW_ATTRIBUTES for _ in spec.metrics))
         self._series: dict[bytes, _Series] = {}
         # Kernel keys seen once the budget was full: summed into OVERFLOW_KEY for
         # as long as they live (taking them out again would make it go down).
         self._folded: set[bytes] = set()
-        self._commands: dict[int, str] = {}
+        # What decoded attributes wait on -> the keys to decode again when it changes.
+        self._waiting: dict[Token, set[bytes]] = {}
+        self._retained = RetainedCounts()
+        self._histogram_carried: dict[str, set[bytes]] = {}   # map -> keys with a carry
+        self.redecoded = 0                   # keys decoded again (tests, docs)
         self._seq = 0
         self._previous_ns = clock()          # counting started (about) now
         self._lock = threading.Lock()
@@ -100,7 +135,7 @@ class Sampler:
             else:
                 continue
             key_type = key_type or reader.key_type
-            if source.index_field:
+            if reader.indexed:
                 indexed.append(reader)
         if key_type is None and indexed:
             key_type = index_key_type(indexed[0].spec.index_field)
@@ -130,48 +165,101 @@ class Sampler:
                     f"'{name}' (a metric's `values`)")
 
     # --- decoding ---------------------------------------------------------------
-    def command_of(self, pid: int) -> str:
-        """Process name as the kernel recorded it when the key was made, else /proc."""
-        name = self._commands.get(pid)
-        if name is not None:
-            return name
-        name = self._kernel_command(pid) or _proc_command(pid)
-        if len(self._commands) >= COMMAND_CACHE_LIMIT:
-            self._commands.clear()
-        self._commands[pid] = name
-        return name
-
-    def _kernel_command(self, pid: int) -> str:
-        if not self.program.has_table("comms"):
-            return ""
-        table = self.program.table("comms")
-        try:
-            value = table[ctypes.c_uint32(pid)]
-        except KeyError:
-            return ""
-        return bytes(value.comm).split(b"\0", 1)[0].decode("utf-8", "replace")
-
-    def _decode(self, key: bytes) -> Attributes:
-        fields = self.key_type.from_buffer_copy(key)
-        values = {name: getattr(fields, name) for name, _ in self.key_type._fields_}
-        out: list[tuple[str, AttrValue]] = []
-        for attribute in self.spec.attributes:
-            if attribute.field not in values:
-                continue             # an optional attribute the program was built without
-            decoder = DECODERS[attribute.decoder]
-            value = decoder(values[attribute.field], values, attribute, self)
-            if attribute.optional and value == "":
-                continue
-            out.append((attribute.name, value))
-        return tuple(out)
-
     def _series_for(self, key: bytes) -> _Series:
         series = self._series.get(key)
         if series is None:
-            attributes = OVERFLOW_ATTRIBUTES if key == OVERFLOW_KEY else self._decode(key)
-            series = _Series(attributes, [0] * len(self.fields))
+            decoded = self._overflow if key == OVERFLOW_KEY else self.decoder.decode(key)
+            series = _Series(decoded, [0] * len(self.fields))
             self._series[key] = series
+            self._wait(key, decoded.waits)
         return series
+
+    def _wait(self, key: bytes, waits: frozenset[Token]) -> None:
+        for token in waits:
+            self._waiting.setdefault(token, set()).add(key)
+
+    def _stop_waiting(self, key: bytes, waits: frozenset[Token]) -> None:
+        for token in waits:
+            keys = self._waiting.get(token)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._waiting[token]
+
+    def _keys_to_decode_again(self) -> set[bytes]:
+        """Keys whose attributes may have changed since they were decoded: those
+        waiting on a cgroup path (asked again every tick; the resolver walks
+        at most every 0.2 s) and those of pods and peers the watches changed."""
+        changes = self.attribution.take_changes()
+        keys: set[bytes] = set()
+        for token, waiting in self._waiting.items():
+            if token[0] == CGROUP or token[0] in changes.everything or token in changes.tokens:
+                keys.update(waiting)
+        return keys
+
+    def _decode_again(self, reading: _Reading, now: int) -> None:
+        if self.attribution is None:
+            return
+        for key in self._keys_to_decode_again():
+            series = self._series.get(key)
+            if series is None:
+                continue
+            decoded = self.decoder.decode(key)
+            self.redecoded += 1
+            self._stop_waiting(key, series.decoded.waits)
+            self._wait(key, decoded.waits)
+            if decoded.by_metric != series.decoded.by_metric:
+                self._rebase(key, series, reading, now)
+                series.forget_points()
+            series.decoded = decoded
+
+    def _rebase(self, key: bytes, series: _Series, reading: _Reading, now: int) -> None:
+        """The key's attributes changed: its totals so far stay with the old
+        attributes (kept while other keys add to those points), and it counts
+        from zero, from this tick on, under the new ones: a new series whose
+        start is now. No exported cumulative point goes down."""
+        counts = reading.counters.get(key)
+        histograms = {name: self._histogram_total(series, name, reading.histograms[name].get(key))
+                      for name in self.histograms}
+        self._retain(series, counts, histograms, linger_until=now + self.linger_ns)
+        if counts is not None:
+            _add_into(series.carry, [-value for value in counts])
+            reading.counters[key] = [0] * len(counts)
+        for name, total in histograms.items():
+            if total is not None:
+                _add_into(self._histogram_carry(key, series, name, len(total.slots)),
+                          [-value for value in (*total.slots, total.sum)])
+        series.started_ns.clear()
+
+    def _histogram_carry(self, key: bytes, series: _Series, name: str, slots: int) -> list[int]:
+        """The series' carry for histogram map `name` (made, and noted, if new)."""
+        carry = series.histogram_carry.get(name)
+        if carry is None:
+            carry = series.histogram_carry[name] = [0] * (slots + 1)
+            self._histogram_carried.setdefault(name, set()).add(key)
+        return carry
+
+    def _retain(self, series: _Series, counts: list[int] | None,
+                histograms: dict[str, SlotHistogram | None], *, linger_until: int = 0) -> None:
+        """Keeps the counts `series` leaves with the points of its attributes
+        (exported on their own until `linger_until`: see RetainedCounts)."""
+        for index, metric in enumerate(self.spec.metrics):
+            attributes = series.decoded.by_metric[index]
+            if metric.kind == COUNTER and counts is not None:
+                for value_index, value_spec in enumerate(metric.values):
+                    value = counts[self._field_index[value_spec.field]]
+                    if value:
+                        start = series.started_ns.get(f"{metric.name}/{value_spec.field}",
+                                                      self._previous_ns)
+                        self._retained.keep(metric.name, Point(
+                            attributes + self.decoder.extras[index][value_index], value, start),
+                            linger_until=linger_until)
+            elif metric.kind == HISTOGRAM and histograms.get(metric.source) is not None:
+                value = _histogram_value(metric, histograms[metric.source])
+                if value.count:
+                    start = series.started_ns.get(metric.name, self._previous_ns)
+                    self._retained.keep(metric.name, Point(attributes, value, start),
+                                        linger_until=linger_until)
 
     @property
     def folded_keys(self) -> int:
@@ -207,8 +295,9 @@ class Sampler:
             started = time.perf_counter()
             now = self.clock()
             reading = self._read()
+            self._decode_again(reading, now)
             self._note_changes(reading, now)
-            metrics = self._counter_metrics(reading) + self._histogram_metrics(reading)
+            metrics = self._counter_metrics(reading, now) + self._histogram_metrics(reading, now)
             self._expire(reading, now)
             self._seq += 1
             self.last_tick_seconds = time.perf_counter() - started
@@ -236,18 +325,18 @@ class Sampler:
         for source in self.counters:
             values = source.read()
             per_source.append(values)
-            if source.spec.index_field:
+            if source.indexed:
                 live_keys.update(values)     # array entries are never removed
             for key, counts in values.items():
                 _accumulate(totals, key, counts)
         totals = self._fold(totals, _summed_counts)
         for key, series in self._series.items():
             if any(series.carry):
-                _accumulate(totals, key, series.carry)
+                _accumulate(totals, key, list(series.carry))
         histograms = {name: self._fold(source.read(), _summed_slots)
                       for name, source in self.histograms.items()}
         for name, source in self.histograms.items():
-            if source.spec.index_field:
+            if source.indexed:
                 live_keys.update(histograms[name])
         return _Reading(totals, per_source, histograms, live_keys)
 
@@ -262,16 +351,21 @@ class Sampler:
         return SlotHistogram(slots, kernel.sum + carry[-1])
 
     def _note_changes(self, reading: _Reading, now: int) -> None:
-        keys = set(reading.counters)
-        for histogram in reading.histograms.values():
-            keys.update(histogram)
-        for key in keys:
+        for key, counts in reading.counters.items():
             series = self._series_for(key)
-            fingerprint = (tuple(reading.counters.get(key, ())),
-                           tuple(reading.histograms[name].get(key) for name in self.histograms))
-            if fingerprint != series.fingerprint:
-                series.fingerprint = fingerprint
+            if counts is not series.last_counts and counts != series.last_counts:
+                series.last_counts = counts
                 series.last_change_ns = now
+        for name, histograms in reading.histograms.items():
+            for key, histogram in histograms.items():
+                series = self._series_for(key)
+                last = series.last_histograms
+                if last is None:
+                    last = series.last_histograms = {}
+                before = last.get(name)
+                if histogram is not before and histogram != before:
+                    last[name] = histogram
+                    series.last_change_ns = now
 
     def _start_of(self, series: _Series, metric_key: str) -> int:
         start = series.started_ns.get(metric_key)
@@ -280,39 +374,76 @@ class Sampler:
             start = series.started_ns[metric_key] = self._previous_ns
         return start
 
-    def _counter_metrics(self, reading: _Reading) -> list[MetricData]:
-        points: dict[str, list[Point]] = {metric.name: [] for metric in self.spec.metrics}
+    def _counter_metrics(self, reading: _Reading, now: int) -> list[MetricData]:
+        metrics = [metric for metric in self.spec.metrics if metric.kind != HISTOGRAM]
+        points: dict[str, dict[Attributes, Point]] = {metric.name: {} for metric in metrics}
         for key, values in reading.counters.items():
             series = self._series_for(key)
-            for metric in self.spec.metrics:
-                if metric.kind == HISTOGRAM:
-                    continue
-                for value_spec in metric.values:
-                    value = values[self._field_index[value_spec.field]]
-                    if value == 0 and metric.kind == COUNTER:
-                        continue     # a series exists once it has counted something
-                    start = self._start_of(series, f"{metric.name}/{value_spec.field}")
-                    points[metric.name].append(
-                        Point(series.attributes + value_spec.attributes, value, start))
-        return [MetricData(_info(metric), _carried(metric, points[metric.name]))
-                for metric in self.spec.metrics if metric.kind != HISTOGRAM]
-
-    def _histogram_metrics(self, reading: _Reading) -> list[MetricData]:
+            made = series.points
+            if made is None or series.points_of is not values:
+                made = series.points = self._counter_points(series, values)
+                series.points_of = values
+            # Keys whose attributes are alike (after the metric's own list and
+            # the run's selection) are summed into one point.
+            for name, point in made:
+                alike = points[name]
+                other = alike.get(point.attributes)
+                alike[point.attributes] = point if other is None else sum_points(other, point)
         out = []
-        for metric in self.spec.metrics:
+        for metric in metrics:
+            if metric.kind == COUNTER:
+                self._retained.add_to(metric.name, points[metric.name], now)
+            out.append(MetricData(_info(metric), tuple(points[metric.name].values())))
+        return out
+
+    def _counter_points(self, series: _Series, values: list[int]) -> list[tuple[str, Point]]:
+        """The points of one series key's counts, for every counter and gauge."""
+        made = []
+        for index, metric in enumerate(self.spec.metrics):
+            if metric.kind == HISTOGRAM:
+                continue
+            attributes = series.decoded.by_metric[index]
+            for value_index, value_spec in enumerate(metric.values):
+                value = values[self._field_index[value_spec.field]]
+                if value == 0 and metric.kind == COUNTER:
+                    continue     # a series exists once it has counted something
+                start = self._start_of(series, f"{metric.name}/{value_spec.field}")
+                made.append((metric.name, Point(
+                    attributes + self.decoder.extras[index][value_index], value, start)))
+        return made
+
+    def _histogram_metrics(self, reading: _Reading, now: int) -> list[MetricData]:
+        out = []
+        for index, metric in enumerate(self.spec.metrics):
             if metric.kind != HISTOGRAM:
                 continue
             kernel = reading.histograms[metric.source]
-            keys = set(kernel) | {key for key, series in self._series.items()
-                                  if metric.source in series.histogram_carry}
-            points = []
+            keys = set(kernel).union(self._histogram_carried.get(metric.source, ()))
+            points: dict[Attributes, Point] = {}
             for key in keys:
                 series = self._series_for(key)
                 total = self._histogram_total(series, metric.source, kernel.get(key))
-                start = self._start_of(series, metric.name)
-                points.append(Point(series.attributes, _histogram_value(metric, total), start))
-            out.append(MetricData(_info(metric), _carried(metric, points)))
+                made = series.histogram_points
+                if made is None:
+                    made = series.histogram_points = {}
+                cached = made.get(metric.name)
+                if cached is not None and cached[0] is total:
+                    point = cached[1]
+                else:
+                    point = self._histogram_point(series, metric, index, total)
+                    made[metric.name] = (total, point)
+                if point is not None:
+                    add_point(points, point)
+            self._retained.add_to(metric.name, points, now)
+            out.append(MetricData(_info(metric), tuple(points.values())))
         return out
+
+    def _histogram_point(self, series: _Series, metric: MetricSpec, index: int,
+                         total: SlotHistogram) -> Point | None:
+        value = _histogram_value(metric, total)
+        if not value.count:
+            return None             # nothing recorded since its attributes changed
+        return Point(series.decoded.by_metric[index], value, self._start_of(series, metric.name))
 
     # --- expiry -----------------------------------------------------------------
     def _expire(self, reading: _Reading, now: int) -> None:
@@ -337,40 +468,22 @@ class Sampler:
                 taken = source.take(key)
                 if taken is not None:
                     raced |= taken != reading.histograms[name].get(key)
-                    carry = series.histogram_carry.setdefault(name, [0] * (len(taken.slots) + 1))
-                    _add_into(carry, [*taken.slots, taken.sum])
+                    _add_into(self._histogram_carry(key, series, name, len(taken.slots)),
+                              [*taken.slots, taken.sum])
             if raced:
                 series.last_change_ns = now
+                series.forget_points()      # its counts moved to the carry
             else:
+                # Its final counts (all in its carry now) stay with the points
+                # other keys still add to.
+                self._retain(series, series.carry, {
+                    name: SlotHistogram(tuple(carry[:-1]), carry[-1])
+                    for name, carry in series.histogram_carry.items()})
+                self._stop_waiting(key, series.decoded.waits)
+                for name in series.histogram_carry:
+                    self._histogram_carried[name].discard(key)
                 del self._series[key]
                 self.expired_series += 1
-
-
-def _carried(metric: MetricSpec, points: list[Point]) -> tuple[Point, ...]:
-    """The points with only the attributes the metric carries (its
-    `attributes`, those its values add, and the overflow mark); points that
-    become alike are summed, from the earliest start."""
-    if not metric.attributes:
-        return tuple(points)
-    keep = {*metric.attributes, *metric.attribute_extras,
-            *(name for name, _ in OVERFLOW_ATTRIBUTES)}
-    merged: dict[Attributes, Point] = {}
-    for point in points:
-        attributes = tuple(item for item in point.attributes if item[0] in keep)
-        other = merged.get(attributes)
-        if other is None:
-            merged[attributes] = Point(attributes, point.value, point.start_time_ns)
-        else:
-            merged[attributes] = Point(attributes, _sum_values(other.value, point.value),
-                                       min(other.start_time_ns, point.start_time_ns))
-    return tuple(merged.values())
-
-
-def _sum_values(a, b):
-    if isinstance(a, HistogramValue):
-        return HistogramValue(tuple(x + y for x, y in zip(a.counts, b.counts)), a.sum + b.sum,
-                              a.count + b.count)
-    return a + b
 
 
 def _summed_counts(a: list[int], b: list[int]) -> list[int]:
@@ -387,11 +500,10 @@ def _add_into(target: list[int], values) -> None:
 
 
 def _accumulate(totals: dict[bytes, list[int]], key: bytes, values: list[int]) -> None:
+    """Adds `values` to the key's total. Lists are never changed in place:
+    a key with one source keeps that source's list (and its identity)."""
     current = totals.get(key)
-    if current is None:
-        totals[key] = list(values)
-    else:
-        _add_into(current, values)
+    totals[key] = values if current is None else [x + y for x, y in zip(current, values)]
 
 
 def _counter_fields(spec: GadgetSpec) -> tuple[str, ...]:
@@ -414,11 +526,3 @@ def _histogram_value(metric: MetricSpec, histogram: SlotHistogram) -> HistogramV
     exported += [0] * (metric.buckets - len(exported))
     exported.append(sum(histogram.slots[metric.buckets:]))
     return HistogramValue(tuple(exported), histogram.sum / metric.divisor, sum(exported))
-
-
-def _proc_command(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as handle:
-            return handle.read().strip()
-    except OSError:
-        return ""

@@ -1,12 +1,15 @@
 """Readers for the three kinds of place a gadget keeps its counts in the kernel
 (see `sources:` in a gadget.yaml), each turning raw map content into plain
 Python data keyed by the series key's raw bytes. A counters or histogram
-source may be an array indexed by one field of the series key (`index_field`)."""
+source may be an array indexed by one field of the series key (`index_field`);
+a gadget whose parameters make that map a hash (keyed by the whole series
+key) is read as one."""
 
 from __future__ import annotations
 
 import ctypes as ct
 import mmap
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +45,12 @@ def _is_u64(struct_type, name: str) -> bool:
     return dict(struct_type._fields_)[name] in (ct.c_uint64, ct.c_ulong, ct.c_ulonglong)
 
 
+def _is_array(table) -> bool:
+    from bcc.table import ArrayBase      # bcc only once a program is loaded
+
+    return isinstance(table, ArrayBase)
+
+
 def index_key_type(field: str):
     """The series key of a gadget whose every source is an array: the index."""
     return type("IndexKey", (ct.Structure,), {"_fields_": [(field, ct.c_uint32)]})
@@ -56,6 +65,70 @@ def index_series_key(key_type, field: str, where: str) -> Callable[[int], bytes]
         setattr(key, field, index)
         return bytes(key)
     return series_key
+
+
+_NONZERO = re.compile(rb"[^\x00]+")
+
+
+def changed_entries(old: bytes, new: bytes, size: int) -> list[int]:
+    """Indexes of the `size`-byte entries that differ between two buffers of
+    the same length: one XOR of the buffers as integers, then a scan for the
+    non-zero bytes, both in C (about 10 ms for 100,000 per-CPU entries)."""
+    diff = (int.from_bytes(old, "little") ^ int.from_bytes(new, "little")).to_bytes(
+        len(new), "little")
+    changed: list[int] = []
+    for match in _NONZERO.finditer(diff):
+        first = max(match.start() // size, changed[-1] + 1 if changed else 0)
+        changed.extend(range(first, (match.end() - 1) // size + 1))
+    return changed
+
+
+class ReadCache:
+    """One map's previous read (its raw buffers) and what each key's value
+    decoded to: an entry whose bytes did not change is not decoded (its
+    per-CPU copies summed) again, and keeps its decoded object, which lets the
+    sampler tell unchanged series by identity. When the keys are where they
+    were (no entry came or went), finding the changed entries costs a few
+    milliseconds for the whole map."""
+
+    def __init__(self) -> None:
+        self._keys = self._values = b""
+        self._size = 0
+        self._decoded: dict[bytes, object] = {}
+
+    def decode_all(self, batch, decode: Callable[[bytes, int], object]) -> dict[bytes, object]:
+        """Key -> decoded value of every entry of `batch`; decode(values,
+        offset) decodes one entry's value, called only for entries that changed."""
+        size, key_size = batch.value_size, batch.key_size
+        keys, values = batch.keys, batch.values
+        if keys == self._keys and size == self._size:
+            decoded = dict(self._decoded)
+            for index in changed_entries(self._values, values, size):
+                decoded[keys[index * key_size:(index + 1) * key_size]] = decode(values,
+                                                                                index * size)
+        else:
+            decoded = self._decode_moved(batch, decode)
+        self._keys, self._values, self._size, self._decoded = keys, values, size, decoded
+        return decoded
+
+    def _decode_moved(self, batch, decode) -> dict[bytes, object]:
+        """Entries came or went: each key's bytes compared with where they were."""
+        size, key_size = batch.value_size, batch.key_size
+        keys, values, old_values = batch.keys, batch.values, self._values
+        old_keys, previous = self._keys, self._decoded
+        where = {old_keys[index * key_size:(index + 1) * key_size]: index
+                 for index in range(len(old_keys) // key_size)} if size == self._size else {}
+        decoded: dict[bytes, object] = {}
+        for index in range(batch.count):
+            key = keys[index * key_size:(index + 1) * key_size]
+            start = index * size
+            old = where.get(key)
+            if old is not None and values[start:start + size] == \
+                    old_values[old * size:(old + 1) * size]:
+                decoded[key] = previous[key]
+            else:
+                decoded[key] = decode(values, start)
+        return decoded
 
 
 class ValueLayout:
@@ -81,11 +154,30 @@ class ValueLayout:
         self.unpack = struct.Struct(fmt).unpack_from
         self.width = len(fields)
         self.present = frozenset(fields[index] for index in self.positions)
+        self._fmt, self._size = fmt[1:], cursor
+        self._per_cpu: dict[int, Callable] = {}
 
     def values(self, buffer, offset: int = 0) -> list[int]:
         out = [0] * self.width
         for position, value in zip(self.positions, self.unpack(buffer, offset)):
             out[position] = value
+        return out
+
+    def summed(self, buffer, offset: int, stride: int) -> list[int]:
+        """The values of a per-CPU entry (POSSIBLE_CPUS copies `stride` bytes
+        apart, stride 0: not per-CPU), summed over the CPUs: one unpack."""
+        if not stride or POSSIBLE_CPUS == 1:
+            return self.values(buffer, offset)
+        unpack = self._per_cpu.get(stride)
+        if unpack is None:
+            gap = f"{stride - self._size}x" if stride > self._size else ""
+            unpack = self._per_cpu[stride] = struct.Struct(
+                "<" + (self._fmt + gap) * (POSSIBLE_CPUS - 1) + self._fmt).unpack_from
+        raw = unpack(buffer, offset)
+        count = len(self.positions)
+        out = [0] * self.width
+        for slot, position in enumerate(self.positions):
+            out[position] = sum(raw[slot::count])
         return out
 
 
@@ -116,11 +208,15 @@ class SlotsSource:
         self.valid_offset = _field(leaf, spec.valid_field, where).offset
         self.first_offset = _field(leaf, spec.first_field, where).offset if spec.first_field else -1
         self.last_offset = _field(leaf, spec.last_field, where).offset if spec.last_field else -1
-        self.pid_offset = -1
-        if spec.pid_field:
-            self.pid_offset = _field(leaf, spec.pid_field, where).offset
-            key_type = dict(leaf._fields_)[spec.key_field]
-            self.key_pid_offset = _field(key_type, "pid", f"{where}.{spec.key_field}").offset
+        # (offset in the slot, offset in the key, size): slot fields that
+        # override the key's (its process and cgroup are its owner's).
+        key_type = dict(leaf._fields_)[spec.key_field]
+        self.overrides = tuple(
+            (_field(leaf, slot_field, where).offset,
+             _field(key_type, key_field, f"{where}.{spec.key_field}").offset, size)
+            for slot_field, key_field, size in ((spec.pid_field, "pid", 4),
+                                                (spec.cgroup_field, "cgroup_id", 8))
+            if slot_field)
         self.values = ValueLayout(leaf, fields, where)
         if self.slot_size % 8 or self.valid_offset % 8:
             raise SourceLayoutError(f"{where}: slots must be 8-byte aligned with an 8-byte "
@@ -168,10 +264,9 @@ class SlotsSource:
             if first != last:
                 return None          # reused while we copied it: read next tick
         key = data[base + self.key_offset:base + self.key_offset + self.key_size]
-        if self.pid_offset >= 0:
-            pid = int.from_bytes(data[base + self.pid_offset:base + self.pid_offset + 4], "little")
-            start = self.key_pid_offset
-            key = key[:start] + pid.to_bytes(4, "little") + key[start + 4:]
+        for slot_offset, key_offset, size in self.overrides:
+            value = data[base + slot_offset:base + slot_offset + size]
+            key = key[:key_offset] + value + key[key_offset + size:]
         return SlotRecord(first, key, self.values.values(data, base))
 
     def take_retired(self) -> list[SlotRecord]:
@@ -194,47 +289,34 @@ class CountersSource:
     def __init__(self, spec: SourceSpec, program, fields: tuple[str, ...]) -> None:
         table = _table(program, spec.map)
         self.spec = spec
+        self.indexed = bool(spec.index_field) and _is_array(table)
         self.reader = MapReader(table, spec.map)
         leaf = getattr(table, "sLeaf", table.Leaf)
         self.values = ValueLayout(leaf, fields, f"source {spec.map}")
-        self.key_type = None if spec.index_field else table.Key
+        self.key_type = None if self.indexed else table.Key
         self.series_key: Callable[[int], bytes] | None = None   # arrays: set by the sampler
+        self._cache = ReadCache()
 
     def read(self) -> dict[bytes, list[int]]:
+        """Series key -> its counts (summed over CPUs). An entry that did not
+        change since the last read gives the same list object as then: treat
+        the lists as read-only."""
         batch = self.reader.read()
-        out: dict[bytes, list[int]] = {}
-        for index in range(batch.count):
-            values = self._sum(batch, index)
-            if self.series_key is None:
-                out[batch.key(index)] = values
-            elif any(values):        # an array holds every index; a series is one that counted
-                out[self.series_key(int.from_bytes(batch.key(index), "little"))] = values
-        return out
-
-    def _sum(self, batch, index: int) -> list[int]:
-        base = index * batch.value_size
-        if not batch.cpu_stride:
-            return self.values.values(batch.values, base)
-        total = self.values.values(batch.values, base)
-        for cpu in range(1, POSSIBLE_CPUS):
-            for position, value in enumerate(
-                    self.values.values(batch.values, base + cpu * batch.cpu_stride)):
-                total[position] += value
-        return total
+        stride, summed = batch.cpu_stride, self.values.summed
+        entries = self._cache.decode_all(batch, lambda data, base: summed(data, base, stride))
+        if self.series_key is None:
+            return entries
+        # An array holds every index; a series is one that counted.
+        return {self.series_key(int.from_bytes(key, "little")): values
+                for key, values in entries.items() if any(values)}
 
     def take(self, key: bytes) -> list[int] | None:
-        if self.spec.index_field:
+        if self.indexed:
             return None              # array entries cannot be removed: such series stay live
         raw = self.reader.take(key)
         if raw is None:
             return None
-        if not self.reader.per_cpu:
-            return self.values.values(raw)
-        total = [0] * self.values.width
-        for cpu in range(POSSIBLE_CPUS):
-            for position, value in enumerate(self.values.values(raw, cpu * self.reader.cpu_stride)):
-                total[position] += value
-        return total
+        return self.values.summed(raw, 0, self.reader.cpu_stride)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +332,7 @@ class HistogramSource:
     def __init__(self, spec: SourceSpec, program) -> None:
         table = _table(program, spec.map)
         self.spec = spec
+        self.indexed = bool(spec.index_field) and _is_array(table)
         self.reader = MapReader(table, spec.map)
         leaf = getattr(table, "sLeaf", table.Leaf)
         slots = dict(leaf._fields_).get("slots")
@@ -257,19 +340,20 @@ class HistogramSource:
             raise SourceLayoutError(f"source {spec.map}: a histogram value must be struct ig_hist")
         self.slot_count = slots._length_
         self.unpack = struct.Struct(f"<{self.slot_count + 1}Q").unpack_from
-        self.key_type = None if spec.index_field else table.Key
+        self.key_type = None if self.indexed else table.Key
         self.series_key: Callable[[int], bytes] | None = None   # arrays: set by the sampler
+        self._cache = ReadCache()
 
     def read(self) -> dict[bytes, SlotHistogram]:
+        """Series key -> its histogram (summed over CPUs); as for counters, an
+        unchanged entry gives the same object as in the last read."""
         batch = self.reader.read()
-        out: dict[bytes, SlotHistogram] = {}
-        for index in range(batch.count):
-            histogram = self._sum(batch.values, index * batch.value_size, batch.cpu_stride)
-            if self.series_key is None:
-                out[batch.key(index)] = histogram
-            elif any(histogram.slots):
-                out[self.series_key(int.from_bytes(batch.key(index), "little"))] = histogram
-        return out
+        stride = batch.cpu_stride
+        entries = self._cache.decode_all(batch, lambda data, base: self._sum(data, base, stride))
+        if self.series_key is None:
+            return entries
+        return {self.series_key(int.from_bytes(key, "little")): histogram
+                for key, histogram in entries.items() if any(histogram.slots)}
 
     def _sum(self, data: bytes, base: int, stride: int) -> SlotHistogram:
         totals = list(self.unpack(data, base))
@@ -279,7 +363,7 @@ class HistogramSource:
         return SlotHistogram(tuple(totals[:-1]), totals[-1])
 
     def take(self, key: bytes) -> SlotHistogram | None:
-        if self.spec.index_field:
+        if self.indexed:
             return None              # as for counters: array series stay live
         raw = self.reader.take(key)
         if raw is None:

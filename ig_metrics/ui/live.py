@@ -12,7 +12,10 @@ from rich.table import Table
 from rich.text import Text
 
 from ig_metrics.exporters.base import ExporterStatus, Health
-from ig_metrics.gadgets.spec import GadgetSpec
+from ig_metrics.gadgets.spec import AttributeSpec, GadgetSpec
+from ig_metrics.k8s.containers import CONTAINER_ID
+from ig_metrics.k8s.podinfo import (CONTAINER_NAME, NAMESPACE, PEER_NAMESPACE, PEER_POD_NAME,
+                                    POD_NAME)
 from ig_metrics.pipeline.snapshot import HISTOGRAM, Snapshot
 from ig_metrics.ui.rows import Row, build_rows
 
@@ -27,11 +30,32 @@ _TROUBLED = (Health.DEGRADED, Health.FAILING, Health.RECOVERING)
 _SHORT = {"process.pid": "pid", "process.command": "command", "server.port": "port",
           "network.peer.address": "peer", "network.type": "net",
           "tcp.connection.direction": "dir", "process.parent.command": "parent",
-          "syscall.name": "syscall", "error.type": "error", "file.path": "path"}
+          "syscall.name": "syscall", "error.type": "error", "file.path": "path",
+          "peer.pod": "peer pod"}
+
+
+# An expanding attribute (several names) shows as one column: the values of
+# the first of these name lists whose first name a row has, joined by '/'.
+_GROUP_CELLS = {"cgroup": ((NAMESPACE, POD_NAME, CONTAINER_NAME), (CONTAINER_ID,)),
+                "peer_pod": ((PEER_NAMESPACE, PEER_POD_NAME),)}
+SHORT_CONTAINER_ID = 12              # as `docker ps` and `crictl ps` show ids
 
 
 def short_name(attribute: str) -> str:
     return _SHORT.get(attribute, attribute.rsplit(".", 1)[-1])
+
+
+def attribute_cell(attribute: AttributeSpec, values: dict) -> str:
+    """What a row shows in the column of `attribute`."""
+    if not attribute.expands:
+        return str(values.get(attribute.name, ""))
+    for names in _GROUP_CELLS.get(attribute.decoder, ()):
+        if names[0] in values:
+            shown = [str(values[name]) for name in names if name in values]
+            if names == (CONTAINER_ID,):
+                shown = [shown[0][:SHORT_CONTAINER_ID]]
+            return "/".join(shown)
+    return ""
 
 
 def format_rate(value: float | None, unit: str) -> str:
@@ -136,16 +160,21 @@ def sampler_line(snapshot: Snapshot) -> Text | None:
 def render(spec: GadgetSpec, rows: list[Row], snapshot: Snapshot,
            statuses: list[ExporterStatus], *, title: str, sort: str) -> Group:
     table = Table(title=title, title_justify="left", expand=False, pad_edge=False)
-    attribute_names = [attribute.name for attribute in spec.attributes]
-    for name in attribute_names:
+    cells = [[attribute_cell(attribute, dict(row.attributes)) for attribute in spec.attributes]
+             for row in rows]
+    # An expanding attribute's column only where a row has it (no container
+    # column on a host without containers).
+    shown = [index for index, attribute in enumerate(spec.attributes)
+             if not attribute.expands or any(row[index] for row in cells)]
+    for index in shown:
+        name = spec.attributes[index].name
         table.add_column(short_name(name), overflow="fold",
                          style="bold" if name == sort else None)
     for name in spec.table.columns:
         table.add_column(column_title(spec, name), justify="right",
                          style="bold cyan" if name == sort else None)
-    for row in rows:
-        values = dict(row.attributes)
-        table.add_row(*(str(values.get(name, "")) for name in attribute_names),
+    for row, row_cells in zip(rows, cells):
+        table.add_row(*(row_cells[index] for index in shown),
                       *(format_cell(spec, name, row.cells.get(name))
                         for name in spec.table.columns))
     footer = [exporter_line(status, snapshot.time_ns) for status in statuses]
@@ -167,6 +196,8 @@ class LiveView:
                           redirect_stdout=True, redirect_stderr=True)
         self._previous: Snapshot | None = None
         self._current: Snapshot | None = None
+        self._rows: list[Row] = []
+        self._shown: tuple | None = None        # what the screen shows now
 
     def __enter__(self) -> LiveView:
         self._live.__enter__()
@@ -176,15 +207,32 @@ class LiveView:
         self._live.__exit__(*exc)
 
     def update(self, snapshot: Snapshot | None, statuses: list[ExporterStatus]) -> None:
+        """Redraw with a new snapshot, or when an exporter's state changed
+        between two: drawing the table is what the live view costs (~15 ms of
+        CPU each time), and the workers' progress after each reading (last
+        export, points) can wait for the next one."""
         if snapshot is None:
-            self._live.update(Text(f"{self.title}: waiting for the first reading…"),
-                              refresh=True)
+            if self._shown != ():
+                self._shown = ()
+                self._live.update(Text(f"{self.title}: waiting for the first reading…"),
+                                  refresh=True)
             return
         if self._current is None or snapshot.seq != self._current.seq:
             self._previous, self._current = self._current, snapshot
-        rows = build_rows(self.spec, self._previous, self._current, top=self.top, sort=self.sort)
-        self._live.update(render(self.spec, rows, self._current, statuses,
+            self._rows = build_rows(self.spec, self._previous, self._current, top=self.top,
+                                    sort=self.sort)
+        shown = (self._current.seq, *(_news(status) for status in statuses))
+        if shown == self._shown:
+            return
+        self._shown = shown
+        self._live.update(render(self.spec, self._rows, self._current, statuses,
                                  title=self.title, sort=self.sort), refresh=True)
+
+
+def _news(status: ExporterStatus) -> tuple:
+    """What of an exporter's line is worth a redraw before the next snapshot."""
+    return (status.name, status.health, status.last_error, status.interval,
+            status.queued_batches, status.points_dropped, round(status.retry_in))
 
 
 def summary_line(spec: GadgetSpec, previous: Snapshot | None, current: Snapshot,

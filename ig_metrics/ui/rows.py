@@ -21,7 +21,16 @@ class Row:
 
 
 def sort_keys(spec: GadgetSpec) -> list[str]:
-    return [*spec.table.columns, *(attribute.name for attribute in spec.attributes)]
+    return [*spec.table.columns,
+            *(attribute.name for attribute in spec.attributes if not attribute.expands)]
+
+
+def series_names(spec: GadgetSpec) -> tuple[frozenset[str], tuple[str, ...]]:
+    """The attribute names that tell a gadget's series apart (those values add,
+    like network.io.direction, do not): exact names, and prefixes."""
+    names = [name for attribute in spec.attributes for name in attribute.names]
+    return (frozenset(name for name in names if not name.endswith("*")),
+            tuple(name[:-1] for name in names if name.endswith("*")))
 
 
 def check_sort(spec: GadgetSpec, sort: str | None) -> str:
@@ -38,28 +47,52 @@ def build_rows(spec: GadgetSpec, previous: Snapshot | None, current: Snapshot,
                *, top: int, sort: str) -> list[Row]:
     attribute_names = [attribute.name for attribute in spec.attributes]
     elapsed = (current.time_ns - previous.time_ns) / 1e9 if previous else 0.0
-    before = _totals(spec, previous, attribute_names) if previous else {}
-    now = _totals(spec, current, attribute_names)
-    rows = []
-    for identity, metrics in now.items():
-        cells: dict[str, float | tuple[float, float] | None] = {}
-        for name in spec.table.columns:
-            metric = spec.metric(name)
-            value = metrics.get(name)
-            if metric.kind == HISTOGRAM:
-                cells[name] = None if value is None else (
-                    bucket_quantile(value, metric.bounds, 0.5),
-                    bucket_quantile(value, metric.bounds, 0.99))
-            elif metric.kind == GAUGE:
-                cells[name] = value
-            elif value is None or elapsed <= 0:
-                cells[name] = None
-            else:
-                previous_value = before.get(identity, {}).get(name, 0)
-                cells[name] = max(0.0, (value - previous_value) / elapsed)
-        rows.append(Row(identity, cells))
+    names = series_names(spec)
+    before = _totals(spec, previous, names) if previous else {}
+    now = _totals(spec, current, names)
+    columns = _columns(spec)
+    # Every row's sort column first; the other cells of the rows shown only.
+    ranked = [column for column in columns if column.name == sort]
+    rows = [Row(identity, _cells(ranked, identity, metrics, before, elapsed))
+            for identity, metrics in now.items()]
     rows.sort(key=lambda row: _sort_value(row, sort, attribute_names), reverse=True)
-    return rows[:top]
+    return [Row(row.attributes, _cells(columns, row.attributes, now[row.attributes], before,
+                                       elapsed))
+            for row in rows[:top]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Column:
+    """A metric column of the table, with its bucket bounds (histograms)."""
+
+    name: str
+    kind: str
+    bounds: tuple[float, ...]
+
+
+def _columns(spec: GadgetSpec) -> list[_Column]:
+    metrics = [spec.metric(name) for name in spec.table.columns]
+    return [_Column(metric.name, metric.kind,
+                    metric.bounds if metric.kind == HISTOGRAM else ()) for metric in metrics]
+
+
+def _cells(columns: list[_Column], identity: tuple, metrics: dict, before: dict,
+           elapsed: float) -> dict[str, float | tuple[float, float] | None]:
+    cells: dict[str, float | tuple[float, float] | None] = {}
+    for column in columns:
+        name, value = column.name, metrics.get(column.name)
+        if column.kind == HISTOGRAM:
+            cells[name] = None if value is None else (
+                bucket_quantile(value, column.bounds, 0.5),
+                bucket_quantile(value, column.bounds, 0.99))
+        elif column.kind == GAUGE:
+            cells[name] = value
+        elif value is None or elapsed <= 0:
+            cells[name] = None
+        else:
+            previous_value = before.get(identity, {}).get(name, 0)
+            cells[name] = max(0.0, (value - previous_value) / elapsed)
+    return cells
 
 
 def _sort_value(row: Row, sort: str, attribute_names: list[str]):
@@ -72,16 +105,19 @@ def _sort_value(row: Row, sort: str, attribute_names: list[str]):
     return (0, -1.0 if cell is None else float(cell))
 
 
-def _totals(spec: GadgetSpec, snapshot: Snapshot, attribute_names: list[str]) -> dict:
+def _totals(spec: GadgetSpec, snapshot: Snapshot,
+            names: tuple[frozenset[str], tuple[str, ...]]) -> dict:
     """identity -> metric -> value, summing points whose extra attributes (like
     network.io.direction on tcp.resets) differ."""
     out: dict[tuple, dict[str, object]] = {}
     wanted = set(spec.table.columns)
+    exact, prefixes = names
     for data in snapshot.metrics:
         if data.info.name not in wanted:
             continue
         for point in data.points:
-            identity = tuple(item for item in point.attributes if item[0] in attribute_names)
+            identity = tuple(item for item in point.attributes
+                             if item[0] in exact or item[0].startswith(prefixes))
             metrics = out.setdefault(identity, {})
             if data.info.kind == COUNTER:
                 metrics[data.info.name] = metrics.get(data.info.name, 0) + point.value

@@ -7,6 +7,10 @@
  * sector): the formats give no request identity. A flush carries no sector
  * (issued as 0, completed as -1): flushes of one device are matched by
  * device alone, and one hardware queue has at most one flush in flight.
+ *
+ * A request's series carries the cgroup of the task that issued it to the
+ * driver, taken at issue (one helper call per request) and kept with the issue
+ * time until completion, which runs in interrupt context.
  */
 
 #define SECTOR_SIZE 512
@@ -30,6 +34,7 @@
 
 /* The series key. */
 struct io_key {
+    u64 cgroup_id;           /* the issuing task's cgroup v2 id; 0: not seen issued */
     u32 dev;                 /* the kernel's dev_t: major << 20 | minor */
     u8 op;                   /* OP_* */
     u8 unused[3];
@@ -47,13 +52,18 @@ struct request_id {
     u64 sector;
 };
 
+struct issue {
+    u64 ns;                  /* when it was issued */
+    u64 cgroup_id;           /* by a task of this cgroup */
+};
+
 #include "ig_metrics.h"
 
 BPF_PERCPU_HASH(io, struct io_key, struct io_counts, MAX_SERIES);
 BPF_PERCPU_HASH(latency, struct io_key, struct ig_hist, MAX_SERIES);
 /* LRU: a request whose completion never matches (e.g. completed in parts,
  * each with its own sector) ages out instead of filling the map. */
-BPF_TABLE("lru_hash", struct request_id, u64, issued, MAX_IN_FLIGHT);
+BPF_TABLE("lru_hash", struct request_id, struct issue, issued, MAX_IN_FLIGHT);
 
 /* The operation from the rwbs string blk_fill_rwbs() writes: an optional
  * 'F' (preflush), then R, W, D (discard, secure erase), F (flush) or N. */
@@ -96,8 +106,10 @@ int on_issue(struct tracepoint__block__block_rq_issue *args)
         return 0;
     struct request_id id = {};
     request_id(&id, dev, operation(first, second), sector);
-    u64 now = bpf_ktime_get_ns();
-    issued.update(&id, &now);
+    struct issue issue = {};
+    issue.ns = bpf_ktime_get_ns();
+    issue.cgroup_id = bpf_get_current_cgroup_id();
+    issued.update(&id, &issue);
     return 0;
 }
 
@@ -109,15 +121,16 @@ int on_complete(struct tracepoint__block__block_rq_complete *args)
     char first = args->rwbs[0], second = args->rwbs[1];
     u8 op = operation(first, second);
 
-    u64 issued_ns = 0;
+    u64 issued_ns = 0, cgroup_id = 0;
     /* An empty read or write (an fsync's preflush request, finished by the
      * flush machinery) was never issued: nothing to match. */
     if (sectors || (op != OP_READ && op != OP_WRITE)) {
         struct request_id id = {};
         request_id(&id, dev, op, sector);
-        u64 *found = issued.lookup(&id);
+        struct issue *found = issued.lookup(&id);
         if (found) {
-            issued_ns = *found;
+            issued_ns = found->ns;
+            cgroup_id = found->cgroup_id;
             issued.delete(&id);
         }
     }
@@ -127,6 +140,7 @@ int on_complete(struct tracepoint__block__block_rq_complete *args)
 #endif
 
     struct io_key key = {};
+    key.cgroup_id = cgroup_id;
     key.dev = dev;
     key.op = op;
     struct io_counts zero = {};

@@ -22,9 +22,11 @@
 
 /* The series. */
 struct exec_key {
+    u64 cgroup_id;       /* the execing process's cgroup v2 id */
     char command[16];    /* the command after exec; empty for a failed exec */
     char parent[16];     /* the command that called execve */
     u32 error;           /* errno of a failed exec, else 0 */
+    u32 unused;
 };
 
 struct exec_counts {
@@ -97,6 +99,7 @@ int on_exec(struct tracepoint__sched__sched_process_exec *args)
         /* the exec began before the run: parent unknown (left empty) */
     }
     bpf_get_current_comm(&key.command, sizeof(key.command));
+    key.cgroup_id = bpf_get_current_cgroup_id();
     struct exec_counts *c = exec_counters(&key);
     if (c)
         c->executions++;
@@ -115,6 +118,7 @@ static __always_inline void exec_returned(long ret)
     struct exec_key key = {};
     __builtin_memcpy(key.parent, caller->comm, sizeof(key.parent));
     key.error = (u32)-ret;
+    key.cgroup_id = bpf_get_current_cgroup_id();
     callers.delete(&tid);
     struct exec_counts *c = exec_counters(&key);
     if (c)

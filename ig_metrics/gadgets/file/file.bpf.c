@@ -34,8 +34,10 @@
 
 /* The series. */
 struct open_key {
+    u64 cgroup_id;           /* the opening process's cgroup v2 id */
     char command[16];
     u32 error;               /* errno of a failed open, else 0 */
+    u32 unused;
 #if PATH_PREFIX_LEN > 0
     char path[PATH_LENGTH];  /* as the process passed it, cut to PATH_LENGTH - 1 */
 #endif
@@ -100,6 +102,7 @@ static __always_inline void open_returned(long ret)
     if (!key)
         return;          /* outside the prefix, filtered out, or before the run */
     bpf_get_current_comm(key->command, sizeof(key->command));
+    key->cgroup_id = bpf_get_current_cgroup_id();
     key->error = ret < 0 ? (u32)-ret : 0;
     count_open(key);
     pending.delete(&tid);
@@ -116,6 +119,7 @@ static __always_inline void open_returned(long ret)
         return;
     struct open_key key = {};
     bpf_get_current_comm(&key.command, sizeof(key.command));
+    key.cgroup_id = bpf_get_current_cgroup_id();
     key.error = ret < 0 ? (u32)-ret : 0;
     count_open(&key);
 }

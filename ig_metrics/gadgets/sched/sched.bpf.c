@@ -12,6 +12,11 @@
  * thread id: with pid_max <= TASK_SLOTS (32768 by default) no two threads
  * share a slot; above it a slot carries its tid and an overwritten wait is
  * counted as a drop.
+ *
+ * With the parameter per_cgroup (PER_CGROUP=1) series also carry the task's
+ * cgroup (its container and pod): taken at each switch-out, when the task is
+ * the current one, and kept in its slot for its next wait (a new task's, from
+ * its parent at sched_wakeup_new).
  */
 
 /* prev_state bits of a task that blocked (S, D, T, t, X, Z, P, I); 0 is a task
@@ -33,8 +38,14 @@
 #define DROP_TASKS 2         /* a waiting task's start overwritten by another tid */
 #define IG_DROP_REASONS 3
 
-/* The series key: the command name as the tracepoint gives it. */
+#ifndef PER_CGROUP
+#define PER_CGROUP 0
+#endif
+
+/* The series key: the command name as the tracepoint gives it, and with
+ * per_cgroup the task's cgroup v2 id (0 otherwise, or not known yet). */
 struct command_key {
+    u64 cgroup_id;
     char comm[16];
 };
 
@@ -48,6 +59,7 @@ struct task_slot {
     u32 tid;
     u32 tracked;             /* passed the process filter at its last switch-out */
     u64 runnable_ns;         /* 0: not waiting (or not known to be) */
+    u64 cgroup_id;           /* per_cgroup: its cgroup at its last switch-out */
 };
 
 #include "ig_metrics.h"
@@ -65,7 +77,7 @@ static __always_inline struct task_slot *task_slot(u32 tid)
 /* A woken task starts waiting for a CPU. Under a process filter a task is
  * known (and judged) from its first switch-out: the waker is the current
  * task here, not the one woken. */
-static __always_inline void became_runnable(u32 tid)
+static __always_inline void became_runnable(u32 tid, u64 cgroup_id)
 {
     struct task_slot *slot = task_slot(tid);
     if (!slot || tid == 0)
@@ -78,6 +90,9 @@ static __always_inline void became_runnable(u32 tid)
             ig_drop(DROP_TASKS);
         slot->tid = tid;
         slot->tracked = 1;
+#if PER_CGROUP
+        slot->cgroup_id = cgroup_id;
+#endif
     } else if (!slot->tracked) {
         return;
     }
@@ -86,13 +101,16 @@ static __always_inline void became_runnable(u32 tid)
 
 int on_wakeup(struct tracepoint__sched__sched_wakeup *args)
 {
-    became_runnable(args->pid);
+    /* the current task is the waker: the woken one's cgroup is known from
+     * its first switch-out */
+    became_runnable(args->pid, 0);
     return 0;
 }
 
 int on_wakeup_new(struct tracepoint__sched__sched_wakeup_new *args)
 {
-    became_runnable(args->pid);
+    /* a new task starts in its parent's cgroup, and its parent wakes it */
+    became_runnable(args->pid, PER_CGROUP ? bpf_get_current_cgroup_id() : 0);
     return 0;
 }
 
@@ -112,6 +130,9 @@ static __always_inline void switched_out(u32 tid, struct command_key *key, long 
     slot->runnable_ns = (voluntary || !tracked) ? 0 : bpf_ktime_get_ns();
     if (!tracked)
         return;
+#if PER_CGROUP
+    key->cgroup_id = slot->cgroup_id = bpf_get_current_cgroup_id();
+#endif
     struct switch_counts zero = {};
     struct switch_counts *counts = switches.lookup_or_try_init(key, &zero);
     if (!counts) {
@@ -133,6 +154,9 @@ static __always_inline void switched_in(u32 tid, struct command_key *key)
     u64 now = bpf_ktime_get_ns();
     u64 since = slot->runnable_ns;
     slot->runnable_ns = 0;
+#if PER_CGROUP
+    key->cgroup_id = slot->cgroup_id;
+#endif
     u64 waited = now > since ? now - since : 0;
     struct ig_hist *empty = ig_empty_hist();
     if (!empty)

@@ -12,12 +12,25 @@
  * one timestamp, no atomic operation); the slot is freed when the thread
  * exits. Counts are plain increments: tracepoint programs do not nest and run
  * with preemption off, so nothing else touches this CPU's copy meanwhile.
+ *
+ * With the parameter per_cgroup (PER_CGROUP=1) every series also carries the
+ * process's cgroup (its container and pod): counts and latencies then go to
+ * per-CPU hashes keyed by (cgroup, syscall), a hash lookup and a helper call
+ * more per syscall, which is why it is not the default (docs/performance.md).
  */
 
 #define DROP_THREADS 0       /* no slot for a thread: its latencies go unrecorded */
 #define DROP_ERRORS 1        /* errors map full */
 #define DROP_NUMBERS 2       /* a syscall number beyond MAX_SYSCALLS (x32, invalid) */
-#define IG_DROP_REASONS 3
+#define DROP_SERIES 3        /* per_cgroup: calls or latency map full */
+#define IG_DROP_REASONS 4
+
+#ifndef PER_CGROUP
+#define PER_CGROUP 0
+#endif
+#ifndef MAX_SERIES
+#define MAX_SERIES 16384     /* per_cgroup: (cgroup, syscall) pairs */
+#endif
 
 #ifndef MAX_SYSCALLS
 #define MAX_SYSCALLS 1024
@@ -33,8 +46,10 @@
 
 #define MAX_ERRNO 4095       /* returns in [-4095, -1] are errors (IS_ERR_VALUE) */
 
-/* The series: a syscall, and an errno for the error counts (0 otherwise). */
+/* The series: a syscall, an errno for the error counts (0 otherwise), and
+ * with per_cgroup the process's cgroup v2 id (0 otherwise). */
 struct syscall_key {
+    u64 cgroup_id;
     u32 nr;
     u32 error;
 };
@@ -56,8 +71,13 @@ struct thread_state {
 
 #include "ig_metrics.h"
 
+#if PER_CGROUP
+BPF_PERCPU_HASH(calls, struct syscall_key, struct call_counts, MAX_SERIES);
+BPF_PERCPU_HASH(latency, struct syscall_key, struct ig_hist, MAX_SERIES);
+#else
 BPF_PERCPU_ARRAY(calls, struct call_counts, MAX_SYSCALLS);
 BPF_PERCPU_ARRAY(latency, struct ig_hist, MAX_SYSCALLS);
+#endif
 BPF_PERCPU_HASH(errors, struct syscall_key, struct error_counts, MAX_ERRORS);
 BPF_ARRAY(threads, struct thread_state, THREAD_SLOTS);
 
@@ -122,22 +142,41 @@ int on_exit(struct tracepoint__raw_syscalls__sys_exit *args)
         return 0;
     }
     u32 nr = id;
+#if PER_CGROUP
+    struct syscall_key series = {.cgroup_id = bpf_get_current_cgroup_id(), .nr = nr};
+    struct call_counts none = {};
+    struct call_counts *c = calls.lookup_or_try_init(&series, &none);
+    if (c)
+        c->calls++;
+    else
+        ig_drop(DROP_SERIES);
+#else
     struct call_counts *c = calls.lookup(&nr);
     if (c)
         c->calls++;
+#endif
 
     u64 tid = (u32)bpf_get_current_pid_tgid();
     struct thread_state *t = find_thread(tid);
     if (t && t->start_ns) {
         u64 elapsed = bpf_ktime_get_ns() - t->start_ns;
         t->start_ns = 0;
+#if PER_CGROUP
+        struct ig_hist *empty = ig_empty_hist();
+        if (empty)
+            ig_hist_record(latency.lookup_or_try_init(&series, empty), elapsed, DROP_SERIES);
+#else
         struct ig_hist *h = latency.lookup(&nr);
         if (h)
             ig_hist_add(h, elapsed);
+#endif
     }
 
     if (ret < 0 && ret >= -MAX_ERRNO) {
         struct syscall_key key = {.nr = nr, .error = (u32)-ret};
+#if PER_CGROUP
+        key.cgroup_id = series.cgroup_id;
+#endif
         struct error_counts *e = errors.lookup(&key);
         if (!e) {
             struct error_counts zero = {};

@@ -13,6 +13,11 @@
  * graveyard, counting a graveyard entry instead of a live slot with the same
  * id: nothing is lost or counted twice between two reads, and user space never
  * deletes anything the kernel still writes.
+ *
+ * Series carry the process's cgroup (its container and pod, resolved in user
+ * space), taken with bpf_get_current_cgroup_id() where the process is known:
+ * at connect() and listen(), and when a process first does I/O on a socket.
+ * Never per send or receive: the fast path is unchanged.
  */
 
 #define AF_INET 2
@@ -46,6 +51,9 @@
 #define SOCKET_SLOTS (1 << SOCKET_BITS)
 #define SOCKET_PROBES 8
 #define SLOT_CLAIMED 1       /* sk value of a slot being filled in */
+/* owner value while a process takes a socket: not a pid (user space reads the
+ * low 32 bits, 0), so nobody counts into the slot until owner_cgroup is set */
+#define OWNER_CLAIMING (1ULL << 32)
 
 #ifndef MAX_GRAVEYARD
 #define MAX_GRAVEYARD 16384
@@ -59,6 +67,7 @@
 
 /* The series a count belongs to. */
 struct flow_key {
+    u64 cgroup_id;       /* the process's cgroup v2 id; 0: unknown */
     u32 pid;
     u16 server_port;
     u8 family;           /* 4 or 6 */
@@ -83,8 +92,11 @@ struct flow_counts {
 struct sock_state {
     u64 sk;                  /* 0 free, SLOT_CLAIMED being filled, else the socket */
     u64 id;                  /* unique per connection; the graveyard key */
-    struct flow_key key;     /* the series of its counts (pid: see owner) */
+    struct flow_key key;     /* the series of its counts (pid, cgroup_id: see owner) */
     u64 owner;               /* process doing I/O; 0 until one does (u64: cmpxchg) */
+    /* the owner's cgroup: after owner, written before it, as user space reads
+     * owner first and this after (front to back) */
+    u64 owner_cgroup;
     u64 sent;                /* counters: atomic adds */
     u64 received;
     u64 retransmits;
@@ -97,6 +109,13 @@ struct sock_state {
     u64 id_end;
 };
 
+/* A listening port's process, and its cgroup (for connections it accepts). */
+struct listener {
+    u32 tgid;
+    u32 unused;
+    u64 cgroup_id;
+};
+
 #include "ig_metrics.h"
 
 /* mmapable: user space reads the slots in place, without a syscall copy */
@@ -106,7 +125,7 @@ BPF_ARRAY(next_id, u64, 1);
 BPF_PERCPU_HASH(flows, struct flow_key, struct flow_counts, MAX_FLOWS);
 BPF_PERCPU_HASH(connect_latency, struct flow_key, struct ig_hist, MAX_HISTOGRAMS);
 BPF_PERCPU_HASH(connection_lifetime, struct flow_key, struct ig_hist, MAX_HISTOGRAMS);
-BPF_HASH(listeners, u16, u32, 4096);
+BPF_HASH(listeners, u16, struct listener, 4096);
 
 static __always_inline u32 current_tgid(void)
 {
@@ -153,6 +172,7 @@ static __always_inline struct sock_state *claim_socket(u64 sk, struct sock_state
         __sync_lock_test_and_set(&s->id_end, id);
         s->key = init->key;
         s->owner = init->owner;
+        s->owner_cgroup = init->owner_cgroup;
         s->sent = 0;
         s->received = 0;
         s->retransmits = 0;
@@ -253,9 +273,11 @@ int on_set_state(struct tracepoint__sock__inet_sock_set_state *args)
     if (new == TCP_LISTEN) {
         if (!ig_filter_pass())
             return 0;
-        u32 tgid = current_tgid();
-        listeners.update(&sport, &tgid);
-        ig_remember_comm(tgid);
+        struct listener l = {};
+        l.tgid = current_tgid();
+        l.cgroup_id = bpf_get_current_cgroup_id();
+        listeners.update(&sport, &l);
+        ig_remember_comm(l.tgid);
         return 0;
     }
     if (old == TCP_LISTEN && new == TCP_CLOSE) {
@@ -278,6 +300,7 @@ int on_set_state(struct tracepoint__sock__inet_sock_set_state *args)
             u32 tgid = current_tgid();
             init.owner = tgid;
             init.opener = tgid;
+            init.key.cgroup_id = init.owner_cgroup = bpf_get_current_cgroup_id();
             init.key.direction = DIR_OUTBOUND;
             init.key.server_port = dport;
             init.syn_ns = now;
@@ -285,12 +308,15 @@ int on_set_state(struct tracepoint__sock__inet_sock_set_state *args)
         } else {
             /* the child socket of a listener, made in softirq context: the
              * process that will read it is not known yet */
-            u32 *listener = listeners.lookup(&sport);
+            struct listener *listener = listeners.lookup(&sport);
 #ifdef IG_FILTERED
             if (!listener)      /* only listeners that passed the filter are known */
                 return 0;
 #endif
-            init.opener = listener ? *listener : 0;
+            if (listener) {
+                init.opener = listener->tgid;
+                init.key.cgroup_id = listener->cgroup_id;
+            }
             init.key.direction = DIR_INBOUND;
             init.key.server_port = sport;
         }
@@ -322,7 +348,12 @@ int on_set_state(struct tracepoint__sock__inet_sock_set_state *args)
     /* Connection events belong to the opener; a connection that opened
      * before we started has none, so they go to the process using it. */
     struct flow_key conn = s->key;
-    conn.pid = s->opener ? s->opener : (u32)s->owner;
+    if (!s->opener) {
+        conn.pid = (u32)s->owner;
+        conn.cgroup_id = conn.pid ? s->owner_cgroup : 0;
+    } else {
+        conn.pid = s->opener;
+    }
     if (new == TCP_ESTABLISHED && !(s->flags & SOCK_ESTABLISHED)) {
         s->flags |= SOCK_ESTABLISHED;
         s->established_ns = now;
@@ -378,6 +409,7 @@ static __always_inline void count_io(u64 sk, u16 family, s64 len, int is_send)
         struct sock_state init = {};
         init.owner = tgid;
         init.opener = tgid;
+        init.key.cgroup_id = init.owner_cgroup = bpf_get_current_cgroup_id();
         init.flags = SOCK_LATE | SOCK_ESTABLISHED;
         init.key.family = family == AF_INET6 ? 6 : 4;
         s = claim_socket(sk, &init);
@@ -389,6 +421,7 @@ static __always_inline void count_io(u64 sk, u16 family, s64 len, int is_send)
             /* no slot: still count the bytes, without the peer */
             struct flow_key key = {};
             key.pid = tgid;
+            key.cgroup_id = init.key.cgroup_id;
             key.family = init.key.family;
             struct flow_counts *c = flow_counter_for_io(&key);
             if (c)
@@ -398,12 +431,15 @@ static __always_inline void count_io(u64 sk, u16 family, s64 len, int is_send)
     }
     if (s->owner != tgid) {
         if (s->owner == 0 &&
-            __sync_val_compare_and_swap(&s->owner, 0, (u64)tgid) == 0) {
+            __sync_val_compare_and_swap(&s->owner, 0, OWNER_CLAIMING) == 0) {
+            s->owner_cgroup = bpf_get_current_cgroup_id();
+            __sync_lock_test_and_set(&s->owner, (u64)tgid);     /* publishes both */
             ig_remember_comm(tgid);
         } else {
             /* another process uses the socket (inherited across fork) */
             struct flow_key key = s->key;
             key.pid = tgid;
+            key.cgroup_id = bpf_get_current_cgroup_id();
             struct flow_counts *c = flow_counter_for_io(&key);
             if (c)
                 add_io(c, len, is_send);
@@ -444,7 +480,7 @@ static __always_inline void count_socket_event(u64 sk, int event)
     struct sock_state *s = find_socket(sk);
     if (!s)
         return;
-    if (s->owner) {
+    if (s->owner && s->owner != OWNER_CLAIMING) {
         if (event == EVENT_RETRANSMIT)
             __sync_fetch_and_add(&s->retransmits, 1);
         else if (event == EVENT_RESET_SENT)
@@ -481,12 +517,15 @@ int on_retransmit_synack(struct tracepoint__tcp__tcp_retransmit_synack *args)
     fill_peer(&key, family, args->daddr, args->daddr_v6);
     key.server_port = sport;
     key.direction = DIR_INBOUND;
-    u32 *listener = listeners.lookup(&sport);
+    struct listener *listener = listeners.lookup(&sport);
 #ifdef IG_FILTERED
     if (!listener)
         return 0;
 #endif
-    key.pid = listener ? *listener : 0;
+    if (listener) {
+        key.pid = listener->tgid;
+        key.cgroup_id = listener->cgroup_id;
+    }
     struct flow_counts *c = flow_counters(&key);
     if (c)
         __sync_fetch_and_add(&c->retransmits, 1);

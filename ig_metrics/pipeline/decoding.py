@@ -1,0 +1,135 @@
+"""Kernel keys to series attributes: each key field through its decoder (one
+value, or several for an expanding decoder such as cgroup), the run's
+attribute selection applied, each metric's own attribute list kept. Also says
+what an answer may still change with (a cgroup not walked yet, a pod not in
+the cache yet), so that the sampler can decode that key again later."""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+
+from ig_metrics.config.model import ALL_ATTRIBUTES, AttributeSelection
+from ig_metrics.gadgets.decoders import DECODERS
+from ig_metrics.gadgets.spec import GadgetSpec
+from ig_metrics.k8s.attribution import Attribution, Token
+from ig_metrics.pipeline.snapshot import Attributes, AttrValue
+
+COMMAND_CACHE_LIMIT = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A key's attributes, per metric of the spec (in its order), and what
+    they wait on."""
+
+    by_metric: tuple[Attributes, ...]
+    waits: frozenset[Token] = frozenset()
+
+
+class KeyDecoder:
+    """Decodes the keys of one loaded gadget; also the DecodeContext its
+    decoders ask. Not thread-safe: the sampler's tick calls it."""
+
+    def __init__(self, spec: GadgetSpec, key_type, program, *,
+                 attribution: Attribution | None = None,
+                 selection: AttributeSelection = ALL_ATTRIBUTES) -> None:
+        self.spec = spec
+        self.key_type = key_type
+        self.program = program
+        self.attribution = attribution
+        self.selection = selection
+        self._fields = tuple(name for name, _ in key_type._fields_)
+        # The attributes the compiled key can give (an optional one may lack
+        # its field, and one with `when` its parameter: a parameter left them
+        # out), with their decoders.
+        active = spec.active_attributes
+        self._attributes = tuple(
+            (index, attribute, DECODERS[attribute.decoder], attribute.expands)
+            for index, attribute in enumerate(spec.attributes)
+            if attribute.field in self._fields and attribute in active)
+        # Per metric: which of the spec's attributes its points carry.
+        self._carried = tuple(
+            frozenset(index for index, attribute in enumerate(spec.attributes)
+                      if not metric.attributes or attribute.name in metric.attributes)
+            for metric in spec.metrics)
+        self._kept: dict[str, bool] = {}
+        # Per metric, per value: the attributes the value adds, selected.
+        self.extras: tuple[tuple[Attributes, ...], ...] = tuple(
+            tuple(tuple(item for item in value.attributes if self.keeps(item[0]))
+                  for value in metric.values)
+            for metric in spec.metrics)
+        self._commands: dict[int, str] = {}
+        self._waits: list[Token] = []
+
+    def keeps(self, name: str) -> bool:
+        """Whether the run's attribute selection keeps attribute `name`."""
+        kept = self._kept.get(name)
+        if kept is None:
+            kept = self._kept[name] = self.selection.keeps(name)
+        return kept
+
+    def decode(self, key: bytes) -> Decoded:
+        fields = self.key_type.from_buffer_copy(key)
+        values = {name: getattr(fields, name) for name in self._fields}
+        self._waits = []
+        decoded: list[tuple[int, str, AttrValue]] = []
+        for index, attribute, decoder, expands in self._attributes:
+            value = decoder(values[attribute.field], values, attribute, self)
+            if expands:
+                decoded.extend((index, name, item) for name, item in value if self.keeps(name))
+            elif not (attribute.optional and value == "") and self.keeps(attribute.name):
+                decoded.append((index, attribute.name, value))
+        by_metric = []
+        made: dict[frozenset[int], Attributes] = {}     # metrics carrying alike share a tuple
+        for carried in self._carried:
+            attributes = made.get(carried)
+            if attributes is None:
+                attributes = made[carried] = tuple((name, value) for index, name, value in decoded
+                                                   if index in carried)
+            by_metric.append(attributes)
+        return Decoded(tuple(by_metric), frozenset(self._waits))
+
+    # --- the DecodeContext decoders ask -------------------------------------------
+    def command_of(self, pid: int) -> str:
+        """Process name as the kernel recorded it when the key was made, else /proc."""
+        name = self._commands.get(pid)
+        if name is not None:
+            return name
+        name = self._kernel_command(pid) or _proc_command(pid)
+        if len(self._commands) >= COMMAND_CACHE_LIMIT:
+            self._commands.clear()
+        self._commands[pid] = name
+        return name
+
+    def _kernel_command(self, pid: int) -> str:
+        if not self.program.has_table("comms"):
+            return ""
+        table = self.program.table("comms")
+        try:
+            value = table[ctypes.c_uint32(pid)]
+        except KeyError:
+            return ""
+        return bytes(value.comm).split(b"\0", 1)[0].decode("utf-8", "replace")
+
+    def container_attributes(self, cgroup_id: int, part: str) -> Attributes:
+        if self.attribution is None:
+            return ()
+        parts, waits = self.attribution.container(cgroup_id)
+        self._waits.extend(waits)
+        return parts.select(part)
+
+    def peer_attributes(self, address: str) -> Attributes:
+        if self.attribution is None:
+            return ()
+        attributes, waits = self.attribution.peer(address)
+        self._waits.extend(waits)
+        return attributes
+
+
+def _proc_command(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""

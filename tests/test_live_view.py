@@ -1,0 +1,99 @@
+"""The live table's rows, ranked over every series though only the rows shown
+are computed in full; and when it redraws: with each new snapshot, and
+between two only when an exporter's state changes (health, error, retry,
+backlog, drops), not for the progress of its exports, which shows with the
+next snapshot."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+
+from rich.console import Console
+
+from ig_metrics.exporters.base import ExporterStatus, Health
+from ig_metrics.gadgets import resolve
+from ig_metrics.pipeline.snapshot import (
+    COUNTER, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot,
+)
+from ig_metrics.ui.live import LiveView
+from ig_metrics.ui.rows import build_rows
+
+NOW = 1_700_000_100_000_000_000
+SENT = MetricInfo("tcp.sent", COUNTER, "By", "")
+
+
+def snapshot(seq: int, sent: int) -> Snapshot:
+    attributes = (("process.pid", 42), ("process.command", "curl"))
+    return Snapshot(seq, NOW + seq * 1_000_000_000, "tcp", (),
+                    (MetricData(SENT, (Point(attributes, sent, NOW),)),))
+
+
+def test_rows_rank_every_series_by_the_sort_column_and_show_the_top_ones():
+    spec = resolve("tcp")
+    bounds = spec.metric("tcp.connect.duration").bounds
+    connect = MetricInfo("tcp.connect.duration", HISTOGRAM, "s", "", bounds)
+
+    def reading(seq: int) -> Snapshot:
+        sent, latencies = [], []
+        for pid, (rate, slot) in {1: (10, 3), 2: (30, 1), 3: (20, 9)}.items():
+            identity = (("process.pid", pid),)
+            sent.append(Point(identity, rate * seq, NOW))
+            counts = [0] * (len(bounds) + 1)
+            counts[slot] = 4
+            latencies.append(Point(identity, HistogramValue(tuple(counts), 1.0, 4), NOW))
+        return Snapshot(seq, NOW + seq * 2_000_000_000, "tcp", (),
+                        (MetricData(SENT, tuple(sent)), MetricData(connect, tuple(latencies))))
+
+    by_rate = build_rows(spec, reading(1), reading(2), top=2, sort="tcp.sent")
+    assert [(dict(row.attributes)["process.pid"], row.cells["tcp.sent"]) for row in by_rate] \
+        == [(2, 15.0), (3, 10.0)]                   # bytes per second over 2 s
+    assert by_rate[0].cells["tcp.connect.duration"] == (bounds[1], bounds[1])
+    by_latency = build_rows(spec, reading(1), reading(2), top=1, sort="tcp.connect.duration")
+    assert [dict(row.attributes)["process.pid"] for row in by_latency] == [3]
+    assert by_latency[0].cells == {"tcp.sent": 10.0, "tcp.received": None,
+                                   "tcp.connections.opened": None, "tcp.retransmits": None,
+                                   "tcp.connect.duration": (bounds[9], bounds[9])}
+
+
+class Screen:
+    """A terminal for the view: counts the frames drawn on it."""
+
+    def __init__(self) -> None:
+        self.output = io.StringIO()
+        self.console = Console(file=self.output, force_terminal=True, width=160, height=40)
+        self.seen = 0
+
+    def redrawn(self) -> bool:
+        size = len(self.output.getvalue())
+        drawn, self.seen = size > self.seen, size
+        return drawn
+
+
+def test_the_view_redraws_for_a_new_snapshot_or_a_new_exporter_state_only():
+    screen = Screen()
+    healthy = ExporterStatus("central", "otlp-grpc", "collector:4317", Health.HEALTHY, 10.0,
+                             exports_ok=1, last_success_ns=NOW, points_exported=10)
+    with LiveView(resolve("tcp"), top=20, sort="tcp.sent", title="test",
+                  console=screen.console) as view:
+        view.update(None, [healthy])
+        assert screen.redrawn()
+        view.update(None, [healthy])
+        assert not screen.redrawn()
+        view.update(snapshot(1, 100), [healthy])
+        assert screen.redrawn()
+        view.update(snapshot(1, 100), [healthy])
+        assert not screen.redrawn()
+        progressed = dataclasses.replace(healthy, exports_ok=2, last_success_ns=NOW + 1,
+                                         points_exported=20, last_duration=0.01)
+        view.update(snapshot(1, 100), [progressed])
+        assert not screen.redrawn()
+        failing = dataclasses.replace(progressed, health=Health.FAILING, retry_in=4.0,
+                                      last_error="gRPC UNAVAILABLE")
+        view.update(snapshot(1, 100), [failing])
+        assert screen.redrawn()
+        view.update(snapshot(1, 100), [dataclasses.replace(failing, retry_in=3.0)])
+        assert screen.redrawn()
+        view.update(snapshot(2, 300), [dataclasses.replace(failing, retry_in=3.0)])
+        assert screen.redrawn()
+    assert "200 B/s" in screen.output.getvalue()       # (300 - 100) bytes over 1 s
