@@ -283,3 +283,17 @@ def test_concurrent_encodings_with_one_encoder_are_each_right():
     for thread in threads:
         thread.join()
     assert [results[index] for index in range(len(snapshots))] == expected
+
+
+def test_no_request_grows_past_what_a_grpc_server_accepts(monkeypatch) -> None:
+    """With a cap on points far too high for long attributes, requests are
+    split further by size, and together still carry every point once."""
+    import ig_metrics.exporters.encoding as encoding
+
+    monkeypatch.setattr(encoding, "MAX_REQUEST_BYTES", 20_000)
+    snapshot = many_series_snapshot(300)
+    encoded = encode(snapshot, CUMULATIVE, 100_000, WireEncoder())
+    assert len(encoded.requests) > 1
+    assert max(map(len, encoded.requests)) <= 20_000
+    assert encoded.total_points == snapshot.series_count == sum(
+        points_per_request(list(encoded.requests)))

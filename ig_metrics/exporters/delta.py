@@ -10,16 +10,15 @@ from ig_metrics.pipeline.snapshot import (
     GAUGE, Attributes, HistogramValue, MetricData, Point, Snapshot,
 )
 
-SeriesKey = tuple[str, Attributes]        # metric name, attributes
 Value = int | float | HistogramValue
 
 
 @dataclass(frozen=True, slots=True)
 class Baseline:
-    """The cumulative values last delivered, and when they were read."""
+    """The cumulative points last delivered, and when they were read."""
 
     time_ns: int
-    values: dict[SeriesKey, tuple[int, Value]]   # key -> (start_time_ns, cumulative value)
+    points: dict[str, dict[Attributes, Point]]     # metric name -> attributes -> point
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,36 +48,39 @@ class DeltaTracker:
     """
 
     def __init__(self) -> None:
-        self._baseline = Baseline(time_ns=0, values={})
+        self._baseline = Baseline(time_ns=0, points={})
 
     def prepare(self, snapshot: Snapshot) -> PendingDelta:
         previous = self._baseline
-        values: dict[SeriesKey, tuple[int, Value]] = {}
+        baseline: dict[str, dict[Attributes, Point]] = {}
         metrics: list[MetricData] = []
         for data in snapshot.metrics:
             if data.info.kind == GAUGE:
                 metrics.append(data)
                 continue
+            before = previous.points.get(data.info.name, {})
+            now = baseline[data.info.name] = {}
             points: list[Point] = []
             for point in data.points:
-                key = (data.info.name, point.attributes)
-                values[key] = (point.start_time_ns, point.value)
-                delta = _delta_point(point, previous.values.get(key), previous.time_ns)
+                now[point.attributes] = point
+                last = before.get(point.attributes)
+                if last is point:
+                    continue          # the very point delivered last: unchanged
+                delta = _delta_point(point, last, previous.time_ns)
                 if delta is not None:
                     points.append(delta)
             metrics.append(MetricData(info=data.info, points=tuple(points)))
         return PendingDelta(snapshot=replace(snapshot, metrics=tuple(metrics)),
-                            baseline=Baseline(time_ns=snapshot.time_ns, values=values))
+                            baseline=Baseline(time_ns=snapshot.time_ns, points=baseline))
 
     def commit(self, pending: PendingDelta) -> None:
         self._baseline = pending.baseline
 
 
-def _delta_point(point: Point, before: tuple[int, Value] | None,
-                 before_time_ns: int) -> Point | None:
-    if before is None or before[0] != point.start_time_ns:
+def _delta_point(point: Point, before: Point | None, before_time_ns: int) -> Point | None:
+    if before is None or before.start_time_ns != point.start_time_ns:
         return point if not _is_zero(point.value) else None
-    difference = _subtract(point.value, before[1])
+    difference = _subtract(point.value, before.value)
     if difference is None:            # went down: the series restarted unnoticed
         return point
     if _is_zero(difference):

@@ -49,14 +49,26 @@ def split(snapshot: Snapshot, max_points: int) -> list[Snapshot]:
     return chunks
 
 
+# A gRPC server refuses a message over 4 MiB unless configured otherwise (the
+# OpenTelemetry Collector's default): no request is let grow past this.
+MAX_REQUEST_BYTES = 4 * 1024 * 1024 - 64 * 1024
+
+
 def encode(snapshot: Snapshot, temporality: AggregationTemporality, max_points: int,
            encoder: WireEncoder) -> Encoded:
     """`encoder` keeps the encoded attributes of the series it saw last: give
     each stream of snapshots (the shared cumulative ones, one delta exporter's)
-    its own."""
-    chunks = split(snapshot, max_points)
-    return Encoded(tuple(encoder.encode(chunks, temporality)),
-                   tuple(chunk.series_count for chunk in chunks))
+    its own. Requests hold at most `max_points` points, and fewer when that
+    many would pass MAX_REQUEST_BYTES (long attributes, a large max_points)."""
+    while True:
+        chunks = split(snapshot, max_points)
+        requests = tuple(encoder.encode(chunks, temporality))
+        largest = max(map(len, requests), default=0)
+        if largest <= MAX_REQUEST_BYTES or max_points == 1:
+            return Encoded(requests, tuple(chunk.series_count for chunk in chunks))
+        # Rare (the default cap keeps requests near 1 MB): encode again, in
+        # requests small enough with room to spare.
+        max_points = max(1, int(max_points * MAX_REQUEST_BYTES / largest * 0.9))
 
 
 def encode_with_sdk(snapshot: Snapshot, temporality: AggregationTemporality,
