@@ -9,8 +9,9 @@ exporter to a receiver in this process and a Prometheus exporter, both every
     holds the agent's own metrics at least),
   * the first OTLP export holding one of the gadget's own metrics,
   * the first Prometheus scrape (polled every 50 ms) answering 200 with samples;
-with the agent's own account of its start (compile and load, exporters, attach:
-the "attached" log line), and its memory after --rss-after seconds: VmRSS (of
+with the agent's own account of its start (set-up, i.e. creating the exporters
+and starting container attribution; compile and load; starting the exporters;
+attach: the "attached" log line), and its memory after --rss-after seconds: VmRSS (of
 which RssAnon and RssFile) and VmHWM, the peak, from /proc/PID/status. A light
 workload (one TCP connection, one exec of /bin/true, one file open, one direct
 4 KiB write and one DNS query every 100 ms) runs throughout so that every
@@ -56,9 +57,10 @@ exporters:
 profiles:
   bench-startup: {{exporters: [bench-otlp, bench-prom], interval: 1s}}
 """
-# "gadget tcp attached; exporting to ... (start-up: compile and load 0.48s,
-# exporters 0.01s, attach 0.02s)" -- what the agent logs once attached.
-STARTUP_LOG = re.compile(r"compile and load ([\d.]+)s, exporters ([\d.]+)s, attach ([\d.]+)s")
+# "gadget tcp attached; exporting to ... (start-up: set-up 0.25s, compile and
+# load 0.48s, exporters 0.01s, attach 0.02s)" -- what the agent logs once attached.
+STARTUP_LOG = re.compile(r"set-up ([\d.]+)s, compile and load ([\d.]+)s, exporters ([\d.]+)s, "
+                         r"attach ([\d.]+)s")
 IMPORTS = {
     "command line": "import ig_metrics.cli",
     "command line + run": "import ig_metrics.cli, ig_metrics.pipeline.agent, "
@@ -180,8 +182,8 @@ def run_once(gadget: str, receiver: Receiver, profiles: Path, rss_after: float,
                 result["attached"] = time.monotonic() - started
                 match = STARTUP_LOG.search(line)
                 if match:
-                    result["compile"], result["exporters_start"], result["attach"] = \
-                        (float(value) for value in match.groups())
+                    result["set_up"], result["compile"], result["exporters_start"], \
+                        result["attach"] = (float(value) for value in match.groups())
 
     threads = [threading.Thread(target=read_log, daemon=True),
                threading.Thread(target=first_scrape_with_samples, daemon=True,
@@ -254,11 +256,12 @@ def report(results: dict[str, list[dict]], imports: dict, rss_after: float) -> N
     print(f"\nMedians over {max(len(runs) for runs in results.values())} run(s); "
           "seconds from launch; memory in MB after "
           f"{rss_after:g} s\n")
-    print("| gadget | attached | compile+load | attach | first export | first gadget data "
-          "| first scrape | VmRSS | RssAnon | RssFile | VmHWM |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| gadget | attached | set-up | compile+load | attach | first export "
+          "| first gadget data | first scrape | VmRSS | RssAnon | RssFile | VmHWM |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for gadget, runs in results.items():
         print(f"| {gadget} | {show(median(runs, 'attached'))} | "
+              f"{show(median(runs, 'set_up'))} | "
               f"{show(median(runs, 'compile'))} | {show(median(runs, 'attach'))} | "
               f"{show(median(runs, 'export'))} | {show(median(runs, 'gadget_data'))} | "
               f"{show(median(runs, 'scrape'))} | {show(median(runs, 'VmRSS'), 0)} | "
