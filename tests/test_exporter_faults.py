@@ -106,6 +106,11 @@ def test_cumulative_survives_a_receiver_killed_and_restarted(type_, caplog):
         try:
             receiver.wait_for(3)
             before = list(receiver.received)
+            # Before this, an export slower than its share of the 0.1 s interval
+            # (a busy machine) may have had the load governor widen it and
+            # say so: the governor's business (test_exporter_worker.py), not
+            # this test's, which follows the states from the outage on.
+            since_outage = len(caplog.records)
             receiver.close()                                   # the collector dies
             wait_until(lambda: worker.status().health is Health.FAILING, 5 + MARGIN)
             time.sleep(0.5)
@@ -124,9 +129,13 @@ def test_cumulative_survives_a_receiver_killed_and_restarted(type_, caplog):
     assert history, "nothing received"
     for key, values in history.items():
         assert values == sorted(values), f"{key} went backwards: {values}"
-    states = [record.getMessage().split(": ")[1] for record in caplog.records
-              if record.getMessage().startswith("exporter central")]
-    assert states == ["degraded", "failing", "recovering", "healthy again"], states
+    states = [record.getMessage().split(": ")[1] for record in caplog.records[since_outage:]
+              if record.getMessage().startswith("exporter central")
+              and "interval" not in record.getMessage()]
+    # (Already degraded by a widened interval when the outage began, it does
+    # not say "degraded" again.)
+    assert states in (["degraded", "failing", "recovering", "healthy again"],
+                      ["failing", "recovering", "healthy again"]), states
     assert final.seq > 3
     # Nothing lost: the last export carries the totals of the last reading.
     assert flatten(restarted.received) == expected_values(final)
