@@ -21,16 +21,17 @@ for _ in range(failures):
 """
 
 
-def attach_syscalls(process_filter, *, idle_expiry=0.0):
+def attach_syscalls(process_filter, *, idle_expiry=0.0, arguments=(), attribution=None):
     from ig_metrics.bpf.loader import GadgetProgram
     from ig_metrics.gadgets import resolve
     from ig_metrics.pipeline.sampler import Sampler
 
-    spec = resolve("syscalls")
+    spec = resolve("syscalls").with_arguments(list(arguments))
     program = GadgetProgram(spec, process_filter=process_filter)
     program.load()
     program.attach()
-    return program, Sampler(spec, program, resource=(), idle_expiry=idle_expiry)
+    return program, Sampler(spec, program, resource=(), idle_expiry=idle_expiry,
+                            attribution=attribution)
 
 
 @pytest.mark.bpf
@@ -156,28 +157,25 @@ def test_per_cgroup_keeps_a_containers_calls_apart_with_its_container(bpf_availa
     and on the host, counted apart, exactly, the container's series carrying
     its container.id and k8s.pod.uid."""
     from ig_metrics.bpf.filters import ProcessFilter
-    from ig_metrics.bpf.loader import GadgetProgram
-    from ig_metrics.gadgets import resolve
     from ig_metrics.k8s.attribution import start_attribution
-    from ig_metrics.pipeline.sampler import Sampler
     from tests.kubelet_cgroups import make_kubelet_container
 
     container = make_kubelet_container()
     inside = NamedProcess("igm-sys-cg", CALLS, "321", "7")
     outside = NamedProcess("igm-sys-cg", CALLS, "123", "0")
-    spec = resolve("syscalls").with_arguments(["per_cgroup=true"])
-    program = GadgetProgram(spec, process_filter=ProcessFilter(comm="igm-sys-cg"))
     attribution = start_attribution(environ={})
+    program = None
     try:
         container.procs.write_text(str(inside.pid))
-        program.load()
-        program.attach()
-        sampler = Sampler(spec, program, resource=(), idle_expiry=0, attribution=attribution)
+        program, sampler = attach_syscalls(ProcessFilter(comm="igm-sys-cg"),
+                                           arguments=["per_cgroup=true"],
+                                           attribution=attribution)
         inside.run()
         outside.run()
         snapshot = sampler.tick()
     finally:
-        program.close()
+        if program is not None:
+            program.close()
         attribution.close()
         inside.kill()
         outside.kill()
