@@ -4,8 +4,11 @@
 # profile (Prometheus scrape endpoint on 127.0.0.1:9464) and its live table.
 # Extra arguments go to `ig-metrics run`, e.g. --duration 30s or --no-tui.
 #
-# Usage: sudo ./scripts/quickstart.sh [RUN OPTIONS...]
+# Usage: ./scripts/quickstart.sh [RUN OPTIONS...]
 set -euo pipefail
+
+# shellcheck source=scripts/as-root.sh
+. "$(dirname "${BASH_SOURCE[0]}")/as-root.sh"
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 "$repo/scripts/setup.sh"

@@ -5,11 +5,14 @@
 # /usr/local/bin/ig-metrics linked to it.
 # Idempotent: it prints every change it makes, and says so when nothing was needed.
 #
-# Usage: sudo ./scripts/setup.sh [--test]
+# Usage: ./scripts/setup.sh [--test]
 #   --test   also install what the test suite needs: prometheus, bpftrace, bpftool,
 #            iperf3, nftables, iptables, iproute2, openssl, procps, mount (losetup)
 #            and pip's .[test]
 set -euo pipefail
+
+# shellcheck source=scripts/as-root.sh
+. "$(dirname "${BASH_SOURCE[0]}")/as-root.sh"
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 VENV="$REPO/.venv"
@@ -45,7 +48,6 @@ parse_args() {
 }
 
 require_root_on_debian() {
-    [ "$(id -u)" -eq 0 ] || die "run me as root: sudo $0 $*"
     [ -r /etc/os-release ] || die "no /etc/os-release: this script sets up Debian 12 (bookworm)"
     # shellcheck source=/dev/null
     . /etc/os-release

@@ -4,8 +4,11 @@
 # repository root. Arguments go to pytest, e.g. -k doctor or -x.
 # With CI=true in the environment, a test that needs BPF fails instead of skipping.
 #
-# Usage: sudo ./scripts/test.sh [PYTEST ARGS...]
+# Usage: ./scripts/test.sh [PYTEST ARGS...]
 set -euo pipefail
+
+# shellcheck source=scripts/as-root.sh
+. "$(dirname "${BASH_SOURCE[0]}")/as-root.sh"
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 "$repo/scripts/setup.sh" --test
