@@ -236,7 +236,7 @@ main() {
     install_package
     link_command
     if ((changed)); then
-        say "done; check the result with: sudo ig-metrics doctor"
+        say "done; check the result with: ig-metrics doctor (as root)"
     else
         say "nothing needed changing"
     fi
