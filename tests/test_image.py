@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import hashlib
-import http.server
 import json
 import os
 import re
@@ -35,7 +33,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -57,6 +54,8 @@ MIRROR = os.environ.get("IG_METRICS_TEST_MIRROR", "http://deb.debian.org/debian"
 TOOLS = ("podman", "runc", "debootstrap")
 RUNTIME = ("--runtime", "runc")        # Debian's podman picks crun when both are installed
 PROMETHEUS_PORT = 9464
+TAG = "localhost/ig-metrics-test:latest"
+WHEELS_IN_BUILD = "/run/ig-metrics-wheels"
 SENT = 1_234_567
 CAP_SYS_RESOURCE = 24
 # What debuerreotype's "slim" variant (debian:bookworm-slim) leaves out, so the
@@ -211,24 +210,6 @@ def _wheel_key(filename: str) -> tuple[str, str]:
     return re.sub(r"[-_.]+", "_", name).lower(), version
 
 
-@contextlib.contextmanager
-def serve_directory(directory: Path):
-    """A find-links page on loopback: the index the build is given."""
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args) -> None:
-            """One line per wheel is noise."""
-
-    handler = functools.partial(Quiet, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def ca_bundle() -> Path:
     for candidate in (os.environ.get("PIP_CERT"), "/etc/ssl/certs/ca-certificates.crt"):
         if candidate and Path(candidate).is_file():
@@ -248,19 +229,29 @@ def image(bpf_available) -> str:
             wheels = wheelhouse()
         except AssertionError as error:
             unavailable(f"cannot make the bookworm base or fetch the locked wheels: {error}")
-    tag = f"localhost/ig-metrics-test:{os.getpid()}"
+    # One tag, kept: podman's layer cache then rebuilds only what changed (rmi
+    # would take the cached parents with it). The image it replaces goes.
+    previous = image_id(TAG)
     started = time.monotonic()
-    with serve_directory(wheels) as find_links:
-        run("podman", "build", *RUNTIME, "--network", "host", "--layers",
-            "--build-arg", f"BASE={base}",
-            "--build-arg", "PIP_NO_INDEX=1", "--build-arg", f"PIP_FIND_LINKS={find_links}",
-            "--secret", f"id=pip-ca,src={ca_bundle()}",
-            "-t", tag, str(REPO), timeout=1200)
-    size = int(run("podman", "image", "inspect", "--format", "{{.Size}}", tag).stdout)
-    print(f"\nimage {tag}: {size / 1e6:.0f} MB, built in {time.monotonic() - started:.0f}s "
+    # The wheels as a find-links directory, the index the build is given; a
+    # fixed path keeps the build argument, and so the cached layer, the same.
+    run("podman", "build", *RUNTIME, "--network", "host", "--layers",
+        "--build-arg", f"BASE={base}",
+        "--volume", f"{wheels}:{WHEELS_IN_BUILD}:ro",
+        "--build-arg", "PIP_NO_INDEX=1", "--build-arg", f"PIP_FIND_LINKS={WHEELS_IN_BUILD}",
+        "--secret", f"id=pip-ca,src={ca_bundle()}",
+        "-t", TAG, str(REPO), timeout=1200)
+    if previous and previous != image_id(TAG):
+        run("podman", "rmi", previous, check=False)
+    size = int(run("podman", "image", "inspect", "--format", "{{.Size}}", TAG).stdout)
+    print(f"\nimage {TAG}: {size / 1e6:.0f} MB, built in {time.monotonic() - started:.0f}s "
           f"from {base}")
-    yield tag
-    run("podman", "rmi", "--force", tag, check=False)
+    return TAG
+
+
+def image_id(name: str) -> str:
+    result = run("podman", "image", "inspect", "--format", "{{.Id}}", name, check=False)
+    return result.stdout.strip() if result.returncode == 0 else ""
 
 
 def deployed(*args: str) -> dict:
