@@ -20,6 +20,7 @@ DEFERRED_IMPORTS = {
     ("ig_metrics.cli.run", "ig_metrics.pipeline.sampler"),
     ("ig_metrics.cli.run", "ig_metrics.app.agent"),
     ("ig_metrics.cli.run", "ig_metrics.ui.live"),
+    ("ig_metrics.cli.run", "ig_metrics.pipeline.probes"),   # http.server, only with --health-listen
     ("ig_metrics.cli.run", "ig_metrics.catalog.loading"),
     ("ig_metrics.cli.exporters", "ig_metrics.catalog.loading"),
     ("ig_metrics.cli.exporters", "ig_metrics.catalog.listing"),

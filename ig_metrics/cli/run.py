@@ -22,7 +22,6 @@ from ig_metrics.config import ConfigError, parse_duration
 from ig_metrics.config.addresses import HostPort, parse_listen
 from ig_metrics.gadgets import GadgetSpecError, UnknownGadget, resolve
 from ig_metrics.gadgets.parameters import ParameterError
-from ig_metrics.pipeline.probes import HealthServer
 from ig_metrics.ui.rows import UnknownSortColumn, check_sort
 
 UI_TICK_INTERVAL = 1.0        # the live table shows rates over one-second reads
@@ -181,6 +180,7 @@ def _run_agent(spec, profile, process_filter, *, console: Console, use_tui: bool
                duration: float | None, top: int, sort: str, idle_expiry: float,
                health_address: HostPort | None = None) -> int:
     from ig_metrics.app.agent import Agent
+    from ig_metrics.pipeline.probes import HealthServer    # http.server: start-up cost
 
     agent = Agent(spec, profile, idle_expiry=idle_expiry, console=console,
                   process_filter=process_filter)
