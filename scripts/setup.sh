@@ -7,8 +7,8 @@
 #
 # Usage: ./scripts/setup.sh [--test]
 #   --test   also install what the test suite needs: prometheus, bpftrace, bpftool,
-#            iperf3, nftables, iptables, iproute2, openssl, procps, mount (losetup)
-#            and pip's .[test]
+#            iperf3, nftables, iptables, iproute2, openssl, procps, mount (losetup),
+#            podman, buildah, runc, debootstrap (the image test) and pip's .[test]
 set -euo pipefail
 
 # shellcheck source=scripts/as-root.sh
@@ -21,7 +21,12 @@ SYSTEM_PYTHON=/usr/bin/python3        # Debian's Python: the one whose dist-pack
 RELEASE="$(uname -r)"
 MODULES="/lib/modules/$RELEASE"
 RUNTIME_PACKAGES=(python3-bpfcc bpfcc-tools python3-venv)
-TEST_PACKAGES=(prometheus bpftrace bpftool iperf3 nftables iptables iproute2 openssl procps mount)
+# podman, buildah, runc, debootstrap (+ uidmap, fuse-overlayfs, slirp4netns, catatonit,
+# containernetworking-plugins, which podman recommends): tests/test_image.py
+# builds and runs the image.
+TEST_PACKAGES=(prometheus bpftrace bpftool iperf3 nftables iptables iproute2 openssl procps mount
+               podman buildah runc debootstrap uidmap fuse-overlayfs slirp4netns catatonit
+               containernetworking-plugins)
 export DEBIAN_FRONTEND=noninteractive
 
 with_tests=0

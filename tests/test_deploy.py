@@ -5,6 +5,7 @@ least privilege that eBPF tracing needs."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -16,11 +17,13 @@ import yaml
 from typer.exceptions import TyperException
 from typer.testing import CliRunner
 
-from ig_metrics.bpf.hooks import HOOK_KINDS
+from ig_metrics.gadgets.hooks import HOOK_KINDS
 from ig_metrics.cli import app
-from ig_metrics.config import load_catalog
+from ig_metrics.catalog.loading import load_catalog
 from ig_metrics.gadgets import builtin_names, resolve
-from ig_metrics.k8s.manifests import DeployOptions, pod_environment, readiness_probe
+from ig_metrics.k8s.manifests import (
+    HEALTH_PORT, DeployOptions, daemon_set, pod_environment, probe,
+)
 from ig_metrics.k8s.podprofiles import ScrapeEndpoint, set_listen
 from ig_metrics.k8s.privileges import HOOK_KIND_NEEDS, PodNeeds, UnknownHookKind, pod_needs
 
@@ -56,17 +59,76 @@ def write_profiles(directory: Path, text: str) -> Path:
     ("--gadget", "tcp", "--profile", "otlp-prod", "--env", OTLP_ENV),
     ("--gadget", "tcp", "--profile", "debug", "--namespace", "observability"),
     ("--gadget", "tcp", "--profile", "local", "--sys-admin"),
-], ids=["local", "otlp-prod", "no-prometheus", "sys-admin"])
-def test_manifests_validate_against_the_kubernetes_schemas(args):
-    result = deploy(*args)
+    ("--gadget", "tcp", "--profile", "local", "--seccomp", "localhost",
+     "--cgroup2-path", "/sys/fs/cgroup/unified"),
+], ids=["local", "otlp-prod", "no-prometheus", "sys-admin", "seccomp-localhost-hybrid"])
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_manifests_validate_against_the_kubernetes_schemas(args, version):
+    """Each for the version it was written for (--kube-version)."""
+    result = deploy(*args, "--kube-version", version)
     assert result.exit_code == 0, result.output
     documents = list(yaml.safe_load_all(result.stdout))
     assert [doc["kind"] for doc in documents] == [
         "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap",
         "DaemonSet"]
     for document in documents:
-        for version in KUBERNETES_VERSIONS:
-            kubernetes_validate.validate(document, version, strict=True)
+        kubernetes_validate.validate(document, version, strict=True)
+
+
+@pytest.mark.parametrize("version, recursive", [("1.28", False), ("1.29", False),
+                                                ("1.30", True), ("1.32", True)])
+def test_host_mounts_are_recursively_read_only_where_the_cluster_knows_how(version, recursive):
+    [container] = pod_spec(manifests_of("--gadget", "tcp", "--kube-version", version))[
+        "containers"]
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    for name in ("cgroup", "modules", "usr-src"):
+        assert mounts[name]["readOnly"] is True
+        assert mounts[name].get("recursiveReadOnly") == ("IfPossible" if recursive else None)
+        assert "mountPropagation" not in mounts[name]     # rro allows no propagation
+    # tracefs keeps HostToContainer (a tracefs the node mounts later), hence not rro.
+    assert mounts["tracefs"]["mountPropagation"] == "HostToContainer"
+    assert "recursiveReadOnly" not in mounts["tracefs"]
+
+
+def test_recursive_read_only_is_refused_by_a_schema_without_it():
+    """Why --kube-version exists: an older API server rejects the field."""
+    manifests = manifests_of("--gadget", "tcp", "--kube-version", "1.30")
+    with pytest.raises(kubernetes_validate.ValidationError, match="recursiveReadOnly"):
+        kubernetes_validate.validate(manifests["DaemonSet"], "1.28", strict=True)
+
+
+def test_only_the_cgroup2_hierarchy_is_mounted():
+    for path in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
+        spec = pod_spec(manifests_of("--gadget", "tcp", "--cgroup2-path", path))
+        [volume] = [v for v in spec["volumes"] if v["name"] == "cgroup"]
+        assert volume["hostPath"] == {"path": path, "type": "Directory"}
+        [mount] = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "cgroup"]
+        assert mount["mountPath"] == path
+
+
+def test_seccomp_localhost_names_the_shipped_profile():
+    result = deploy("--gadget", "tcp", "--seccomp", "localhost")
+    assert result.exit_code == 0, result.output
+    daemon = [d for d in yaml.safe_load_all(result.stdout) if d["kind"] == "DaemonSet"][0]
+    security = daemon["spec"]["template"]["spec"]["containers"][0]["securityContext"]
+    assert security["seccompProfile"] == {"type": "Localhost",
+                                          "localhostProfile": "ig-metrics/bpf.json"}
+    assert "/var/lib/kubelet/seccomp/ig-metrics/bpf.json" in result.stderr
+
+
+def test_the_seccomp_profile_allows_bpf_only_with_cap_bpf():
+    result = runner.invoke(app, ["deploy", "--print-seccomp-profile"])
+    assert result.exit_code == 0, result.output
+    profile = json.loads(result.stdout)
+    assert profile["defaultAction"] == "SCMP_ACT_ERRNO"
+    conditional = {(rule["names"][0], rule["includes"]["caps"][0])
+                   for rule in profile["syscalls"] if "includes" in rule}
+    assert {("bpf", "CAP_BPF"), ("perf_event_open", "CAP_PERFMON")} <= conditional
+    unconditional = {name for rule in profile["syscalls"]
+                     if not rule.get("includes") and not rule.get("args")
+                     and rule["action"] == "SCMP_ACT_ALLOW" for name in rule["names"]}
+    assert not unconditional & {"bpf", "perf_event_open", "unshare", "setns", "mount", "ptrace",
+                                "clone3", "init_module", "kexec_load"}
 
 
 def test_the_schemas_catch_a_broken_daemonset():
@@ -134,33 +196,51 @@ profiles:
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == "9555"
     [container] = template["spec"]["containers"]
-    assert container["ports"] == [{"name": "metrics", "containerPort": 9555, "protocol": "TCP"}]
-    assert container["readinessProbe"]["httpGet"]["port"] == "metrics"
+    assert container["ports"] == [{"name": "metrics", "containerPort": 9555, "protocol": "TCP"},
+                                  {"name": "health", "containerPort": HEALTH_PORT,
+                                   "protocol": "TCP"}]
     data = manifests["ConfigMap"]["data"]["profiles.yaml"]
     assert 'listen: "0.0.0.0:9555"' in data
 
 
-def test_a_profile_without_prometheus_gets_no_scrape_annotations_and_an_exec_probe():
+def test_a_profile_without_prometheus_gets_no_scrape_annotations_but_the_probes():
     manifests = manifests_of("--gadget", "tcp", "--profile", "debug")
     template = manifests["DaemonSet"]["spec"]["template"]
     assert not any(key.startswith("prometheus.io/") for key in template["metadata"]["annotations"])
     [container] = template["spec"]["containers"]
-    assert "ports" not in container
-    assert container["readinessProbe"]["exec"]["command"] == [
-        "python3", "-m", "ig_metrics.k8s.readiness"]
+    assert container["ports"] == [{"name": "health", "containerPort": HEALTH_PORT,
+                                   "protocol": "TCP"}]
 
 
-@pytest.mark.parametrize("endpoint, probe", [
-    (ScrapeEndpoint("p", 9464, "http", False), {"httpGet": {"path": "/metrics", "port": "metrics",
-                                                           "scheme": "HTTP"}}),
-    (ScrapeEndpoint("p", 9464, "https", False), {"httpGet": {"path": "/metrics",
-                                                            "port": "metrics", "scheme": "HTTPS"}}),
-    # The kubelet has no password nor client certificate to show.
-    (ScrapeEndpoint("p", 9464, "https", True), {"exec": {"command": [
-        "python3", "-m", "ig_metrics.k8s.readiness"]}}),
-])
-def test_readiness_probe_uses_metrics_only_when_the_kubelet_can_read_them(endpoint, probe):
-    assert readiness_probe([endpoint]) == probe
+@pytest.mark.parametrize("endpoint", [ScrapeEndpoint("p", 9464, "http", False),
+                                      ScrapeEndpoint("p", 9464, "https", True)])
+def test_probes_ask_the_health_endpoint_whatever_prometheus_wants(endpoint):
+    """The kubelet has no password nor client certificate: the probes never
+    go to /metrics, and /metrics stays where the profile puts it."""
+    from ig_metrics.k8s.podprofiles import PodProfiles
+    profiles = PodProfiles(files={}, profile=None, scrape=[endpoint])
+    [container] = daemon_set(DeployOptions("tcp", "local"), profiles)["spec"]["template"][
+        "spec"]["containers"]
+    assert container["readinessProbe"]["httpGet"] == probe("/readyz")["httpGet"] == {
+        "path": "/readyz", "port": "health", "scheme": "HTTP"}
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+    command = container["command"]
+    assert command[command.index("--health-listen") + 1] == f"0.0.0.0:{HEALTH_PORT}"
+
+
+def test_a_prometheus_port_on_the_health_port_is_refused(tmp_path):
+    profiles = write_profiles(tmp_path / "profiles", f"""\
+exporters:
+  scrape:
+    type: prometheus
+    listen: 127.0.0.1:{HEALTH_PORT}
+profiles:
+  mine:
+    exporters: [scrape]
+""")
+    result = deploy("--gadget", "tcp", "--profile", "mine", "--profiles-dir", str(profiles))
+    assert result.exit_code == 2 and result.stdout == ""
+    assert f"port {HEALTH_PORT}, the pods' health endpoint" in result.stderr
 
 
 def test_least_privilege():
@@ -245,6 +325,11 @@ profiles:
     (("--gadget", "tcp", "--namespace", "Bad_Name"), "not a valid namespace name"),
     (("--gadget", "tcp", "--env", "NOEQUALS"), "is not NAME=VALUE"),
     (("--gadget", "tcp", "--env", "NODE_NAME=x"), "set by the DaemonSet itself"),
+    (("--gadget", "tcp", "--apply"), "--apply needs --image"),
+    (("--gadget", "tcp", "--kube-version", "1.24"), "older than 1.25"),
+    (("--gadget", "tcp", "--kube-version", "latest"), "is not MAJOR.MINOR"),
+    (("--gadget", "tcp", "--seccomp", "unconfined"), "is not one of runtime-default, localhost"),
+    (("--gadget", "tcp", "--cgroup2-path", "sys/fs/cgroup"), "is not an absolute path"),
 ])
 def test_bad_input_exits_2_with_nothing_printed(args, message):
     result = deploy(*args)
@@ -282,21 +367,24 @@ def test_a_loopback_collector_is_pointed_out():
     assert "sends to localhost, which in the pod is the pod itself" in result.stderr
 
 
+IMAGE = "registry.example/ig-metrics:0.1.0"
+
+
 def test_apply_without_kubectl_fails_clearly(tmp_path):
-    result = deploy("--gadget", "tcp", "--apply", env={"PATH": str(tmp_path)})
+    result = deploy("--gadget", "tcp", "--apply", "--image", IMAGE, env={"PATH": str(tmp_path)})
     assert result.exit_code == 1
     assert result.stdout == ""
     assert "needs kubectl, which is not on PATH" in result.stderr
 
 
 def test_apply_hands_the_manifests_to_kubectl(tmp_path):
-    printed = deploy("--gadget", "tcp").stdout
+    printed = deploy("--gadget", "tcp", "--image", IMAGE).stdout
     record = tmp_path / "kubectl-input"
     kubectl = tmp_path / "kubectl"
     # Stands in for kubectl: records its arguments and standard input.
     kubectl.write_text(f'#!/bin/sh\necho "$@" > {record}.args\ncat > {record}\n')
     kubectl.chmod(kubectl.stat().st_mode | stat.S_IXUSR)
-    result = deploy("--gadget", "tcp", "--apply",
+    result = deploy("--gadget", "tcp", "--apply", "--image", IMAGE,
                     env={"PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"})
     assert result.exit_code == 0, result.output
     assert (tmp_path / "kubectl-input.args").read_text().split() == ["apply", "-f", "-"]

@@ -141,6 +141,28 @@ def test_bpf_syscall_refused(code: int, fix: str) -> None:
     assert_fails_with_fix(check, errno.errorcode[code], fix)
 
 
+CAP_BPF_ONLY = 1 << CAP_BPF | 1 << CAP_PERFMON     # as the DaemonSet grants
+
+
+@pytest.mark.parametrize(("seccomp", "caps", "fix", "absent"), [
+    # podman 4.3's default profile: bpf() only with CAP_SYS_ADMIN.
+    ("2", CAP_BPF_ONLY, "--print-seccomp-profile", "--privileged"),
+    ("2", 0, "--cap-add BPF", "seccomp"),           # no CAP_BPF: the capability is missing
+    ("0", CAP_BPF_ONLY, "CAP_BPF", "seccomp"),        # no filter: not seccomp's doing
+], ids=["seccomp-filter-with-cap-bpf", "no-cap-bpf", "no-seccomp"])
+def test_bpf_refused_under_seccomp_points_at_the_profile(tmp_path: Path, seccomp, caps, fix,
+                                                         absent) -> None:
+    write(tmp_path / "proc/self/status", f"Name:\tpython\nUid:\t0\t0\t0\t0\n"
+                                         f"CapEff:\t{caps:016x}\nSeccomp:\t{seccomp}\n")
+
+    def refused() -> None:   # stands in for bpf() under the runtime's seccomp filter
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    check = check_bpf_syscall(refused, HostPaths(root=tmp_path))
+    assert_fails_with_fix(check, "EPERM", fix)
+    assert absent not in check.fix
+
+
 def test_tracefs_not_mounted(tmp_path: Path) -> None:
     paths = fake_host(tmp_path, tracefs="")
     assert_fails_with_fix(check_tracefs(paths), "not mounted", "mount -t tracefs")

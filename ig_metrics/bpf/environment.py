@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ig_metrics.bpf.loader import GadgetLoadError, GadgetProgram
 from ig_metrics.gadgets.spec import GadgetSpec, Hook
 
 SETUP_HINT = "scripts/setup.sh does this"
@@ -173,7 +174,8 @@ def _bcc_fix(module: str, dist_packages: Path) -> str:
     return f"install Debian's bcc: apt-get install python3-bpfcc bpfcc-tools ({SETUP_HINT})"
 
 
-def check_bpf_syscall(create_map: Callable[[], None] | None = None) -> Check:
+def check_bpf_syscall(create_map: Callable[[], None] | None = None,
+                      paths: HostPaths | None = None) -> Check:
     """The kernel accepts bpf(): creates, then closes, a one-entry array map.
     `create_map` stands in for that syscall in tests."""
     try:
@@ -183,16 +185,36 @@ def check_bpf_syscall(create_map: Callable[[], None] | None = None) -> Check:
     except OSError as error:
         return Check("bpf-syscall", False, f"the kernel refused bpf(BPF_MAP_CREATE): "
                      f"{error.strerror} ({errno.errorcode.get(error.errno, error.errno)})",
-                     _bpf_syscall_fix(error.errno))
+                     _bpf_syscall_fix(error.errno, paths or DEFAULT_PATHS))
     return Check("bpf-syscall", True, "bpf() works: created and closed a one-entry map")
 
 
-def _bpf_syscall_fix(code: int | None) -> str:
+# bpf() refused to a process that holds CAP_BPF, under a seccomp filter: the
+# container runtime's default profile, which on podman and CRI-O built on
+# containers/common before 0.60 (Debian 12's podman 4.3) admits bpf() and
+# perf_event_open() only with CAP_SYS_ADMIN. docs/kubernetes.md has the table.
+SECCOMP_FIX = ("the container's seccomp profile refuses bpf() although CAP_BPF is held (the "
+               "default profile of podman and CRI-O on containers/common before 0.60 allows it "
+               "only with CAP_SYS_ADMIN): run with ig-metrics' profile, which allows bpf() "
+               "with CAP_BPF and perf_event_open() with CAP_PERFMON: 'ig-metrics deploy "
+               "--print-seccomp-profile > bpf.json', then 'podman run --security-opt "
+               "seccomp=bpf.json ...', or on Kubernetes 'ig-metrics deploy --seccomp "
+               "localhost' (or --sys-admin)")
+
+
+def _bpf_syscall_fix(code: int | None, paths: HostPaths) -> str:
     if code == errno.ENOSYS:
         return "use a kernel built with CONFIG_BPF_SYSCALL=y"
     if code == errno.EPERM:
-        return ("run as root with CAP_BPF (a container also needs seccomp to allow bpf(), "
-                "e.g. docker --privileged)")
+        try:
+            status = _status_fields(paths.proc_status)
+        except OSError:
+            status = {}
+        effective = int(status.get("CapEff", "0"), 16)
+        if status.get("Seccomp") == "2" and effective >> CAP_BPF & 1:
+            return SECCOMP_FIX
+        return ("run as root with CAP_BPF and CAP_PERFMON (a container: --cap-add BPF "
+                "--cap-add PERFMON; Kubernetes: 'ig-metrics deploy' grants them)")
     return "see dmesg for what the kernel says about bpf()"
 
 
@@ -400,7 +422,7 @@ def _read_sysctl(paths: HostPaths, name: str) -> str | None:
 def base_checks(paths: HostPaths | None = None) -> list[Check]:
     """The required checks every gadget depends on."""
     paths = paths or DEFAULT_PATHS
-    return [check_privileges(paths), check_bcc(), check_bpf_syscall(),
+    return [check_privileges(paths), check_bcc(), check_bpf_syscall(paths=paths),
             check_tracefs(paths), check_kernel_headers(paths)]
 
 
@@ -435,8 +457,6 @@ def compile_checks(specs: Iterable[GadgetSpec]) -> list[Check]:
 
 
 def _compile_check(spec: GadgetSpec) -> Check:
-    from ig_metrics.bpf.loader import GadgetLoadError, GadgetProgram
-
     name = f"compile:{spec.name}"
     program = GadgetProgram(spec)
     started = time.monotonic()

@@ -9,16 +9,18 @@ from typing import Annotated
 
 import typer
 
+from ig_metrics.catalog.directories import resolve_profiles_dir
 from ig_metrics.cli.common import ExitCode, ProfilesDirOption, fail
-from ig_metrics.config import resolve_profiles_dir
 from ig_metrics.config.suggest import did_you_mean
 from ig_metrics.gadgets import GadgetSpecError, builtin_names, resolve
 from ig_metrics.k8s.manifests import (
-    DEFAULT_IMAGE, DEFAULT_NAMESPACE, DeployOptions, build_manifests, parse_env,
+    DEFAULT_CGROUP2_PATH, DEFAULT_KUBE_VERSION, DEFAULT_NAMESPACE, HEALTH_PORT,
+    PLACEHOLDER_IMAGE, SECCOMP_CHOICES, DeployOptions, build_manifests, parse_env,
     pod_environment, render,
 )
 from ig_metrics.k8s.podprofiles import DeployInputError, pod_profiles
 from ig_metrics.k8s.privileges import UnknownHookKind, pod_needs
+from ig_metrics.k8s.seccomp import KUBELET_SECCOMP_DIR, LOCALHOST_PROFILE, render_profile
 
 KUBECTL_APPLY = ("kubectl", "apply", "-f", "-")
 
@@ -29,8 +31,18 @@ def register(app: typer.Typer) -> None:
         epilog="Examples:\n\n"
                "  ig-metrics deploy --gadget tcp --profile local > ig-metrics.yaml\n\n"
                "  ig-metrics deploy -g tcp -p otlp-prod --image registry.example/ig-metrics:0.1.0 "
-               "--env OTEL_EXPORTER_OTLP_ENDPOINT=otel-collector.observability.svc:4317 --apply",
+               "--env OTEL_EXPORTER_OTLP_ENDPOINT=otel-collector.observability.svc:4317 --apply\n\n"
+               "  ig-metrics deploy -g tcp --image registry.example/ig-metrics:0.1.0 "
+               "--seccomp localhost --kube-version 1.29 > ig-metrics.yaml\n\n"
+               "  ig-metrics deploy --print-seccomp-profile > bpf.json   (for --seccomp "
+               "localhost: copy to /var/lib/kubelet/seccomp/ig-metrics/ on every node)",
     )(deploy)
+
+
+def _print_seccomp_profile(value: bool) -> None:
+    if value:
+        typer.echo(render_profile(), nl=False)
+        raise typer.Exit()
 
 
 def deploy(
@@ -45,9 +57,11 @@ def deploy(
     namespace: Annotated[str, typer.Option(
         "--namespace", "-n", metavar="NAME", help="Namespace to create and deploy into.")]
     = DEFAULT_NAMESPACE,
-    image: Annotated[str, typer.Option(
+    image: Annotated[str | None, typer.Option(
         "--image", metavar="IMAGE",
-        help="The ig-metrics image (built from the Dockerfile) the nodes pull.")] = DEFAULT_IMAGE,
+        help="The ig-metrics image you built from the Dockerfile and pushed, fully "
+             "qualified (registry.example/ig-metrics:0.1.0): none is published. Required "
+             f"with --apply; printed manifests name {PLACEHOLDER_IMAGE} without it.")] = None,
     env: Annotated[list[str] | None, typer.Option(
         "--env", "-e", metavar="NAME=VALUE",
         help="An environment variable of the pods, for the profile's ${env:NAME} (repeat "
@@ -57,9 +71,27 @@ def deploy(
         "--sys-admin",
         help="Also grant CAP_SYS_ADMIN: only for kernels older than 5.8, or container "
              "runtimes whose default seccomp profile allows bpf() only with it.")] = False,
+    seccomp: Annotated[str, typer.Option(
+        "--seccomp", metavar="|".join(SECCOMP_CHOICES),
+        help="The pods' seccomp profile: the runtime's default, or ig-metrics' own "
+             f"(Localhost {LOCALHOST_PROFILE}) for runtimes whose default allows bpf() only "
+             "with CAP_SYS_ADMIN, e.g. CRI-O on containers/common before 0.60.")]
+    = "runtime-default",
+    kube_version: Annotated[str, typer.Option(
+        "--kube-version", metavar="MAJOR.MINOR",
+        help="The cluster's Kubernetes version: from 1.30 the host mounts are also "
+             "recursively read-only (recursiveReadOnly: IfPossible).")] = DEFAULT_KUBE_VERSION,
+    cgroup2_path: Annotated[str, typer.Option(
+        "--cgroup2-path", metavar="PATH",
+        help="Where the nodes mount the cgroup v2 hierarchy, the only cgroup path the pods "
+             "get: /sys/fs/cgroup (pure v2), /sys/fs/cgroup/unified on hybrid v1/v2 "
+             "nodes.")] = DEFAULT_CGROUP2_PATH,
+    print_seccomp_profile: Annotated[bool, typer.Option(
+        "--print-seccomp-profile", is_eager=True, callback=_print_seccomp_profile,
+        help="Print the seccomp profile --seccomp localhost uses, and exit.")] = False,
     apply: Annotated[bool, typer.Option(
         "--apply", help="Apply the manifests with 'kubectl apply -f -' instead of printing "
-                        "them.")] = False,
+                        "them (needs --image).")] = False,
 ) -> None:
     """Print the Kubernetes manifests that run a gadget on every node.
 
@@ -83,9 +115,16 @@ def deploy(
         needs = pod_needs(hook.kind for hook in spec.hooks)
     except UnknownHookKind as error:
         fail(str(error), ExitCode.RUNTIME_FAILURE)
+    if apply and image is None:
+        fail("--apply needs --image: the image you built from the Dockerfile and pushed to a "
+             "registry the nodes pull from, fully qualified (e.g. "
+             "registry.example/ig-metrics:0.1.0); no ig-metrics image is published, and an "
+             f"unqualified {PLACEHOLDER_IMAGE} means docker.io/library/ig-metrics, which "
+             "does not exist")
     try:
-        options = DeployOptions(gadget, profile, namespace, image, parse_env(env or []),
-                                sys_admin, needs)
+        options = DeployOptions(gadget, profile, namespace, image or PLACEHOLDER_IMAGE,
+                                parse_env(env or []), sys_admin, needs, kube_version,
+                                cgroup2_path, seccomp)
     except ValueError as error:
         fail(str(error))
     directory, _rule = resolve_profiles_dir(profiles_dir)
@@ -93,7 +132,19 @@ def deploy(
         profiles = pod_profiles(directory, profile, pod_environment(options))
     except DeployInputError as error:
         fail("\n".join(error.lines))
-    for note in profiles.notes:
+    for endpoint in profiles.scrape:
+        if endpoint.port == HEALTH_PORT:
+            fail(f"exporter {endpoint.exporter} listens on port {HEALTH_PORT}, the pods' health "
+                 "endpoint (probes): give it another port in the profile")
+    notes = list(profiles.notes)
+    if image is None:
+        notes.append(f"the manifests name the image {PLACEHOLDER_IMAGE}, which no registry has: "
+                     "pass --image with the image you pushed")
+    if seccomp == "localhost":
+        notes.append(f"--seccomp localhost: every node needs {KUBELET_SECCOMP_DIR}/"
+                     f"{LOCALHOST_PROFILE} (ig-metrics deploy --print-seccomp-profile), or the "
+                     "pods do not start")
+    for note in notes:
         typer.echo(f"note: {note}", err=True)
     text = render(build_manifests(options, profiles))
     if apply:

@@ -4,21 +4,22 @@ a live table on a terminal (or a one-line summary per interval in logs)."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 import signal
 import sys
 import threading
 from typing import Annotated
 
-from pathlib import Path
-
-import typer
 from rich.console import Console
 from rich.logging import RichHandler
+import typer
 
 from ig_metrics.bpf.filters import FilterError, ProcessFilter
+from ig_metrics.catalog.attributenames import builtin_attribute_names, selection_problems
+from ig_metrics.catalog.directories import resolve_profiles_dir
 from ig_metrics.cli.common import ExitCode, ProfilesDirOption, fail
-from ig_metrics.config import ConfigError, load_catalog, parse_duration, resolve_profiles_dir
-from ig_metrics.config.attributenames import builtin_attribute_names, selection_problems
+from ig_metrics.config import ConfigError, parse_duration
+from ig_metrics.config.addresses import HostPort, parse_listen
 from ig_metrics.gadgets import GadgetSpecError, UnknownGadget, resolve
 from ig_metrics.gadgets.parameters import ParameterError
 from ig_metrics.ui.rows import UnknownSortColumn, check_sort
@@ -82,6 +83,11 @@ def run(
         "--param", metavar="NAME=VALUE",
         help="Set a parameter of the gadget (repeat for several); "
              "'ig-metrics gadgets describe GADGET' lists them.")] = None,
+    health_listen: Annotated[str | None, typer.Option(
+        "--health-listen", metavar="HOST:PORT",
+        help="Serve /readyz (attached, first reading taken), /livez and /healthz (the "
+             "gadget and every exporter) here, e.g. 127.0.0.1:9465; the DaemonSet's "
+             "probes use them.")] = None,
 ) -> None:
     """Run a gadget and stream its metrics to every exporter of a profile.
 
@@ -94,6 +100,8 @@ def run(
       [bold]ig-metrics run -g tcp --duration 60s --sort tcp.received --top 10[/bold]
       [bold]ig-metrics run -g tcp --comm nginx[/bold]   (only processes named nginx)
       [bold]ig-metrics run -g file --param path_prefix=/etc[/bold]
+      [bold]ig-metrics run -g tcp --no-tui --health-listen 127.0.0.1:9465[/bold]
+        (then: curl 127.0.0.1:9465/readyz)
     """
     interval_seconds = _duration(interval)
     duration_seconds = _duration(duration)
@@ -110,7 +118,13 @@ def run(
         process_filter = ProcessFilter(tuple(pid or ()), comm, cgroup)
     except FilterError as error:
         fail(str(error))
+    try:
+        health_address = parse_listen(health_listen) if health_listen is not None else None
+    except ValueError as error:
+        fail(f"--health-listen: {error}")
     directory, _rule = resolve_profiles_dir(profiles_dir)
+    from ig_metrics.catalog.loading import load_catalog   # every exporter type: start-up cost
+
     catalog = load_catalog([directory])
     try:
         chosen = catalog.profile(profile, interval_override=interval_seconds)
@@ -143,6 +157,7 @@ def run(
     _configure_logging(console, use_tui)
     code = _run_agent(spec, chosen, process_filter, console=console, use_tui=use_tui,
                       duration=duration_seconds, top=top, sort=sort_column,
+                      health_address=health_address,
                       idle_expiry=expiry_seconds if expiry_seconds is not None
                       else DEFAULT_IDLE_EXPIRY)
     raise typer.Exit(code)
@@ -162,12 +177,36 @@ def _configure_logging(console: Console, use_tui: bool) -> None:
 
 
 def _run_agent(spec, profile, process_filter, *, console: Console, use_tui: bool,
-               duration: float | None, top: int, sort: str, idle_expiry: float) -> int:
-    from ig_metrics.pipeline.agent import Agent, RunError
-    from ig_metrics.ui.live import LiveView, summary_line
+               duration: float | None, top: int, sort: str, idle_expiry: float,
+               health_address: HostPort | None = None) -> int:
+    from ig_metrics.app.agent import Agent
+    from ig_metrics.pipeline.probes import HealthServer    # http.server: start-up cost
 
     agent = Agent(spec, profile, idle_expiry=idle_expiry, console=console,
                   process_filter=process_filter)
+    health = None
+    if health_address is not None:
+        # Before the gadget compiles: /readyz says "not yet" rather than nothing.
+        try:
+            health = HealthServer(health_address, agent.health)
+        except OSError as error:
+            typer.echo(f"error: --health-listen {health_address}: {error.strerror or error}",
+                       err=True)
+            return ExitCode.RUNTIME_FAILURE
+        health.start()
+    try:
+        return _run_started(agent, spec, profile, process_filter, console=console,
+                            use_tui=use_tui, duration=duration, top=top, sort=sort)
+    finally:
+        if health is not None:
+            health.close()
+
+
+def _run_started(agent, spec, profile, process_filter, *, console: Console, use_tui: bool,
+                 duration: float | None, top: int, sort: str) -> int:
+    from ig_metrics.app.agent import RunError
+    from ig_metrics.ui.live import LiveView, summary_line
+
     stop = threading.Event()
     previous = {}
 

@@ -15,9 +15,12 @@ import yaml
 from ig_metrics import __version__
 from ig_metrics.k8s.podprofiles import POD_PROFILES_DIR, PodProfiles, ScrapeEndpoint
 from ig_metrics.k8s.privileges import BASE_CAPABILITIES, LEGACY_CAPABILITY, PodNeeds
+from ig_metrics.k8s.seccomp import LOCALHOST_PROFILE
 
 DEFAULT_NAMESPACE = "ig-metrics"
-DEFAULT_IMAGE = f"ig-metrics:{__version__}"
+# What the printed manifests name without --image: a placeholder to replace
+# (no registry publishes ig-metrics; --apply refuses to go without --image).
+PLACEHOLDER_IMAGE = f"ig-metrics:{__version__}"
 NAME = "ig-metrics"
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")     # what the API accepts
@@ -31,21 +34,43 @@ FIXED_ENV = {"PYTHONUNBUFFERED": "1"}             # log lines reach `kubectl log
 CLUSTER_ENV_PLACEHOLDERS = {"KUBERNETES_SERVICE_HOST": "10.96.0.1",
                             "KUBERNETES_SERVICE_PORT": "443"}
 
-# hostPath volumes: (name, host path, mount path, hostPath type). Read-only all.
-HOST_MOUNTS = (
-    # bcc reads tracepoint ids under tracefs; debugfs is not needed once tracefs is there.
-    ("tracefs", "/sys/kernel/tracing", "/sys/kernel/tracing", "Directory"),
-    # cgroup ids to container and pod; --cgroup filters. The host's whole hierarchy,
-    # not the container's own cgroup namespace.
-    ("cgroup", "/sys/fs/cgroup", "/sys/fs/cgroup", "Directory"),
-    # bcc compiles the gadget against the node's kernel headers: /lib/modules/$(uname
-    # -r)/build links into /usr/src. Nodes without them may provide kheaders instead.
-    ("modules", "/lib/modules", "/lib/modules", "Directory"),
-    ("usr-src", "/usr/src", "/usr/src", ""),
-)
+# Where the node's cgroup v2 hierarchy is: /sys/fs/cgroup on a pure v2 node (every
+# current distribution; kubelet 1.35 refuses cgroup v1 by default), and
+# /sys/fs/cgroup/unified on a v1/v2 hybrid node (deploy --cgroup2-path).
+DEFAULT_CGROUP2_PATH = "/sys/fs/cgroup"
+
+
+def host_mounts(cgroup2_path: str = DEFAULT_CGROUP2_PATH) -> tuple[tuple[str, str, str], ...]:
+    """hostPath volumes: (name, host path = mount path, hostPath type). Read-only all."""
+    return (
+        # bcc reads tracepoint ids under tracefs; debugfs is not needed once tracefs is there.
+        ("tracefs", "/sys/kernel/tracing", "Directory"),
+        # cgroup ids to container and pod; --cgroup filters. The node's cgroup2
+        # hierarchy and nothing else: not the v1 controllers mounted beside it on
+        # a hybrid node, which a non-recursive read-only mount leaves writable.
+        ("cgroup", cgroup2_path, "Directory"),
+        # bcc compiles the gadget against the node's kernel headers: /lib/modules/$(uname
+        # -r)/build links into /usr/src. Nodes without them may provide kheaders instead.
+        ("modules", "/lib/modules", "Directory"),
+        ("usr-src", "/usr/src", ""),
+    )
+
+
 # Bidirectional would need a privileged container; HostToContainer shows the pod
-# what the node mounts later (tracefs mounted after boot, cgroup v1 controllers).
-PROPAGATED = frozenset({"tracefs", "cgroup"})
+# a tracefs the node mounts after boot. The others propagate nothing: a
+# recursive read-only mount must not (the API refuses it).
+PROPAGATED = frozenset({"tracefs"})
+# Kubernetes versions: recursiveReadOnly exists from 1.30 (alpha there, behind the
+# RecursiveReadOnlyMounts gate; beta and on from 1.31, GA in 1.33). IfPossible:
+# recursive where the runtime can (containerd 2.0, CRI-O 1.30, runc 1.1 on Linux
+# 5.12), plain read-only elsewhere; the mounts hold no submount either way.
+RECURSIVE_READ_ONLY_SINCE = (1, 30)
+OLDEST_KUBE_VERSION = (1, 25)            # Pod Security admission labels, GA in 1.25
+DEFAULT_KUBE_VERSION = "1.31"
+KUBE_VERSION = re.compile(r"v?(\d+)\.(\d+)(?:\.\d+)?")
+# The agent's health endpoint (run --health-listen): the probes' port.
+HEALTH_PORT = 9465
+SECCOMP_CHOICES = ("runtime-default", "localhost")
 
 RESOURCES = {
     # Measured: ~190 MiB resident at peak while bcc compiles the tcp gadget, far
@@ -53,8 +78,11 @@ RESOURCES = {
     "requests": {"cpu": "100m", "memory": "256Mi"},
     "limits": {"cpu": "1", "memory": "512Mi"},
 }
-READINESS_TIMING = {"initialDelaySeconds": 5, "periodSeconds": 10, "timeoutSeconds": 5,
-                    "failureThreshold": 3}
+# Ready once attached and read (~1 s of compiling here): asked every 5 s. Alive
+# unless the run stopped or the sampler stalled: a minute of failures restarts.
+READINESS_TIMING = {"periodSeconds": 5, "timeoutSeconds": 5, "failureThreshold": 3}
+LIVENESS_TIMING = {"initialDelaySeconds": 10, "periodSeconds": 10, "timeoutSeconds": 5,
+                   "failureThreshold": 6}
 
 
 @dataclass(frozen=True)
@@ -62,12 +90,21 @@ class DeployOptions:
     gadget: str
     profile: str
     namespace: str = DEFAULT_NAMESPACE
-    image: str = DEFAULT_IMAGE
+    image: str = PLACEHOLDER_IMAGE
     env: tuple[tuple[str, str], ...] = ()          # --env NAME=VALUE, in order
     sys_admin: bool = False
     needs: PodNeeds = PodNeeds()                   # what the gadget's hook kinds add
+    kube_version: str = DEFAULT_KUBE_VERSION
+    cgroup2_path: str = DEFAULT_CGROUP2_PATH
+    seccomp: str = "runtime-default"
 
     def __post_init__(self) -> None:
+        self.kube_version_tuple                    # ValueError for a malformed one
+        if not self.cgroup2_path.startswith("/"):
+            raise ValueError(f"--cgroup2-path: '{self.cgroup2_path}' is not an absolute path")
+        if self.seccomp not in SECCOMP_CHOICES:
+            raise ValueError(f"--seccomp: '{self.seccomp}' is not one of "
+                             f"{', '.join(SECCOMP_CHOICES)}")
         if not DNS_LABEL.fullmatch(self.namespace):
             raise ValueError(f"--namespace: '{self.namespace}' is not a valid namespace name "
                              "(lowercase letters, digits and '-', at most 63)")
@@ -76,6 +113,23 @@ class DeployOptions:
                 raise ValueError(f"--env: '{name}' is not a valid environment variable name")
             if name in DOWNWARD_ENV or name in FIXED_ENV:
                 raise ValueError(f"--env: {name} is set by the DaemonSet itself")
+
+    @property
+    def kube_version_tuple(self) -> tuple[int, int]:
+        match = KUBE_VERSION.fullmatch(self.kube_version)
+        if match is None:
+            raise ValueError(f"--kube-version: '{self.kube_version}' is not MAJOR.MINOR, "
+                             "e.g. 1.31")
+        version = (int(match[1]), int(match[2]))
+        if version < OLDEST_KUBE_VERSION:
+            raise ValueError(f"--kube-version: {self.kube_version} is older than "
+                             f"{'.'.join(map(str, OLDEST_KUBE_VERSION))}, the oldest "
+                             "deploy writes for")
+        return version
+
+    @property
+    def recursive_read_only(self) -> bool:
+        return self.kube_version_tuple >= RECURSIVE_READ_ONLY_SINCE
 
     @property
     def workload(self) -> str:
@@ -95,7 +149,9 @@ def pod_environment(options: DeployOptions) -> dict[str, str]:
 
 def run_command(options: DeployOptions) -> list[str]:
     return ["ig-metrics", "run", "--gadget", options.gadget, "--profile", options.profile,
-            "--profiles-dir", POD_PROFILES_DIR, "--no-tui"]
+            "--profiles-dir", POD_PROFILES_DIR, "--no-tui",
+            # The pod IP: where the kubelet's probes come from.
+            "--health-listen", f"0.0.0.0:{HEALTH_PORT}"]
 
 
 def build_manifests(options: DeployOptions, profiles: PodProfiles) -> list[dict[str, Any]]:
@@ -204,7 +260,7 @@ def daemon_set(options: DeployOptions, profiles: PodProfiles) -> dict[str, Any]:
             {"name": "profiles", "configMap": {"name": f"{options.workload}-profiles"}},
             {"name": "tmp", "emptyDir": {}},
             *({"name": name, "hostPath": {"path": host, "type": kind}}
-              for name, host, _, kind in HOST_MOUNTS),
+              for name, host, kind in host_mounts(options.cgroup2_path)),
         ],
     }
     return {
@@ -244,7 +300,7 @@ def container(options: DeployOptions, profiles: PodProfiles) -> dict[str, Any]:
         "runAsUser": 0,     # tracefs and the tracepoint ids in it belong to root
         "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"], "add": list(options.capabilities)},
-        "seccompProfile": {"type": "RuntimeDefault"},
+        "seccompProfile": seccomp_profile(options),
     }
     if not options.sys_admin:
         # The API refuses allowPrivilegeEscalation: false beside CAP_SYS_ADMIN.
@@ -263,20 +319,33 @@ def container(options: DeployOptions, profiles: PodProfiles) -> dict[str, Any]:
             {"name": "profiles", "mountPath": POD_PROFILES_DIR, "readOnly": True},
             # bcc may unpack kernel headers here; the root file system is read-only.
             {"name": "tmp", "mountPath": "/tmp"},
-            *(_host_mount(name, path) for name, _, path, _ in HOST_MOUNTS),
+            *(_host_mount(name, path, options)
+              for name, path, _ in host_mounts(options.cgroup2_path)),
         ],
-        "readinessProbe": {**readiness_probe(profiles.scrape), **READINESS_TIMING},
+        "ports": [*({"name": _port_name(index), "containerPort": endpoint.port,
+                     "protocol": "TCP"} for index, endpoint in enumerate(profiles.scrape)),
+                  {"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"}],
+        "readinessProbe": {**probe("/readyz"), **READINESS_TIMING},
+        "livenessProbe": {**probe("/livez"), **LIVENESS_TIMING},
     }
-    if profiles.scrape:
-        spec["ports"] = [{"name": _port_name(index), "containerPort": endpoint.port,
-                          "protocol": "TCP"} for index, endpoint in enumerate(profiles.scrape)]
     return spec
 
 
-def _host_mount(name: str, path: str) -> dict[str, Any]:
+def seccomp_profile(options: DeployOptions) -> dict[str, str]:
+    """RuntimeDefault, or ig-metrics' own profile (k8s/seccomp.py) from the node's
+    kubelet seccomp directory, for runtimes whose default admits bpf() only
+    with CAP_SYS_ADMIN."""
+    if options.seccomp == "localhost":
+        return {"type": "Localhost", "localhostProfile": LOCALHOST_PROFILE}
+    return {"type": "RuntimeDefault"}
+
+
+def _host_mount(name: str, path: str, options: DeployOptions) -> dict[str, Any]:
     mount: dict[str, Any] = {"name": name, "mountPath": path, "readOnly": True}
     if name in PROPAGATED:
         mount["mountPropagation"] = "HostToContainer"
+    elif options.recursive_read_only:
+        mount["recursiveReadOnly"] = "IfPossible"
     return mount
 
 
@@ -284,16 +353,10 @@ def _port_name(index: int) -> str:
     return "metrics" if index == 0 else f"metrics-{index + 1}"
 
 
-def readiness_probe(scrape: list[ScrapeEndpoint]) -> dict[str, Any]:
-    """GET /metrics when the profile serves it to anyone (the kubelet has no
-    credentials): ig-metrics opens that port only once the verifier has
-    accepted the gadget, attaches right after, and exits if attaching fails.
-    Otherwise ask the process itself whether it has attached
-    (ig_metrics.k8s.readiness)."""
-    if scrape and not scrape[0].credentials:
-        return {"httpGet": {"path": "/metrics", "port": _port_name(0),
-                            "scheme": scrape[0].scheme.upper()}}
-    return {"exec": {"command": ["python3", "-m", "ig_metrics.k8s.readiness"]}}
+def probe(path: str) -> dict[str, Any]:
+    """GET on the agent's health endpoint (pipeline/probes.py), plain HTTP and
+    without credentials whatever the profile's Prometheus endpoint asks for."""
+    return {"httpGet": {"path": path, "port": "health", "scheme": "HTTP"}}
 
 
 def parse_env(assignments: list[str]) -> tuple[tuple[str, str], ...]:

@@ -18,15 +18,16 @@ from ig_metrics.bpf.filters import ProcessFilter
 from ig_metrics.bpf.loader import GadgetLoadError, GadgetProgram
 from ig_metrics.bpf.memory import release_compiler_memory
 from ig_metrics.config.model import DEFAULT_SAMPLER_MAX_SERIES, Profile
-from ig_metrics.exporters import create_exporter
+from ig_metrics.exporters.registry import create_exporter
 from ig_metrics.exporters.base import Exporter, ExporterStartError, ExporterStatus
 from ig_metrics.exporters.telemetry import ExportTelemetry
 from ig_metrics.exporters.worker import ExporterWorker
 from ig_metrics.gadgets.spec import GadgetSpec
 from ig_metrics.k8s.attribution import Attribution, start_attribution
 from ig_metrics.pipeline.sampler import DEFAULT_IDLE_EXPIRY, DEFAULT_LINGER, Sampler
+from ig_metrics.pipeline.probes import AgentHealth
 from ig_metrics.pipeline.selfmetrics import KernelSelfMetrics
-from ig_metrics.pipeline.snapshot import Attributes, Snapshot
+from ig_metrics.model.snapshot import Attributes, Snapshot
 from ig_metrics.pipeline.sources import SourceLayoutError
 
 log = logging.getLogger("ig_metrics.agent")
@@ -120,6 +121,9 @@ class Agent:
         self.started_ns = 0
         self.telemetry = ExportTelemetry()
         self._tick_interval = 0.0        # what run() ticks at, for the load governors
+        self._readings = 0               # for the health endpoint (pipeline/probes.py)
+        self._last_reading: float | None = None
+        self._stopped = False
 
     # --- start ------------------------------------------------------------------
     def start(self) -> None:
@@ -148,8 +152,7 @@ class Agent:
                 started.append(exporter)
             timings.mark("exporters")
             if self.attribution is not None:
-                # Recording new cgroups starts with the gadget, not earlier:
-                # the readiness probe takes any attached program for it.
+                # Recording new cgroups starts with the gadget, not earlier.
                 self.attribution.attach()
             program.attach()
             timings.mark("attach")
@@ -203,6 +206,8 @@ class Agent:
         snapshot = self.sampler.tick()
         with self._latest_lock:
             self._latest = snapshot
+            self._readings += 1
+            self._last_reading = time.monotonic()
         return snapshot
 
     def latest(self) -> Snapshot | None:
@@ -211,6 +216,15 @@ class Agent:
 
     def statuses(self) -> list[ExporterStatus]:
         return [worker.status() for worker in self.workers]
+
+    def health(self) -> AgentHealth:
+        """What /readyz, /livez and /healthz answer from (any thread)."""
+        phase = ("stopped" if self._stopped else
+                 "attached" if self.program is not None else "starting")
+        with self._latest_lock:
+            readings, last = self._readings, self._last_reading
+        return AgentHealth(self.spec.name, phase, readings, last,
+                           self._tick_interval or self.tick_interval, tuple(self.statuses()))
 
     @property
     def tick_interval(self) -> float:
@@ -246,6 +260,7 @@ class Agent:
         """Detach, read once more, hand the final snapshot to every exporter
         (all in parallel, bounded by `timeout`), then release the gadget."""
         final = None
+        self._stopped = True               # not ready from now on
         if self.program is not None:
             self.program.detach()
             final = self.sampler.tick(final=True)
