@@ -345,7 +345,8 @@ class OtlpExporter(Exporter[OtlpSettings]):
     def deliver(self, snapshot: Snapshot, timeout: float) -> ExportResult:
         if snapshot.series_count == 0:
             return ExportResult.SUCCESS
-        encoded = SHARED.get(snapshot, self.temporality, self.settings.limits.max_points_per_export)
+        encoded = SHARED.get(snapshot, self.temporality, self.settings.limits.max_points_per_export,
+                             timeout)
         batch = Batch(snapshot.time_ns, encoded.total_points, list(encoded.requests),
                       points_per_request=list(encoded.points))
         return ExportResult.SUCCESS if self._send_requests(batch, timeout) \
