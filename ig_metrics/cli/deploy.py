@@ -12,12 +12,15 @@ import typer
 from ig_metrics.cli.common import ExitCode, ProfilesDirOption, fail
 from ig_metrics.config import resolve_profiles_dir
 from ig_metrics.config.suggest import did_you_mean
-from ig_metrics.gadgets import GadgetSpecError, builtin_names, resolve
+from ig_metrics.gadgets import GadgetSpecError, builtin_names, builtin_specs, resolve
 from ig_metrics.k8s.manifests import (
     DEFAULT_IMAGE, DEFAULT_NAMESPACE, DeployOptions, build_manifests, parse_env,
     pod_environment, render,
 )
+from ig_metrics.k8s.monitoring import (MonitoringError, monitoring_config_map, pod_monitor,
+                                       pod_monitor_notes, prometheus_rule)
 from ig_metrics.k8s.podprofiles import DeployInputError, pod_profiles
+from ig_metrics.mixin.rules import DEFAULT_RUNBOOK_BASE
 from ig_metrics.k8s.privileges import UnknownHookKind, pod_needs
 
 KUBECTL_APPLY = ("kubectl", "apply", "-f", "-")
@@ -29,7 +32,8 @@ def register(app: typer.Typer) -> None:
         epilog="Examples:\n\n"
                "  ig-metrics deploy --gadget tcp --profile local > ig-metrics.yaml\n\n"
                "  ig-metrics deploy -g tcp -p otlp-prod --image registry.example/ig-metrics:0.1.0 "
-               "--env OTEL_EXPORTER_OTLP_ENDPOINT=otel-collector.observability.svc:4317 --apply",
+               "--env OTEL_EXPORTER_OTLP_ENDPOINT=otel-collector.observability.svc:4317 --apply\n\n"
+               "  ig-metrics deploy -g tcp --monitoring --prometheus-operator | kubectl apply -f -",
     )(deploy)
 
 
@@ -60,6 +64,19 @@ def deploy(
     apply: Annotated[bool, typer.Option(
         "--apply", help="Apply the manifests with 'kubectl apply -f -' instead of printing "
                         "them.")] = False,
+    monitoring: Annotated[bool, typer.Option(
+        "--monitoring", help="Also a ConfigMap 'ig-metrics-monitoring' of the Grafana "
+                             "dashboards and Prometheus rules ('ig-metrics mixin'), "
+                             "labelled for Grafana's dashboard sidecar.")] = False,
+    prometheus_operator: Annotated[bool, typer.Option(
+        "--prometheus-operator", help="Also a Prometheus Operator PodMonitor that scrapes "
+                                      "the pods (instance = node name) and a "
+                                      "PrometheusRule with the alerting and recording "
+                                      "rules.")] = False,
+    runbook_base: Annotated[str, typer.Option(
+        "--runbook-base", metavar="URL",
+        help="With --monitoring or --prometheus-operator: where docs/monitoring.md is "
+             "served, for the alerts' runbook_url.")] = DEFAULT_RUNBOOK_BASE,
 ) -> None:
     """Print the Kubernetes manifests that run a gadget on every node.
 
@@ -95,11 +112,34 @@ def deploy(
         fail("\n".join(error.lines))
     for note in profiles.notes:
         typer.echo(f"note: {note}", err=True)
-    text = render(build_manifests(options, profiles))
+    manifests = build_manifests(options, profiles)
+    try:
+        manifests += _monitoring_objects(options, profiles, monitoring, prometheus_operator,
+                                         runbook_base)
+    except MonitoringError as error:
+        fail(str(error))
+    text = render(manifests)
     if apply:
         _apply(text)
     else:
         typer.echo(text, nl=False)
+
+
+def _monitoring_objects(options: DeployOptions, profiles, monitoring: bool,
+                        prometheus_operator: bool, runbook_base: str) -> list[dict]:
+    """The objects --monitoring and --prometheus-operator ask for: the mixin of
+    every built-in gadget, the same whichever gadget this deploy runs."""
+    objects = []
+    if prometheus_operator:
+        objects.append(pod_monitor(options, profiles))
+        for note in pod_monitor_notes(profiles):
+            typer.echo(f"note: {note}", err=True)
+    specs = builtin_specs() if monitoring or prometheus_operator else []
+    if prometheus_operator:
+        objects.append(prometheus_rule(options, specs, runbook_base))
+    if monitoring:
+        objects.append(monitoring_config_map(options, specs, runbook_base))
+    return objects
 
 
 def _apply(text: str) -> None:

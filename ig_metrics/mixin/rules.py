@@ -30,10 +30,6 @@ EXPORTER = ("job", "instance", label_name(telemetry.NAME), label_name(telemetry.
 AGENT = ("job", "instance")
 
 
-def self_metric(info, attributes: tuple[str, ...]) -> Metric:
-    return metric_of(info, attributes)
-
-
 def _self_metrics() -> dict[str, Metric]:
     found = {info.name: metric_of(info, names) for info, names in selfmetrics.SELF_METRICS}
     found.update({info.name: metric_of(info, names) for info, names in telemetry.EXPORT_METRICS})
@@ -41,10 +37,6 @@ def _self_metrics() -> dict[str, Metric]:
 
 
 SELF = _self_metrics()
-
-
-def self_metric_named(name: str) -> Metric:
-    return SELF[name]
 
 
 ATTEMPTS = SELF[telemetry.ATTEMPTS.name]
@@ -74,7 +66,8 @@ class Alert:
     runbook: str                # the anchor of its section in docs/monitoring.md
 
     def rule(self, runbook_base: str) -> dict:
-        return {"alert": self.name, "expr": self.expr, "for": self.duration,
+        timing = {"for": self.duration} if self.duration != "0m" else {}
+        return {"alert": self.name, "expr": self.expr, **timing,
                 "labels": {"severity": self.severity},
                 "annotations": {"summary": self.summary, "description": self.description,
                                 "runbook_url": f"{runbook_base}#{self.runbook}"}}
