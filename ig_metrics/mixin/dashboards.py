@@ -8,15 +8,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import re
 
+from ig_metrics.exporters import telemetry
 from ig_metrics.gadgets.spec import GadgetSpec
 from ig_metrics.mixin import rules
 from ig_metrics.mixin.queries import (
-    ATTRIBUTE_VARIABLES, COUNTER, GADGET_LABEL, GAUGE, HISTOGRAM, JOB, JOB_MATCHER, NODE,
-    QUANTILES, SERVICE_MATCHER, TARGET_INFO, Metric, by, classic_heatmap, classic_quantile,
-    matchers, native_heatmap, native_quantile, rate, recorded_bucket_rate_name,
-    recorded_rate_name, variable_matchers,
+    ATTRIBUTE_VARIABLES, GADGET_LABEL, JOB, JOB_MATCHER, NODE, QUANTILES, SERVICE_MATCHER,
+    TARGET_INFO, Metric, by, classic_heatmap, classic_quantile, matchers, native_heatmap,
+    native_quantile, rate, recorded_bucket_rate_name, recorded_rate_name, variable_matchers,
 )
+from ig_metrics.pipeline import selfmetrics
 from ig_metrics.pipeline.naming import label_name
+from ig_metrics.pipeline.snapshot import COUNTER, GAUGE
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 SCHEMA_VERSION = 39
@@ -121,11 +123,14 @@ def _datasource_variable() -> dict:
             "query": "prometheus", "current": {}, "hide": 0, "refresh": 1}
 
 
-def _query_variable(name: str, label: str, query: str) -> dict:
-    return {"name": name, "label": label, "type": "query", "datasource": DATASOURCE,
-            "query": {"query": query, "refId": name}, "definition": query,
-            "includeAll": True, "allValue": ".*", "multi": True, "current": {},
-            "refresh": 2, "sort": 1, "hide": 0}
+def _query_variable(name: str, label: str, query: str, all_value: str | None = ".*") -> dict:
+    variable = {"name": name, "label": label, "type": "query", "datasource": DATASOURCE,
+                "query": {"query": query, "refId": name}, "definition": query,
+                "includeAll": True, "multi": True, "current": {},
+                "refresh": 2, "sort": 1, "hide": 0}
+    if all_value is not None:
+        variable["allValue"] = all_value
+    return variable
 
 
 def agent_variables(gadget: str | None = None) -> list[dict]:
@@ -135,8 +140,9 @@ def agent_variables(gadget: str | None = None) -> list[dict]:
     info_in_job = matchers(SERVICE_MATCHER, f'{GADGET_LABEL}="{gadget}"' if gadget else "",
                            JOB)
     return [_datasource_variable(),
-            _query_variable("job", "Job", f"label_values({TARGET_INFO}{info}, job)"),
-            _query_variable("node", "Node", f"label_values({TARGET_INFO}{info_in_job}, instance)")]
+            _query_variable("job", "Job", f"label_values({TARGET_INFO}{info}, job)", None),
+            _query_variable("node", "Node", f"label_values({TARGET_INFO}{info_in_job}, instance)",
+                            None)]
 
 
 def attribute_variables(metrics: list[Metric]) -> tuple[tuple[str, ...], list[dict]]:
@@ -230,9 +236,9 @@ def overview_dashboard(specs: list[GadgetSpec]) -> Dashboard:
         Panel("Agents by gadget", "Running agents, by the gadget they run.", "short",
               [Target(f"count by ({GADGET_LABEL}) ({TARGET_INFO}{agents})",
                       f"{{{{{GADGET_LABEL}}}}}")], kind="stat", width=6),
-        Panel("Series per node", rules.SELF[_series_name()].description, "short",
-              [Target(f"sum by (instance) ({rules.SELF[_series_name()].prometheus}"
-                      f"{matchers(JOB, NODE)})", "{{instance}}")]),
+        Panel("Series per node", rules.SERIES.description, "short",
+              [Target(f"sum by (instance) ({rules.SERIES.prometheus}{matchers(JOB, NODE)})",
+                      "{{instance}}")]),
     ]))
     recorded = matchers(JOB, NODE)
     for spec in specs:
@@ -257,23 +263,19 @@ def overview_dashboard(specs: list[GadgetSpec]) -> Dashboard:
     return dashboard
 
 
-def _series_name() -> str:
-    from ig_metrics.pipeline.selfmetrics import SERIES
-    return SERIES.name
-
-
 # --- health ----------------------------------------------------------------------------
 def health_dashboard() -> Dashboard:
     own = matchers(JOB, NODE)
-    exporter = ("instance", "otel_component_name")
-    legend = "{{instance}} {{otel_component_name}}"
+    # Agents of several gadgets on one node differ by job (one PodMonitor each).
+    exporter = ("job", "instance", "otel_component_name")
+    legend = "{{instance}} {{job}} {{otel_component_name}}"
     attempts, dropped = rules.ATTEMPTS, rules.DROPPED_POINTS
-    duration = rules.SELF["ig_metrics.export.duration"]
-    queue_size = rules.SELF["ig_metrics.export.queue.size"]
-    interval = rules.SELF["ig_metrics.export.interval"]
-    points = rules.SELF["ig_metrics.export.points"]
-    runs = rules.SELF["ig_metrics.bpf.runs"]
-    run_time = rules.SELF["ig_metrics.bpf.run_time"]
+    duration = rules.SELF[telemetry.DURATION.name]
+    queue_size = rules.SELF[telemetry.QUEUE_SIZE.name]
+    interval = rules.SELF[telemetry.INTERVAL.name]
+    points = rules.SELF[telemetry.POINTS.name]
+    runs = rules.SELF[selfmetrics.RUNS.name]
+    run_time = rules.SELF[selfmetrics.RUN_TIME.name]
     dashboard = Dashboard("ig-metrics-health", "ig-metrics health",
                           "Is ig-metrics itself well: its exporters, queues, drops, series "
                           "folded into overflow, BPF maps, sampler and kernel drops.",
@@ -281,7 +283,7 @@ def health_dashboard() -> Dashboard:
     health_label = rules.HEALTH_LABEL
     dashboard.rows.append(("Exporters", [
         Panel("Exporter states", rules.HEALTH.description, "short",
-              [Target(f"max by (instance, otel_component_name, {health_label}) "
+              [Target(f"max by (job, instance, otel_component_name, {health_label}) "
                       f"({rules.HEALTH.prometheus}{own})",
                       f"{legend} {{{{{health_label}}}}}")], width=24),
         Panel("Export attempts per second by outcome", attempts.description, "cps",
@@ -301,15 +303,15 @@ def health_dashboard() -> Dashboard:
         Panel("Points delivered per second", points.description, "cps",
               [Target(rate(points, own, exporter), legend)]),
         Panel("Export interval", interval.description, "s",
-              [Target(f"max by (instance, otel_component_name) ({interval.prometheus}{own})",
+              [Target(f"max by (job, instance, otel_component_name) ({interval.prometheus}{own})",
                       legend)]),
     ]))
     dashboard.rows.append(("Queues and drops", [
         Panel("Queue depth", rules.QUEUE_DEPTH.description, "short",
-              [Target(f"max by (instance, otel_component_name) "
+              [Target(f"max by (job, instance, otel_component_name) "
                       f"({rules.QUEUE_DEPTH.prometheus}{own})", legend)]),
         Panel("Queue size", queue_size.description, "bytes",
-              [Target(f"max by (instance, otel_component_name) ({queue_size.prometheus}{own})",
+              [Target(f"max by (job, instance, otel_component_name) ({queue_size.prometheus}{own})",
                       legend)]),
         Panel("Points dropped per second by reason", dropped.description, "cps",
               [Target(rate(dropped, matchers(JOB, NODE, 'reason!="overflow"'),
@@ -317,33 +319,33 @@ def health_dashboard() -> Dashboard:
         Panel("Points folded into overflow per second", dropped.description, "cps",
               [Target(rate(dropped, matchers(JOB, NODE, 'reason="overflow"'), exporter),
                       legend),
-               Target(f"count by (instance) ({{{rules.OVERFLOW_LABEL}=\"true\", "
-                      f"{JOB}, {NODE}}})", "{{instance}} overflow series")]),
+               Target(f"count by (job, instance) ({{{rules.OVERFLOW_LABEL}=\"true\", "
+                      f"{JOB}, {NODE}}})", "{{instance}} {{job}} overflow series")]),
     ]))
     kernel_dropped, missed = rules.KERNEL_DROPPED, rules.KERNEL_MISSED
     dashboard.rows.append(("Kernel side", [
         Panel("BPF map fill", rules.MAP_FILL.description, "percentunit",
-              [Target(f"max by (instance, bpf_map_name) ({rules.MAP_FILL.prometheus}{own})",
-                      "{{instance}} {{bpf_map_name}}")]),
+              [Target(f"max by (job, instance, bpf_map_name) ({rules.MAP_FILL.prometheus}{own})",
+                      "{{instance}} {{job}} {{bpf_map_name}}")]),
         Panel("Kernel events dropped per second (map full)", kernel_dropped.description,
-              "cps", [Target(rate(kernel_dropped, own, ("instance", "bpf_map_name")),
-                             "{{instance}} {{bpf_map_name}}")]),
+              "cps", [Target(rate(kernel_dropped, own, ("job", "instance", "bpf_map_name")),
+                             "{{instance}} {{job}} {{bpf_map_name}}")]),
         Panel("BPF runs missed per second", missed.description, "cps",
-              [Target(rate(missed, own, ("instance", "bpf_program_name")),
-                      "{{instance}} {{bpf_program_name}}")]),
+              [Target(rate(missed, own, ("job", "instance", "bpf_program_name")),
+                      "{{instance}} {{job}} {{bpf_program_name}}")]),
         Panel("BPF time per run", run_time.description, "s",
-              [Target(f"{rate(run_time, own, ('instance', 'bpf_program_name'))}\n/ "
-                      f"{rate(runs, own, ('instance', 'bpf_program_name'))}",
-                      "{{instance}} {{bpf_program_name}}")]),
+              [Target(f"{rate(run_time, own, ('job', 'instance', 'bpf_program_name'))}\n/ "
+                      f"{rate(runs, own, ('job', 'instance', 'bpf_program_name'))}",
+                      "{{instance}} {{job}} {{bpf_program_name}}")]),
     ]))
     dashboard.rows.append(("Sampler", [
         Panel("Sampler reading time and interval", rules.TICK.description, "s",
-              [Target(f"max by (instance) ({rules.TICK.prometheus}{own})",
-                      "{{instance}} reading"),
-               Target(f"max by (instance) ({rules.SAMPLER_INTERVAL.prometheus}{own})",
-                      "{{instance}} interval")]),
-        Panel("Series", rules.SELF[_series_name()].description, "short",
-              [Target(f"sum by (instance) ({rules.SELF[_series_name()].prometheus}{own})",
+              [Target(f"max by (job, instance) ({rules.TICK.prometheus}{own})",
+                      "{{instance}} {{job}} reading"),
+               Target(f"max by (job, instance) ({rules.SAMPLER_INTERVAL.prometheus}{own})",
+                      "{{instance}} {{job}} interval")]),
+        Panel("Series", rules.SERIES.description, "short",
+              [Target(f"sum by (job, instance) ({rules.SERIES.prometheus}{own})",
                       "{{instance}}")]),
     ]))
     return dashboard

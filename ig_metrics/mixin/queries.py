@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ig_metrics.pipeline.naming import label_name, prometheus_metric_name
-from ig_metrics.pipeline.snapshot import COUNTER, GAUGE, HISTOGRAM, MetricInfo
+from ig_metrics.pipeline.snapshot import HISTOGRAM, MetricInfo
 
 # Which scrape jobs are ig-metrics: `ig-metrics` as a static job, or
 # `NAMESPACE/ig-metrics-GADGET` from the PodMonitor deploy writes.
@@ -17,8 +17,9 @@ JOB_MATCHER = 'job=~".*ig-metrics.*"'
 TARGET_INFO = "target_info"
 SERVICE_MATCHER = 'service_name="ig-metrics"'
 GADGET_LABEL = label_name("ig_metrics.gadget")
-# The dashboards' variables, as label matchers; a variable's "All" is ".*",
-# which also matches a series without the label.
+# The dashboards' variables, as label matchers. The attribute variables' "All"
+# is ".*", which also matches a series without the label; job's and node's is
+# Grafana's own (every value listed), which keeps other gadgets' agents out.
 JOB = 'job=~"$job"'
 NODE = 'instance=~"$node"'
 # A dashboard variable -> the attribute it filters on.
@@ -115,5 +116,3 @@ def recorded_rate_name(metric: Metric) -> str:
 def recorded_bucket_rate_name(metric: Metric) -> str:
     return f"instance_le:{metric.bucket}:rate{RECORDED_WINDOW}"
 
-
-__all__ = ["COUNTER", "GAUGE", "HISTOGRAM", "Metric", "metric_of"]

@@ -12,11 +12,12 @@ from ig_metrics.exporters import telemetry
 from ig_metrics.gadgets.catalog import metric_attributes
 from ig_metrics.gadgets.spec import GadgetSpec
 from ig_metrics.mixin.queries import (
-    COUNTER, HISTOGRAM, JOB_MATCHER, RECORDED_WINDOW, Metric, by, metric_of,
-    recorded_bucket_rate_name, recorded_rate_name,
+    JOB_MATCHER, RECORDED_WINDOW, Metric, by, metric_of, recorded_bucket_rate_name,
+    recorded_rate_name,
 )
 from ig_metrics.pipeline import selfmetrics
 from ig_metrics.pipeline.naming import label_name
+from ig_metrics.pipeline.snapshot import COUNTER, HISTOGRAM
 
 DEFAULT_RUNBOOK_BASE = "docs/monitoring.md"
 # An exporter is failing when this many attempts in a row failed in the window.
@@ -48,6 +49,7 @@ KERNEL_MISSED = SELF[selfmetrics.MISSED.name]
 MAP_FILL = SELF[selfmetrics.MAP_FILL.name]
 TICK = SELF[selfmetrics.TICK.name]
 SAMPLER_INTERVAL = SELF[selfmetrics.INTERVAL.name]
+SERIES = SELF[selfmetrics.SERIES.name]
 HEALTH_LABEL = label_name("ig_metrics.exporter.health")
 OVERFLOW_LABEL = label_name("otel.metric.overflow")
 FAILURE, SUCCESS = '{outcome="failure"}', '{outcome="success"}'
