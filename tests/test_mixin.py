@@ -15,6 +15,8 @@ import subprocess
 import sys
 
 from cloudcoil.models.prometheus_operator import v1 as operator
+from grafana_foundation_sdk.cog import plugins as grafana_plugins
+from grafana_foundation_sdk.models import dashboard as grafana_dashboard
 import kubernetes_validate
 import pytest
 import yaml
@@ -117,6 +119,33 @@ def test_every_committed_dashboard_is_well_formed(committed_boards, specs) -> No
     for uid, board in committed_boards.items():
         assert board["uid"] == uid
         assert dashboard_problems(board, declared) == [], uid
+
+
+def _dropped_keys(written, parsed, path: str = "") -> list[str]:
+    """Keys of `written` that a round trip through the schema's models lost."""
+    if isinstance(written, dict) and isinstance(parsed, dict):
+        return [lost for key, value in written.items()
+                for lost in ([f"{path}/{key}"] if key not in parsed
+                             else _dropped_keys(value, parsed[key], f"{path}/{key}"))]
+    if isinstance(written, list) and isinstance(parsed, list):
+        return [lost for index, (value, back) in enumerate(zip(written, parsed))
+                for lost in _dropped_keys(value, back, f"{path}[{index}]")]
+    return []
+
+
+def test_every_dashboard_key_is_in_grafanas_schema(committed_boards) -> None:
+    """Read through the models generated from Grafana's dashboard schema (with
+    the panel and Prometheus query plugins), a key they do not know is dropped:
+    a misspelt or invented key would show here. (The models do not check values.)"""
+    grafana_plugins.register_default_plugins()
+    for uid, board in committed_boards.items():
+        model = grafana_dashboard.Dashboard.from_json(board)
+        parsed = json.loads(json.dumps(model.to_json(), default=lambda value: value.to_json()))
+        assert _dropped_keys(board, parsed) == [], uid
+    misspelt = {**committed_boards["ig-metrics-tcp"], "templatng": {}}
+    model = grafana_dashboard.Dashboard.from_json(misspelt)
+    parsed = json.loads(json.dumps(model.to_json(), default=lambda value: value.to_json()))
+    assert _dropped_keys(misspelt, parsed) == ["/templatng"]
 
 
 def test_a_gadget_dashboard_covers_every_metric_of_its_spec(committed_boards, specs) -> None:

@@ -125,7 +125,7 @@ def _datasource_variable() -> dict:
 
 def _query_variable(name: str, label: str, query: str, all_value: str | None = ".*") -> dict:
     variable = {"name": name, "label": label, "type": "query", "datasource": DATASOURCE,
-                "query": {"query": query, "refId": name}, "definition": query,
+                "query": {"query": query, "refId": name},
                 "includeAll": True, "multi": True, "current": {},
                 "refresh": 2, "sort": 1, "hide": 0}
     if all_value is not None:
