@@ -47,7 +47,7 @@ PICTURES = {
         "tcp: tcp.connect.duration p99 by node",
         "Series per node")),
     "monitoring-health.png": ("ig-metrics-health", (
-        "Exporter states",
+        "Exporters by state",
         "Export attempts per second by outcome",
         "Export failures per second by error",
         "Export duration p50 / p99",
@@ -57,6 +57,10 @@ PICTURES = {
         "BPF map fill",
         "Sampler reading time and interval")),
 }
+
+
+# Panels the dashboards stack (Grafana's stacking "normal").
+STACKED = {"Exporters by state"}
 
 
 def legend(template: str, labels: dict[str, str]) -> str:
@@ -69,8 +73,21 @@ def draw_lines(axes, targets: list[dict], start: float) -> None:
         for series in target["result"]:
             times = [float(t) - start for t, _ in series["values"]]
             values = [float(v) for _, v in series["values"]]
-            axes.plot(times, values, label=legend(target["legend"], series["metric"]))
+            # A series of one sample (a state held for one scrape) shows as a dot.
+            axes.plot(times, values, marker="." if len(values) == 1 else None,
+                      label=legend(target["legend"], series["metric"]))
     if axes.lines:
+        axes.legend(fontsize=6, loc="upper left")
+
+
+def draw_stacked(axes, targets: list[dict], start: float) -> None:
+    found = [series for target in targets for series in target["result"]]
+    times = sorted({float(t) for series in found for t, _ in series["values"]})
+    rows = [[dict((float(t), float(v)) for t, v in series["values"]).get(time, 0.0)
+             for time in times] for series in found]
+    labels = [legend(targets[0]["legend"], series["metric"]) for series in found]
+    if rows:
+        axes.stackplot([time - start for time in times], rows, labels=labels, step="post")
         axes.legend(fontsize=6, loc="upper left")
 
 
@@ -107,6 +124,8 @@ def render(capture: dict, picture: str, uid: str, titles: tuple[str, ...]) -> Pa
         targets = panels[title]
         if "distribution" in title:
             draw_heatmap(axes, targets, capture["start"])
+        elif title in STACKED:
+            draw_stacked(axes, targets, capture["start"])
         else:
             draw_lines(axes, targets, capture["start"])
         axes.set_title(title, fontsize=8)

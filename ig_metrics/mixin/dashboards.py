@@ -282,10 +282,13 @@ def health_dashboard() -> Dashboard:
                           agent_variables())
     health_label = rules.HEALTH_LABEL
     dashboard.rows.append(("Exporters", [
+        Panel("Exporters by state", rules.HEALTH.description, "short",
+              [Target(f"count by ({health_label}) ({rules.HEALTH.prometheus}{own})",
+                      f"{{{{{health_label}}}}}")], stacked=True),
         Panel("Exporter states", rules.HEALTH.description, "short",
               [Target(f"max by (job, instance, otel_component_name, {health_label}) "
                       f"({rules.HEALTH.prometheus}{own})",
-                      f"{legend} {{{{{health_label}}}}}")], width=24),
+                      f"{legend} {{{{{health_label}}}}}")]),
         Panel("Export attempts per second by outcome", attempts.description, "cps",
               [Target(rate(attempts, own, (*exporter, "outcome")),
                       f"{legend} {{{{outcome}}}}")]),
