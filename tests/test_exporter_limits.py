@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import random
 
-from ig_metrics.config.model import LimitSettings, RetrySettings
+from ig_metrics.config.model import LimitSettings
+from ig_metrics.exporters.backoff import RetrySettings
 from ig_metrics.exporters.backoff import RETRY_AFTER_CAP, Backoff
 from ig_metrics.exporters.base import ExportFailure, Health
 from ig_metrics.exporters.health import HealthTracker
 from ig_metrics.exporters.limits import OVERFLOW_ATTRIBUTES, SeriesLimiter
 from ig_metrics.exporters.load import CALM_EXPORTS, LoadGovernor
 from ig_metrics.exporters.telemetry import ExporterStats, ExportTelemetry
-from ig_metrics.pipeline.snapshot import (
-    COUNTER, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot,
+from ig_metrics.model.snapshot import (
+    COUNTER, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot
 )
 
 SENT = MetricInfo("tcp.sent", COUNTER, "By", "")

@@ -21,11 +21,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from ig_metrics import mixin
+from ig_metrics.app import mixin
+from ig_metrics.app.mixin import rules
+from ig_metrics.app.mixin.queries import TARGET_INFO
 from ig_metrics.gadgets import BUILTIN_DIR, builtin_specs
 from ig_metrics.gadgets.spec import GadgetSpec, load_spec
-from ig_metrics.mixin import rules
-from ig_metrics.mixin.queries import TARGET_INFO
 from tests.mixin_alert_cases import CASES
 from tests.receivers import PROMTOOL, require_tool
 

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from ig_metrics import mixin
+from ig_metrics.app import mixin
 from ig_metrics.gadgets import builtin_specs, resolve
 from tests.receivers import PrometheusServer, free_port
 from tests.tcp_workload import EchoCountServer, run_client

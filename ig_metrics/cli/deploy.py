@@ -9,18 +9,18 @@ from typing import Annotated
 
 import typer
 
+from ig_metrics.app.mixin.deploy import (MonitoringError, monitoring_config_map, pod_monitor,
+                                         pod_monitor_notes, prometheus_rule)
+from ig_metrics.app.mixin.rules import DEFAULT_RUNBOOK_BASE
+from ig_metrics.catalog.directories import resolve_profiles_dir
 from ig_metrics.cli.common import ExitCode, ProfilesDirOption, fail
-from ig_metrics.config import resolve_profiles_dir
 from ig_metrics.config.suggest import did_you_mean
 from ig_metrics.gadgets import GadgetSpecError, builtin_names, builtin_specs, resolve
 from ig_metrics.k8s.manifests import (
     DEFAULT_IMAGE, DEFAULT_NAMESPACE, DeployOptions, build_manifests, parse_env,
     pod_environment, render,
 )
-from ig_metrics.k8s.monitoring import (MonitoringError, monitoring_config_map, pod_monitor,
-                                       pod_monitor_notes, prometheus_rule)
 from ig_metrics.k8s.podprofiles import DeployInputError, pod_profiles
-from ig_metrics.mixin.rules import DEFAULT_RUNBOOK_BASE
 from ig_metrics.k8s.privileges import UnknownHookKind, pod_needs
 
 KUBECTL_APPLY = ("kubectl", "apply", "-f", "-")

@@ -8,11 +8,11 @@ from typing import Annotated
 
 import typer
 
+from ig_metrics.app import mixin
+from ig_metrics.app.mixin.rules import DEFAULT_RUNBOOK_BASE
 from ig_metrics.cli.common import ExitCode, fail
 from ig_metrics.gadgets import GadgetSpecError, UnknownGadget, builtin_specs, resolve
 from ig_metrics.gadgets.spec import GadgetSpec
-from ig_metrics import mixin
-from ig_metrics.mixin.rules import DEFAULT_RUNBOOK_BASE
 
 
 def register(app: typer.Typer) -> None:

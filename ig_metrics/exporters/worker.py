@@ -10,14 +10,14 @@ import threading
 import time
 from collections.abc import Callable
 
-from ig_metrics.config.model import RetrySettings
+from ig_metrics.exporters.backoff import RetrySettings
 from ig_metrics.exporters.backoff import Backoff
 from ig_metrics.exporters.base import (
     Exporter, ExporterStatus, ExportFailure, ExportResult, Health,
 )
 from ig_metrics.exporters.health import HealthTracker
 from ig_metrics.exporters.load import LoadGovernor
-from ig_metrics.pipeline.snapshot import Snapshot
+from ig_metrics.model.snapshot import Snapshot
 
 log = logging.getLogger("ig_metrics.exporters")
 

@@ -1,6 +1,7 @@
-"""The monitoring objects `ig-metrics deploy` adds on request: the mixin's
-dashboards and rules as a ConfigMap (Grafana's dashboard sidecar picks it up
-by its label), and the Prometheus Operator's PodMonitor and PrometheusRule.
+"""The monitoring objects `ig-metrics deploy` adds on request, beside the
+manifests of k8s/manifests.py: the mixin's dashboards and rules as a ConfigMap
+(Grafana's dashboard sidecar picks it up by its label), and the Prometheus
+Operator's PodMonitor and PrometheusRule.
 The shared objects hold the mixin of every built-in gadget, so that deploying
 several gadgets applies the same objects again rather than competing ones."""
 
@@ -9,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from ig_metrics import __version__
+from ig_metrics.app import mixin
 from ig_metrics.gadgets.spec import GadgetSpec
-from ig_metrics import mixin
 from ig_metrics.k8s.manifests import NAME, DeployOptions
 from ig_metrics.k8s.podprofiles import PodProfiles
 

@@ -8,17 +8,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import re
 
-from ig_metrics.exporters import telemetry
-from ig_metrics.gadgets.spec import GadgetSpec
-from ig_metrics.mixin import rules
-from ig_metrics.mixin.queries import (
+from ig_metrics.app.mixin import rules
+from ig_metrics.app.mixin.queries import (
     ATTRIBUTE_VARIABLES, GADGET_LABEL, JOB, JOB_MATCHER, NODE, QUANTILES, SERVICE_MATCHER,
     TARGET_INFO, Metric, by, classic_heatmap, classic_quantile, matchers, native_heatmap,
     native_quantile, rate, recorded_bucket_rate_name, recorded_rate_name, variable_matchers,
 )
+from ig_metrics.exporters import telemetry
+from ig_metrics.exporters.prometheus_naming import label_name
+from ig_metrics.gadgets.spec import GadgetSpec
+from ig_metrics.model.snapshot import COUNTER, GAUGE
 from ig_metrics.pipeline import selfmetrics
-from ig_metrics.pipeline.naming import label_name
-from ig_metrics.pipeline.snapshot import COUNTER, GAUGE
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 SCHEMA_VERSION = 39

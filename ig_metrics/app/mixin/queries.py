@@ -1,5 +1,5 @@
 """The PromQL the dashboards and rules are made of, from metric specs: each
-metric's Prometheus name (as pipeline/naming.py translates it), the label
+metric's Prometheus name (as exporters/prometheus_naming.py translates it), the label
 filters of the dashboards' variables, and the rate, quantile and heatmap
 expressions for counters and histograms (classic `_bucket` and native)."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ig_metrics.pipeline.naming import label_name, prometheus_metric_name
-from ig_metrics.pipeline.snapshot import HISTOGRAM, MetricInfo
+from ig_metrics.exporters.prometheus_naming import label_name, prometheus_metric_name
+from ig_metrics.model.snapshot import HISTOGRAM, MetricInfo
 
 # Which scrape jobs are ig-metrics: `ig-metrics` as a static job, or
 # `NAMESPACE/ig-metrics-GADGET` from the PodMonitor deploy writes.

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 
+from ig_metrics.app.mixin.dashboards import gadget_dashboard, health_dashboard, overview_dashboard
+from ig_metrics.app.mixin.rules import DEFAULT_RUNBOOK_BASE, alert_groups, recording_groups
 from ig_metrics.gadgets.spec import GadgetSpec
-from ig_metrics.mixin.dashboards import gadget_dashboard, health_dashboard, overview_dashboard
-from ig_metrics.mixin.rules import DEFAULT_RUNBOOK_BASE, alert_groups, recording_groups
 
 DASHBOARDS_DIR = "dashboards"
 ALERTS_FILE = "prometheus/alerts.yaml"

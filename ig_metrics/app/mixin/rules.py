@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ig_metrics.exporters import telemetry
-from ig_metrics.gadgets.catalog import metric_attributes
-from ig_metrics.gadgets.spec import GadgetSpec
-from ig_metrics.mixin.queries import (
+from ig_metrics.app.gadget_catalog import metric_attributes
+from ig_metrics.app.mixin.queries import (
     JOB_MATCHER, RECORDED_WINDOW, Metric, by, metric_of, recorded_bucket_rate_name,
     recorded_rate_name,
 )
+from ig_metrics.exporters import telemetry
+from ig_metrics.exporters.prometheus_naming import label_name
+from ig_metrics.gadgets.spec import GadgetSpec
+from ig_metrics.model.snapshot import COUNTER, HISTOGRAM
 from ig_metrics.pipeline import selfmetrics
-from ig_metrics.pipeline.naming import label_name
-from ig_metrics.pipeline.snapshot import COUNTER, HISTOGRAM
 
 DEFAULT_RUNBOOK_BASE = "docs/monitoring.md"
 # An exporter is failing when this many attempts in a row failed in the window.
