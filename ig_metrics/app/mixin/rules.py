@@ -25,7 +25,7 @@ FAILED_ATTEMPTS = 3
 FAILING_WINDOW = "5m"
 MAP_FULL_RATIO = 0.9
 # Above this share of its interval, a reading spaces the next one out
-# (pipeline/agent.py): the sampler no longer keeps its interval.
+# (app/agent.py): the sampler no longer keeps its interval.
 SAMPLER_SHARE = 0.5
 EXPORTER = ("job", "instance", label_name(telemetry.NAME), label_name(telemetry.TYPE))
 AGENT = ("job", "instance")
