@@ -27,10 +27,12 @@ from ig_metrics.config.otelenv import (
     HTTP_BASE_URL, HeaderListKind, MillisecondsKind, TemporalityPreferenceKind,
     otel_variables,
 )
-from ig_metrics.config.rules import ExporterDraft, Rule
+from ig_metrics.config.rules import COMMON_RULES, ExporterDraft, Rule
 from ig_metrics.config.sections import build_limits, env, limits_field
 from ig_metrics.exporters.backoff import RetrySettings, retry_field
-from ig_metrics.exporters.base import ExportFailure, ExportResult, Exporter, ExporterStartError
+from ig_metrics.exporters.base import (
+    ExportFailure, ExportResult, Exporter, ExporterStartError, ExporterType,
+)
 from ig_metrics.exporters.delta import DeltaTracker
 from ig_metrics.exporters.encoding import SHARED, encode
 from ig_metrics.exporters.otlp_wire import WireEncoder
@@ -250,6 +252,16 @@ def read_tls_file(exporter: Exporter, setting: str, path: Path | None) -> bytes 
             f"{error.strerror or error} — fix it in {exporter.where_configured()}") from error
 
 
+
+def otlp_type(name: str, doc: str, endpoint: AddressKind, endpoint_doc: str,
+              endpoint_example: str, implementation: type[OtlpExporter],
+              grpc: bool) -> ExporterType:
+    """The declaration of an OTLP exporter type: the two differ in their
+    endpoint, their implementation and a few settings (`grpc`)."""
+    return ExporterType(name, doc, otlp_fields(endpoint, endpoint_doc, endpoint_example, grpc=grpc),
+                        build_otlp, implementation, COMMON_RULES + OTLP_RULES,
+                        address_key="endpoint")
+
 class OtlpExporter(Exporter[OtlpSettings]):
     """Cumulative: sends the newest accepted snapshot (a failed send loses
     nothing, the next carries the totals). Delta: each accepted snapshot's
@@ -345,7 +357,8 @@ class OtlpExporter(Exporter[OtlpSettings]):
     def deliver(self, snapshot: Snapshot, timeout: float) -> ExportResult:
         if snapshot.series_count == 0:
             return ExportResult.SUCCESS
-        encoded = SHARED.get(snapshot, self.temporality, self.settings.limits.max_points_per_export)
+        encoded = SHARED.get(snapshot, self.temporality, self.settings.limits.max_points_per_export,
+                             timeout)
         batch = Batch(snapshot.time_ns, encoded.total_points, list(encoded.requests),
                       points_per_request=list(encoded.points))
         return ExportResult.SUCCESS if self._send_requests(batch, timeout) \
