@@ -14,6 +14,7 @@ import ssl
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from concurrent import futures
@@ -477,9 +478,11 @@ class PrometheusServer(_ServerProcess):
 
     name = "prometheus"
 
-    def __init__(self, targets: list[str], workdir: Path, **scrape: Any) -> None:
+    def __init__(self, targets: list[str], workdir: Path, *, rule_files: tuple[Path, ...] = (),
+                 **scrape: Any) -> None:
         self.targets = targets
         self.workdir = workdir
+        self.rule_files = rule_files  # evaluated every second, as the targets are scraped
         self.scrape = scrape        # more of the scrape config: scheme, tls_config, basic_auth
         self.port = 0
         self._process: subprocess.Popen | None = None
@@ -488,7 +491,9 @@ class PrometheusServer(_ServerProcess):
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "prometheus.yml"
         config.write_text(json.dumps({
-            "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+            "global": {"scrape_interval": "1s", "scrape_timeout": "1s",
+                       "evaluation_interval": "1s"},
+            "rule_files": [str(path) for path in self.rule_files],
             "scrape_configs": [{"job_name": "ig-metrics",
                                 "static_configs": [{"targets": self.targets}],
                                 **self.scrape}],
@@ -519,6 +524,19 @@ class PrometheusServer(_ServerProcess):
         if answer["status"] != "success":
             raise RuntimeError(f"query {promql!r}: {answer}")
         return answer["data"]["result"]
+
+    def api(self, path: str, **parameters: Any) -> Any:
+        """The data of one GET of the HTTP API; RuntimeError with Prometheus'
+        message for an error (a query that does not parse, for one)."""
+        query = urllib.parse.urlencode(parameters)
+        try:
+            body, _ = scrape(f"http://127.0.0.1:{self.port}/api/v1/{path}?{query}")
+        except urllib.error.HTTPError as error:
+            body = error.read().decode()
+        answer = json.loads(body)
+        if answer["status"] != "success":
+            raise RuntimeError(f"{path} {parameters}: {answer.get('error', answer)}")
+        return answer["data"]
 
     def wait_for(self, promql: str, timeout: float = 30.0) -> list[dict]:
         """The first non-empty result of `promql`, polled until `timeout`."""

@@ -169,7 +169,9 @@ class Agent:
                 linger=linger_for(self.profile),
                 extra_metrics=lambda now: kernel.metrics(
                     now, self.sampler.last_tick_seconds if self.sampler else 0.0,
-                    self._series_count()) + self.telemetry.metrics(now))
+                    self._series_count(), interval=self._tick_interval,
+                    map_fill=self.sampler.map_fill() if self.sampler else None)
+                + self.telemetry.metrics(now))
         except (ExporterStartError, GadgetLoadError, SourceLayoutError) as error:
             for exporter in started:
                 exporter.shutdown(1.0)

@@ -9,10 +9,13 @@ from typing import Annotated
 
 import typer
 
+from ig_metrics.app.mixin.deploy import (MonitoringError, monitoring_config_map, pod_monitor,
+                                         pod_monitor_notes, prometheus_rule)
+from ig_metrics.app.mixin.rules import DEFAULT_RUNBOOK_BASE
 from ig_metrics.catalog.directories import resolve_profiles_dir
 from ig_metrics.cli.common import ExitCode, ProfilesDirOption, fail
 from ig_metrics.config.suggest import did_you_mean
-from ig_metrics.gadgets import GadgetSpecError, builtin_names, resolve
+from ig_metrics.gadgets import GadgetSpecError, builtin_names, builtin_specs, resolve
 from ig_metrics.k8s.manifests import (
     DEFAULT_CGROUP2_PATH, DEFAULT_KUBE_VERSION, DEFAULT_NAMESPACE, HEALTH_PORT,
     PLACEHOLDER_IMAGE, SECCOMP_CHOICES, DeployOptions, build_manifests, parse_env,
@@ -35,7 +38,8 @@ def register(app: typer.Typer) -> None:
                "  ig-metrics deploy -g tcp --image registry.example/ig-metrics:0.1.0 "
                "--seccomp localhost --kube-version 1.29 > ig-metrics.yaml\n\n"
                "  ig-metrics deploy --print-seccomp-profile > bpf.json   (for --seccomp "
-               "localhost: copy to /var/lib/kubelet/seccomp/ig-metrics/ on every node)",
+               "localhost: copy to /var/lib/kubelet/seccomp/ig-metrics/ on every node)\n\n"
+               "  ig-metrics deploy -g tcp --monitoring --prometheus-operator | kubectl apply -f -",
     )(deploy)
 
 
@@ -92,6 +96,19 @@ def deploy(
     apply: Annotated[bool, typer.Option(
         "--apply", help="Apply the manifests with 'kubectl apply -f -' instead of printing "
                         "them (needs --image).")] = False,
+    monitoring: Annotated[bool, typer.Option(
+        "--monitoring", help="Also a ConfigMap 'ig-metrics-monitoring' of the Grafana "
+                             "dashboards and Prometheus rules ('ig-metrics mixin'), "
+                             "labelled for Grafana's dashboard sidecar.")] = False,
+    prometheus_operator: Annotated[bool, typer.Option(
+        "--prometheus-operator", help="Also a Prometheus Operator PodMonitor that scrapes "
+                                      "the pods (instance = node name) and a "
+                                      "PrometheusRule with the alerting and recording "
+                                      "rules.")] = False,
+    runbook_base: Annotated[str, typer.Option(
+        "--runbook-base", metavar="URL",
+        help="With --monitoring or --prometheus-operator: where docs/monitoring.md is "
+             "served, for the alerts' runbook_url.")] = DEFAULT_RUNBOOK_BASE,
 ) -> None:
     """Print the Kubernetes manifests that run a gadget on every node.
 
@@ -146,11 +163,34 @@ def deploy(
                      "pods do not start")
     for note in notes:
         typer.echo(f"note: {note}", err=True)
-    text = render(build_manifests(options, profiles))
+    manifests = build_manifests(options, profiles)
+    try:
+        manifests += _monitoring_objects(options, profiles, monitoring, prometheus_operator,
+                                         runbook_base)
+    except MonitoringError as error:
+        fail(str(error))
+    text = render(manifests)
     if apply:
         _apply(text)
     else:
         typer.echo(text, nl=False)
+
+
+def _monitoring_objects(options: DeployOptions, profiles, monitoring: bool,
+                        prometheus_operator: bool, runbook_base: str) -> list[dict]:
+    """The objects --monitoring and --prometheus-operator ask for: the mixin of
+    every built-in gadget, the same whichever gadget this deploy runs."""
+    objects = []
+    if prometheus_operator:
+        objects.append(pod_monitor(options, profiles))
+        for note in pod_monitor_notes(profiles):
+            typer.echo(f"note: {note}", err=True)
+    specs = builtin_specs() if monitoring or prometheus_operator else []
+    if prometheus_operator:
+        objects.append(prometheus_rule(options, specs, runbook_base))
+    if monitoring:
+        objects.append(monitoring_config_map(options, specs, runbook_base))
+    return objects
 
 
 def _apply(text: str) -> None:

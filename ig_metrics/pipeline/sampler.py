@@ -262,6 +262,13 @@ class Sampler:
                     self._retained.keep(metric.name, Point(attributes, value, start),
                                         linger_until=linger_until)
 
+    def map_fill(self) -> dict[str, float]:
+        """Each hash or slots map's share of its entries in use at the last
+        read (arrays, always full, left out)."""
+        sources = (*self.slots, *self.counters, *self.histograms.values())
+        return {source.spec.map: source.entries / source.capacity
+                for source in sources if source.capacity}
+
     @property
     def folded_keys(self) -> int:
         """Kernel keys beyond the memory budget, summed into the overflow series."""

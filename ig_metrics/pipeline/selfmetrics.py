@@ -23,6 +23,14 @@ RUN_TIME = MetricInfo(
 TICK = MetricInfo(
     "ig_metrics.sampler.tick.duration", GAUGE, "s",
     "How long the last read of the kernel maps took.")
+INTERVAL = MetricInfo(
+    "ig_metrics.sampler.interval", GAUGE, "s",
+    "How often the sampler is asked to read the kernel maps; a reading that takes "
+    "more than half of it spaces the next one out.")
+MAP_FILL = MetricInfo(
+    "ig_metrics.bpf.map.fill", GAUGE, "1",
+    "Share of each hash or slots map's entries in use at the last read; a full map "
+    "drops new keys (ig_metrics.kernel.dropped_events).")
 SERIES = MetricInfo(
     "ig_metrics.series", GAUGE, "{series}",
     "Series of the gadget in the last snapshot.")
@@ -30,7 +38,7 @@ SERIES = MetricInfo(
 # Every self-metric with its attribute names, for the catalog page.
 SELF_METRICS = ((DROPPED, ("bpf.map.name",)), (MISSED, ("bpf.program.name",)),
                 (RUNS, ("bpf.program.name",)), (RUN_TIME, ("bpf.program.name",)),
-                (TICK, ()), (SERIES, ()))
+                (TICK, ()), (INTERVAL, ()), (MAP_FILL, ("bpf.map.name",)), (SERIES, ()))
 
 
 class KernelSelfMetrics:
@@ -60,7 +68,9 @@ class KernelSelfMetrics:
                 for cpu in range(cpus))
         return counts
 
-    def metrics(self, now_ns: int, tick_seconds: float, series: int) -> list[MetricData]:
+    def metrics(self, now_ns: int, tick_seconds: float, series: int, *,
+                interval: float = 0.0, map_fill: dict[str, float] | None = None
+                ) -> list[MetricData]:
         start = self.started_ns
         dropped = tuple(Point((("bpf.map.name", name),), count, start)
                         for name, count in self.dropped().items())
@@ -77,5 +87,8 @@ class KernelSelfMetrics:
             MetricData(RUNS, runs),
             MetricData(RUN_TIME, run_time),
             MetricData(TICK, (Point((), tick_seconds, now_ns),)),
+            MetricData(INTERVAL, (Point((), interval, now_ns),)),
+            MetricData(MAP_FILL, tuple(Point((("bpf.map.name", name),), fill, now_ns)
+                                       for name, fill in sorted((map_fill or {}).items()))),
             MetricData(SERIES, (Point((), series, now_ns),)),
         ]

@@ -225,6 +225,8 @@ class SlotsSource:
         self._reader = None if self._mmap else MapReader(table, spec.map)
         self.retired = MapReader(_table(program, spec.retired_into), spec.retired_into) \
             if spec.retired_into else None
+        self.capacity = self.slots
+        self.entries = 0                 # slots in use at the last read (map fill)
 
     def _map(self, table) -> mmap.mmap | None:
         try:
@@ -244,6 +246,7 @@ class SlotsSource:
         stride = self.slot_size // 8
         words = memoryview(data).cast("Q")
         valid = words[self.valid_offset // 8::stride]
+        self.entries = self.slots - valid.tolist().count(0)
         records: dict[int, SlotRecord] = {}
         for index, marker in enumerate(valid):
             if marker <= 1:          # 0: free, 1: being filled in
@@ -296,12 +299,16 @@ class CountersSource:
         self.key_type = None if self.indexed else table.Key
         self.series_key: Callable[[int], bytes] | None = None   # arrays: set by the sampler
         self._cache = ReadCache()
+        # An array is always full: its fill says nothing (None); a hash's does.
+        self.capacity = None if self.indexed else self.reader.max_entries
+        self.entries = 0
 
     def read(self) -> dict[bytes, list[int]]:
         """Series key -> its counts (summed over CPUs). An entry that did not
         change since the last read gives the same list object as then: treat
         the lists as read-only."""
         batch = self.reader.read()
+        self.entries = batch.count
         stride, summed = batch.cpu_stride, self.values.summed
         entries = self._cache.decode_all(batch, lambda data, base: summed(data, base, stride))
         if self.series_key is None:
@@ -343,11 +350,14 @@ class HistogramSource:
         self.key_type = None if self.indexed else table.Key
         self.series_key: Callable[[int], bytes] | None = None   # arrays: set by the sampler
         self._cache = ReadCache()
+        self.capacity = None if self.indexed else self.reader.max_entries   # as for counters
+        self.entries = 0
 
     def read(self) -> dict[bytes, SlotHistogram]:
         """Series key -> its histogram (summed over CPUs); as for counters, an
         unchanged entry gives the same object as in the last read."""
         batch = self.reader.read()
+        self.entries = batch.count
         stride = batch.cpu_stride
         entries = self._cache.decode_all(batch, lambda data, base: self._sum(data, base, stride))
         if self.series_key is None:

@@ -1,0 +1,219 @@
+"""The mixin's PromQL against the real Prometheus 2.42: every expression of
+every dashboard and rule is accepted, and, after a real run of the tcp gadget
+with a known workload and Prometheus scraping it (the recording and alerting
+rules loaded), every panel the run feeds returns data. The exceptions are
+listed in EXPECTED_EMPTY with why (docs/monitoring.md lists them too).
+
+With IG_METRICS_MIXIN_CAPTURE=FILE the real run's query_range results are
+written to FILE, from which scripts/render-monitoring.py draws the pictures
+of docs/monitoring.md."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ig_metrics.app import mixin
+from ig_metrics.gadgets import builtin_specs, resolve
+from tests.receivers import PrometheusServer, free_port
+from tests.tcp_workload import EchoCountServer, run_client
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMITTED = ROOT / "monitoring"
+RULE_FILES = (COMMITTED / mixin.ALERTS_FILE, COMMITTED / mixin.RECORDING_FILE)
+IG_METRICS = str(Path(sys.executable).parent / "ig-metrics")
+# What the dashboards' variables and Grafana's intervals stand for here: every
+# value ("All"), and a rate window of several 1 s scrapes.
+SUBSTITUTIONS = {"$__rate_interval": "10s", "$job": ".*", "$node": ".*", "$namespace": ".*",
+                 "$pod": ".*", "$command": ".*"}
+# Queries that a tcp run on loopback may leave empty, and why (docs/monitoring.md
+# says the same). Any other empty query fails the test.
+NATIVE_LEGEND = "native"
+EXPECTED_EMPTY = {
+    # by a target's legend
+    NATIVE_LEGEND: "native-histogram queries: this Prometheus scrapes the text format, "
+                   "which has classic buckets only (they answer with "
+                   "--enable-feature=native-histograms and a native exposition)",
+    # by a metric the expression reads
+    "tcp_retransmits": "loopback loses no packet, so nothing is retransmitted and the "
+                       "series exist only where a flow's other counts bring a zero "
+                       "(test_tcp_gadget counts retransmits under packet loss)",
+}
+
+
+# Variables with no value on this machine: no pod runs here.
+NO_VALUES_HERE = {"variable namespace": "no Kubernetes here: no process is in a pod",
+                  "variable pod": "no Kubernetes here: no process is in a pod"}
+
+
+def expected_empty(legend: str, expr: str) -> bool:
+    return NATIVE_LEGEND in legend or any(name in expr for name in EXPECTED_EMPTY
+                                          if name != NATIVE_LEGEND)
+
+
+def substituted(expr: str) -> str:
+    for variable, value in SUBSTITUTIONS.items():
+        expr = expr.replace(variable, value)
+    if expr.startswith("label_values("):
+        # A variable's query: the series it takes the label's values from.
+        expr = expr.removeprefix("label_values(").rsplit(",", 1)[0]
+    return expr
+
+
+def every_dashboard_query(boards: dict[str, dict]) -> list[tuple[str, str, str, str]]:
+    """(dashboard, panel title, legend, expression) of every target and variable."""
+    found = []
+    for uid, board in boards.items():
+        for panel in board["panels"]:
+            for target in panel.get("targets", []):
+                found.append((uid, panel["title"], target["legendFormat"], target["expr"]))
+        for variable in board["templating"]["list"]:
+            if variable["type"] == "query":
+                found.append((uid, f"variable {variable['name']}", "",
+                              variable["query"]["query"]))
+    return found
+
+
+def rule_expressions() -> list[str]:
+    import yaml
+    return [rule["expr"] for path in RULE_FILES
+            for group in yaml.safe_load(path.read_text())["groups"] for rule in group["rules"]]
+
+
+def test_real_prometheus_accepts_every_expression(tmp_path: Path) -> None:
+    """Prometheus refuses to start on a rule it cannot parse, and answers 400
+    to a query it cannot parse: every rule and every panel of every gadget."""
+    boards = mixin.dashboards(builtin_specs())
+    with PrometheusServer([f"127.0.0.1:{free_port()}"], tmp_path / "prometheus",
+                          rule_files=RULE_FILES) as prometheus:
+        groups = prometheus.api("rules")["groups"]
+        assert sum(len(group["rules"]) for group in groups) == len(rule_expressions())
+        assert all(rule["health"] != "err" for group in groups for rule in group["rules"])
+        refused = []
+        for uid, title, _legend, expr in every_dashboard_query(boards):
+            try:
+                prometheus.api("query", query=substituted(expr))
+            except RuntimeError as error:
+                refused.append(f"{uid} / {title}: {error}")
+        for expr in rule_expressions():
+            try:
+                prometheus.api("query", query=expr)
+            except RuntimeError as error:
+                refused.append(f"rule: {error}")
+        assert refused == []
+
+
+def _profile(directory: Path, prom_port: int, dead_port: int) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    # The Prometheus endpoint folds tcp.connections.closed's series beyond 3 into
+    # overflow; the
+    # OTLP exporter sends to a port nobody listens on: failures, a full queue.
+    (directory / "mixin.yaml").write_text(f"""
+exporters:
+  scrape-me:
+    type: prometheus
+    listen: "127.0.0.1:{prom_port}"
+    limits: {{max_series_by_metric: {{tcp.connections.closed: 3}}}}
+  nowhere:
+    type: otlp-http
+    endpoint: "http://127.0.0.1:{dead_port}"
+    temporality: delta
+    timeout: 1s
+    queue: {{max_batches: 2}}
+    retry: {{initial: 1s, max: 1s}}
+profiles:
+  mixin:
+    exporters: [scrape-me, nowhere]
+    interval: 1s
+""")
+    return directory
+
+
+def _wait_for_scrape(prometheus: PrometheusServer, run: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        if run.poll() is not None:
+            raise AssertionError(f"ig-metrics exited early: {run.communicate()}")
+        if prometheus.query('up{job="ig-metrics"} == 1'):
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"Prometheus never scraped ig-metrics: {prometheus.output()}")
+
+
+@pytest.mark.bpf
+def test_every_panel_returns_data_after_a_real_tcp_run(tmp_path: Path) -> None:
+    spec = resolve("tcp")
+    boards = mixin.dashboards([spec])
+    prom_port, dead_port = free_port(), free_port()
+    profiles = _profile(tmp_path / "profiles", prom_port, dead_port)
+    run = subprocess.Popen([IG_METRICS, "run", "--gadget", "tcp", "--profile", "mixin",
+                            "--profiles-dir", str(profiles), "--no-tui", "--duration", "120s"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = EchoCountServer(reply_bytes=5_000)
+    try:
+        with PrometheusServer([f"127.0.0.1:{prom_port}"], tmp_path / "prometheus",
+                              rule_files=RULE_FILES) as prometheus:
+            _wait_for_scrape(prometheus, run)
+            start = time.time()
+            # Known traffic: 2 connections of 200 kB out, 5 kB back each, in waves
+            # (three; more for the pictures), so that rates see several scrapes.
+            waves = 12 if os.environ.get("IG_METRICS_MIXIN_CAPTURE") else 3
+            for wave in range(waves):
+                run_client("127.0.0.1", server.port, send_bytes=200_000, connections=2,
+                           name=f"igm-mixin-{wave % 3}")
+                time.sleep(2)
+            server.wait_for(2 * waves)
+            # What the panels rate is what was sent, exactly.
+            sent = 'sum(tcp_sent_bytes_total{process_command=~"igm-mixin-."})'
+            assert prometheus.wait_for(f"{sent} == {400_000 * waves}"), prometheus.query(sent)
+            # The recording rules evaluate every second: wait for their first values.
+            assert prometheus.wait_for("instance:tcp_sent_bytes:rate5m", timeout=20)
+            assert prometheus.wait_for('ig_metrics_export_points_dropped_total'
+                                       '{reason="queue_full"} > 0', timeout=20)
+            # The self-metrics the health dashboard adds: the sampler's interval
+            # (the profile's 1 s) and the fill of each hash or slots map.
+            interval = prometheus.query("ig_metrics_sampler_interval_seconds")
+            assert [float(series["value"][1]) for series in interval] == [1.0]
+            fill = {series["metric"]["bpf_map_name"]: float(series["value"][1])
+                    for series in prometheus.query("ig_metrics_bpf_map_fill_ratio")}
+            assert set(fill) == {source.map for source in spec.sources}
+            assert all(0.0 <= value < 0.5 for value in fill.values()), fill
+            time.sleep(3)
+            end = time.time()
+            empty, captured = [], {}
+            for uid, title, legend, expr in every_dashboard_query(boards):
+                if title.startswith("variable "):
+                    # As Grafana asks: the label's values among the selector's series.
+                    label = expr.rsplit(",", 1)[1].strip(" )")
+                    values = prometheus.api(f"label/{label}/values", start=start, end=end,
+                                            **{"match[]": substituted(expr)})
+                    if not values and title not in NO_VALUES_HERE:
+                        empty.append(f"{uid} / {title}: {expr}")
+                    continue
+                result = prometheus.api("query_range", query=substituted(expr), start=start,
+                                        end=end, step=1)["result"]
+                captured.setdefault(uid, {}).setdefault(title, []).append(
+                    {"legend": legend, "expr": expr, "result": result})
+                if not result and not expected_empty(legend, expr):
+                    empty.append(f"{uid} / {title} [{legend}]: {expr}")
+            if os.environ.get("IG_METRICS_MIXIN_CAPTURE"):
+                Path(os.environ["IG_METRICS_MIXIN_CAPTURE"]).write_text(
+                    json.dumps({"start": start, "end": end, "dashboards": captured}))
+            assert empty == []
+            # The native queries really are empty here: they read what only a
+            # native histogram has (the plain name), not the classic buckets.
+            for uid, panels in captured.items():
+                for title, targets in panels.items():
+                    for target in targets:
+                        if NATIVE_LEGEND in target["legend"]:
+                            assert target["result"] == [], (uid, title, target["legend"])
+    finally:
+        server.close()
+        run.terminate()
+        run.communicate(timeout=30)
