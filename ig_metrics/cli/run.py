@@ -16,11 +16,13 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from ig_metrics.bpf.filters import FilterError, ProcessFilter
+from ig_metrics.cli.cluster import ContextOption, KubeconfigOption, NamespaceOption
 from ig_metrics.cli.common import ExitCode, ProfilesDirOption, fail
 from ig_metrics.config import ConfigError, load_catalog, parse_duration, resolve_profiles_dir
 from ig_metrics.config.attributenames import builtin_attribute_names, selection_problems
 from ig_metrics.gadgets import GadgetSpecError, UnknownGadget, resolve
 from ig_metrics.gadgets.parameters import ParameterError
+from ig_metrics.k8s.manifests import DEFAULT_IMAGE
 from ig_metrics.ui.rows import UnknownSortColumn, check_sort
 
 UI_TICK_INTERVAL = 1.0        # the live table shows rates over one-second reads
@@ -82,6 +84,23 @@ def run(
         "--param", metavar="NAME=VALUE",
         help="Set a parameter of the gadget (repeat for several); "
              "'ig-metrics gadgets describe GADGET' lists them.")] = None,
+    cluster: Annotated[bool, typer.Option(
+        "--cluster",
+        help="Run on every node of the Kubernetes cluster instead: a DaemonSet of this "
+             "run (deleted on exit) and one live table of all nodes, read through the "
+             "API server. See docs/kubernetes.md.")] = False,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    namespace: NamespaceOption = "ig-metrics",
+    node: Annotated[list[str] | None, typer.Option(
+        "--node", metavar="NAME",
+        help="With --cluster: only this node (repeat for several).")] = None,
+    node_selector: Annotated[str | None, typer.Option(
+        "--node-selector", metavar="KEY=VALUE[,...]",
+        help="With --cluster: only nodes with these labels.")] = None,
+    image: Annotated[str, typer.Option(
+        "--image", metavar="IMAGE",
+        help="With --cluster: the ig-metrics image the nodes pull.")] = DEFAULT_IMAGE,
 ) -> None:
     """Run a gadget and stream its metrics to every exporter of a profile.
 
@@ -94,6 +113,9 @@ def run(
       [bold]ig-metrics run -g tcp --duration 60s --sort tcp.received --top 10[/bold]
       [bold]ig-metrics run -g tcp --comm nginx[/bold]   (only processes named nginx)
       [bold]ig-metrics run -g file --param path_prefix=/etc[/bold]
+      [bold]ig-metrics run -g tcp -p otlp-prod --cluster --context prod --duration 5m[/bold]
+        (every node of the cluster; Ctrl-C deletes what the run created)
+      [bold]ig-metrics run -g tcp --cluster --node worker-1 --image registry.example/ig-metrics:0.1.0[/bold]
     """
     interval_seconds = _duration(interval)
     duration_seconds = _duration(duration)
@@ -125,6 +147,12 @@ def run(
                                      f"gadget {spec.name}", shown=spec.attribute_names)
         if unknown:
             fail("\n".join(str(problem) for problem in unknown))
+    if cluster:
+        _run_on_cluster(gadget, spec, profile, directory, interval=interval, pid=pid,
+                        comm=comm, cgroup=cgroup, param=param, idle_expiry=idle_expiry,
+                        kubeconfig=kubeconfig, context=context, namespace=namespace,
+                        nodes=node or [], node_selector=node_selector, image=image,
+                        duration=duration_seconds, no_tui=no_tui, top=top, sort=sort_column)
     for warning in catalog.warnings:
         typer.echo(str(warning), err=True)
 
@@ -146,6 +174,23 @@ def run(
                       idle_expiry=expiry_seconds if expiry_seconds is not None
                       else DEFAULT_IDLE_EXPIRY)
     raise typer.Exit(code)
+
+
+def _run_on_cluster(gadget, spec, profile, directory, *, interval, pid, comm, cgroup, param,
+                    idle_expiry, nodes, node_selector, no_tui, **options) -> None:
+    """The pods run the profile as deploy writes it: flags that would change
+    what they run are refused, not silently dropped."""
+    local_only = {"--interval": interval, "--pid": pid, "--comm": comm, "--cgroup": cgroup,
+                  "--param": param, "--idle-expiry": idle_expiry != "10m"}
+    given = [flag for flag, value in local_only.items() if value]
+    if given:
+        fail(f"{', '.join(given)}: not with --cluster (the pods run the profile as "
+             "'ig-metrics deploy' writes it)")
+    from ig_metrics.cli.cluster import run_cluster
+
+    use_tui = not no_tui and sys.stdout.isatty()
+    raise typer.Exit(run_cluster(gadget, spec, profile, directory, nodes=nodes,
+                                 node_selector=node_selector, use_tui=use_tui, **options))
 
 
 def _configure_logging(console: Console, use_tui: bool) -> None:
