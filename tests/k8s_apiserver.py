@@ -120,6 +120,9 @@ class FakeApiServer:
         # (verb, resource[/subresource]) the user may not do: 403, and
         # SelfSubjectAccessReviews answer allowed: false.
         self.forbidden: set[tuple[str, str]] = set()
+        # Refused with 403 although an access review allows them (an admission
+        # webhook, or a right revoked between the review and the request).
+        self.refused: set[tuple[str, str]] = set()
         self.kubelet = None                          # a tests.k8s_kubelet.Kubelet, if any
         self.existing_namespaces: set[str] = set()   # namespaces there from the start
         self.http = _QuietServer((host, 0), _handler(self))
@@ -303,7 +306,7 @@ def _handler(server: FakeApiServer):
             return True
 
         def _permitted(self, verb: str, resource: str, namespace: str) -> bool:
-            if (verb, resource) not in server.forbidden:
+            if (verb, resource) not in server.forbidden | server.refused:
                 return True
             plural, _, sub = resource.partition("/")
             self._json(403, _status(403, "Forbidden", (

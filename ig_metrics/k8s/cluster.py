@@ -197,8 +197,9 @@ def api_error(error, what: str, where: str) -> str:
 
 
 def _reason(error: BaseException) -> str:
-    reason = getattr(error, "reason", None)
-    return str(reason or error)
+    """urllib3's innermost words: '[Errno 111] Connection refused', not its wrappers."""
+    text = str(getattr(error, "reason", None) or error)
+    return text.rsplit("Failed to establish a new connection: ", 1)[-1]
 
 
 def _plural(kind: str) -> str:
