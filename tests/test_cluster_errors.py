@@ -2,17 +2,21 @@
 cluster is not there or says no, and that nothing is left behind then. The
 API server is tests/k8s_apiserver.py, which STANDS IN FOR A CLUSTER'S API
 SERVER (there is no cluster here) and validates every object sent to it
-against the Kubernetes OpenAPI schemas. No node runs anything in these tests:
-every one stops before a pod could start (the kubelet stand-in, and BPF, are
-in test_cluster_run.py)."""
+against the Kubernetes OpenAPI schemas. No node runs a gadget in these tests
+(no BPF needed): they stop before a pod could start, or their nodes' kubelets
+(tests/k8s_kubelet.py, which STANDS IN FOR THE KUBELETS) cannot pull the image;
+the nodes that run gadgets are in test_cluster_run.py."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import kubernetes_validate
@@ -22,6 +26,7 @@ from ig_metrics.k8s.cluster import connect
 from ig_metrics.k8s.clusterrun import CLI_EXPORTER, plan_run
 from ig_metrics.k8s.manifests import RUN_LABEL, DeployOptions
 from tests.k8s_apiserver import SCHEMA_VERSION, FakeApiServer, write_kubeconfig
+from tests.k8s_kubelet import FakeNode, Kubelet
 
 IG_METRICS = str(Path(sys.executable).parent / "ig-metrics")
 NAMESPACE = "ig-metrics"
@@ -183,3 +188,50 @@ profiles:
     assert CLI_EXPORTER in data["ig-metrics-cli.yaml"]
     command = plan.manifests[2]["spec"]["template"]["spec"]["containers"][0]["command"]
     assert command[command.index("--profile") + 1] == "guarded-cli"
+
+
+@pytest.fixture
+def unpullable(api, tmp_path):
+    """Two nodes whose kubelets cannot pull the image (tests/k8s_kubelet.py stands in
+    for them): pods that never become ready, and no BPF needed."""
+    kubelet = Kubelet(api, [FakeNode(name, address, image_pull_fails=True) for name, address
+                            in (("node-a", "192.0.2.1"), ("node-b", "192.0.2.2"))],
+                      tmp_path / "kubelet")
+    yield api
+    kubelet.stop()
+    assert kubelet.invalid == []
+
+
+def test_duration_ends_a_run_whose_pods_never_became_ready_and_deletes_it(unpullable):
+    api = unpullable
+    result = run_cluster(api, "--image", "registry.example/missing:1", "--duration", "4s")
+    assert result.returncode == 1, result.stderr
+    for node in ("node-a", "node-b"):
+        assert re.search(rf"{node}: failed \((ErrImagePull|ImagePullBackOff): .*"
+                         r"registry\.example/missing:1", result.stderr), result.stderr
+    assert "error: no node was read" in result.stderr
+    assert "every pod of the run has ended" in result.stderr
+    assert api.stored() == [] and api.pods_of(NAMESPACE, None) == []
+
+
+def test_sigterm_while_waiting_deletes_what_the_run_created(unpullable, tmp_path):
+    api = unpullable
+    log = tmp_path / "stderr"
+    with open(log, "wb") as stderr:
+        process = subprocess.Popen(
+            [IG_METRICS, "run", "--gadget", "tcp", "--cluster", "--kubeconfig",
+             str(api.kubeconfig), "--namespace", NAMESPACE, "--no-tui"],
+            stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 60
+        while len(api.pods_of(NAMESPACE, None)) < 2 or "node-b: failed" not in log.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        assert len(api.stored()) == 3
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert api.stored() == [] and api.pods_of(NAMESPACE, None) == []
+    assert "deleted: ServiceAccount" in log.read_text()

@@ -13,6 +13,7 @@ and the pod restarts)."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import signal
@@ -30,7 +31,7 @@ from ig_metrics.k8s.cluster import connect
 from ig_metrics.k8s.clusterwatch import ClusterWatch
 from ig_metrics.k8s.manifests import RUN_LABEL
 from ig_metrics.k8s.podprofiles import ScrapeEndpoint
-from ig_metrics.ui.cluster import render
+from ig_metrics.ui.cluster import ClusterLiveView, render
 from tests.k8s_apiserver import FakeApiServer, write_kubeconfig
 from tests.k8s_kubelet import FakeNode, Kubelet
 from tests.receivers import OtlpGrpcReceiver
@@ -170,6 +171,15 @@ def test_run_cluster_reads_every_node_reports_failed_ones_and_deletes_what_it_ma
         assert all(f"{size:,} B ·" in row for row in rows), table
         assert re.search(totals_line(name, size), table, re.MULTILINE), table
     assert re.search(r"node-c: failed \((ErrImagePull|ImagePullBackOff)", table)
+    # The same through the live view, drawn on a terminal.
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=400, color_system=None)
+    with ClusterLiveView(resolve("tcp"), title="cluster", top=50, sort="tcp.sent",
+                         console=terminal) as view:
+        view.show_progress(["node-a: pulling (ContainerCreating)"])
+        view.update(reading)
+    assert "waiting for the pods" in screen.getvalue()
+    assert re.search(totals_line("node-b", SIZES["node-b"]), screen.getvalue(), re.MULTILINE)
 
     created = [(kind, obj["metadata"]["name"]) for kind, obj in
                (("ServiceAccount", o) for o in api.stored("serviceaccounts"))]

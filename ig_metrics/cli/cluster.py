@@ -26,6 +26,7 @@ from ig_metrics.k8s.manifests import DEFAULT_IMAGE, DEFAULT_NAMESPACE, RUN_LABEL
 
 READ_INTERVAL = 1.0          # seconds between two readings of the nodes
 CLEANUP_TIMEOUT = 60.0       # seconds to wait for the run's pods to end
+NO_POD_GRACE = 10.0          # seconds without any pod before saying so
 log = logging.getLogger("ig_metrics.cluster")
 
 KubeconfigOption = Annotated[Path | None, typer.Option(
@@ -211,7 +212,7 @@ def _show(watch, stop: threading.Event, *, console: Console, use_tui: bool, titl
     """Progress per node until every pod is ready or failed, then the table;
     until `stop` or `duration`. Exit 1 when no node was ever read."""
     from ig_metrics.k8s.cluster import FAILED, READY
-    from ig_metrics.ui.cluster import ClusterLiveView, progress_line, summary_lines
+    from ig_metrics.ui.cluster import NO_POD, ClusterLiveView, progress_line, summary_lines
 
     deadline = None if duration is None else time.monotonic() + duration
     started = time.monotonic()
@@ -231,14 +232,19 @@ def _show(watch, stop: threading.Event, *, console: Console, use_tui: bool, titl
                     node.pod.state in (READY, FAILED) for node in reading.nodes) \
                     and any(node.metrics is not None or node.pod.state == FAILED
                             for node in reading.nodes)
+                if not reading.nodes and time.monotonic() - started > NO_POD_GRACE \
+                        and shown.get("") != NO_POD:
+                    shown[""] = NO_POD
+                    log.info("%s", NO_POD)
                 if view is not None and not settled:
-                    view.show_progress(lines or ["no pod yet"])
+                    view.show_progress(lines or [NO_POD])
                 for node, line in zip(reading.nodes, lines):
                     if shown.get(node.pod.name) != line:
                         shown[node.pod.name] = line
                         log.info("%s", line)
                 if settled:
-                    log.info("first cluster table after %.1fs: %d of %d nodes read",
+                    log.info("first cluster table after %.1fs (from the first look "
+                             "at the pods): %d of %d nodes read",
                              time.monotonic() - started, len(reading.ready()),
                              len(reading.nodes))
             if settled:

@@ -21,6 +21,8 @@ from ig_metrics.pipeline.snapshot import COUNTER, HISTOGRAM, Snapshot
 from ig_metrics.ui.live import attribute_cell, column_title, format_cell, short_name
 from ig_metrics.ui.rows import Row, build_rows, series_names
 
+NO_POD = ("no pod yet: the DaemonSet has none scheduled (does a node match --node or "
+          "--node-selector?)")
 STATE_STYLE = {PENDING: ("○", "yellow"), PULLING: ("◌", "yellow"), RUNNING: ("◐", "cyan"),
                READY: ("●", "green"), FAILED: ("✗", "red")}
 HEALTH_STYLE = {"healthy": "green", "degraded": "yellow", "failing": "red",
@@ -158,7 +160,7 @@ def render(spec: GadgetSpec, reading: ClusterReading, *, title: str, top: int,
                       *(_metric_cell(spec, name, entry) for name in spec.table.columns))
     lines = [_node_text(spec, node) for node in reading.nodes]
     if not reading.nodes:
-        lines = [Text("no pod yet", style="yellow")]
+        lines = [Text(NO_POD, style="yellow")]
     return Group(table, *lines)
 
 
@@ -172,7 +174,7 @@ def _metric_cell(spec: GadgetSpec, name: str, entry: ClusterRow) -> str:
 
 def summary_lines(spec: GadgetSpec, reading: ClusterReading) -> list[str]:
     """What --no-tui logs per interval: one line per node."""
-    return [node_line(spec, node) for node in reading.nodes] or ["no pod yet"]
+    return [node_line(spec, node) for node in reading.nodes] or [NO_POD]
 
 
 class ClusterLiveView:
