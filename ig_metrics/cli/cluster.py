@@ -22,7 +22,7 @@ from ig_metrics.bpf.environment import Check
 from ig_metrics.cli.common import ExitCode, fail
 from ig_metrics.config.suggest import did_you_mean
 from ig_metrics.gadgets import GadgetSpec, GadgetSpecError, builtin_names, resolve
-from ig_metrics.k8s.manifests import DEFAULT_IMAGE, DEFAULT_NAMESPACE, RUN_LABEL
+from ig_metrics.k8s.manifests import DEFAULT_NAMESPACE, RUN_LABEL
 
 READ_INTERVAL = 1.0          # seconds between two readings of the nodes
 CLEANUP_TIMEOUT = 60.0       # seconds to wait for the run's pods to end
@@ -43,8 +43,8 @@ NamespaceOption = Annotated[str, typer.Option(
 
 
 # --- run --cluster -----------------------------------------------------------------------
-def run_cluster(gadget: str, spec: GadgetSpec, profile: str, directory: Path, *, kubeconfig: Path | None,
-                context: str | None, namespace: str, nodes: list[str],
+def run_cluster(gadget: str, spec: GadgetSpec, profile: str, directory: Path, *,
+                kubeconfig: Path | None, context: str | None, namespace: str, nodes: list[str],
                 node_selector: str | None, image: str, duration: float | None,
                 use_tui: bool, top: int, sort: str) -> int:
     """Create this run's objects, show the table, delete them: the exit code."""
@@ -211,7 +211,7 @@ def _show(watch, stop: threading.Event, *, console: Console, use_tui: bool, titl
           top: int, sort: str, duration: float | None) -> int:
     """Progress per node until every pod is ready or failed, then the table;
     until `stop` or `duration`. Exit 1 when no node was ever read."""
-    from ig_metrics.k8s.cluster import FAILED, READY
+    from ig_metrics.k8s.cluster import FAILED, READY, ClusterError
     from ig_metrics.ui.cluster import NO_POD, ClusterLiveView, progress_line, summary_lines
 
     deadline = None if duration is None else time.monotonic() + duration
@@ -225,7 +225,16 @@ def _show(watch, stop: threading.Event, *, console: Console, use_tui: bool, titl
         view.__enter__()
     try:
         while not stop.is_set():
-            reading = watch.read()
+            try:
+                reading = watch.read()
+            except ClusterError as error:
+                # The API server went away for a moment, or a right was revoked:
+                # said once per cause, retried at the next reading, until stopped.
+                if shown.get("error") != str(error):
+                    shown["error"] = str(error)
+                    log.warning("reading the cluster: %s", error)
+                stop.wait(READ_INTERVAL)
+                continue
             if not settled:
                 lines = [progress_line(node.pod, node.why) for node in reading.nodes]
                 settled = bool(reading.nodes) and all(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -273,7 +273,6 @@ class PodState:
     reason: str = ""             # the pod's own words (waiting/terminated reason, message)
     restarts: int = 0
     last_exit: str = ""          # of the previous container, when it restarted
-    ports: dict[str, int] = field(default_factory=dict)
 
     @property
     def crashed(self) -> bool:

@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ig_metrics.gadgets.spec import GadgetSpec
-from ig_metrics.k8s.cluster import FAILED, PENDING, PULLING, READY, RUNNING, PodState
+from ig_metrics.k8s.cluster import FAILED, GONE, PENDING, PULLING, READY, RUNNING, PodState
 from ig_metrics.k8s.clusterwatch import ClusterReading, NodeReading
 from ig_metrics.pipeline.snapshot import COUNTER, HISTOGRAM, Snapshot
 from ig_metrics.ui.live import attribute_cell, column_title, format_cell, short_name
@@ -24,7 +24,7 @@ from ig_metrics.ui.rows import Row, build_rows, series_names
 NO_POD = ("no pod yet: the DaemonSet has none scheduled (does a node match --node or "
           "--node-selector?)")
 STATE_STYLE = {PENDING: ("○", "yellow"), PULLING: ("◌", "yellow"), RUNNING: ("◐", "cyan"),
-               READY: ("●", "green"), FAILED: ("✗", "red")}
+               READY: ("●", "green"), FAILED: ("✗", "red"), GONE: ("○", "dim")}
 HEALTH_STYLE = {"healthy": "green", "degraded": "yellow", "failing": "red",
                 "recovering": "cyan", "starting": "yellow"}
 
