@@ -235,3 +235,14 @@ def test_sigterm_while_waiting_deletes_what_the_run_created(unpullable, tmp_path
             process.kill()
     assert api.stored() == [] and api.pods_of(NAMESPACE, None) == []
     assert "deleted: ServiceAccount" in log.read_text()
+
+
+def test_node_selects_the_nodes_the_run_schedules_on(unpullable):
+    api = unpullable
+    result = run_cluster(api, "--node", "node-b", "--duration", "3s")
+    assert "node-b: failed (" in result.stderr and "node-a:" not in result.stderr, \
+        result.stderr
+    assert api.stored() == []
+    result = run_cluster(api, "--node-selector", "pool")
+    assert result.returncode == 2
+    assert "--node-selector: 'pool' is not KEY=VALUE" in result.stderr
