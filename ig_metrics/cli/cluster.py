@@ -218,6 +218,7 @@ def _show(watch, stop: threading.Event, *, console: Console, use_tui: bool, titl
     started = time.monotonic()
     settled = False
     ever_read = False
+    next_summary = 0.0
     shown: dict[str, str] = {}
     view = ClusterLiveView(watch.spec, title=title, top=top, sort=sort, console=console) \
         if use_tui else None
@@ -260,7 +261,10 @@ def _show(watch, stop: threading.Event, *, console: Console, use_tui: bool, titl
                 ever_read = ever_read or bool(reading.ready())
                 if view is not None:
                     view.update(reading)
-                else:
+                elif time.monotonic() >= next_summary:
+                    # Once per the nodes' export interval: their numbers change no faster.
+                    next_summary = time.monotonic() + max(READ_INTERVAL,
+                                                          reading.export_interval()) - 0.05
                     for line in summary_lines(watch.spec, reading):
                         log.info("%s", line)
             if deadline is not None and time.monotonic() >= deadline:
@@ -385,7 +389,7 @@ def top(
     duration: Annotated[str | None, typer.Option(
         "--duration", metavar="DURATION", help="Stop after this long (e.g. 60s).")] = None,
     no_tui: Annotated[bool, typer.Option(
-        "--no-tui", help="No live table: log one line per node per reading instead "
+        "--no-tui", help="No live table: log one line per node per export interval "
                          "(the default when stdout is not a terminal).")] = False,
     rows: Annotated[int, typer.Option("--top", min=1, help="Rows of the live table.")] = 20,
     sort: Annotated[str | None, typer.Option(

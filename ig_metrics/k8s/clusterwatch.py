@@ -43,6 +43,13 @@ class ClusterReading:
     def ready(self) -> list[NodeReading]:
         return [node for node in self.nodes if node.metrics is not None]
 
+    def export_interval(self) -> float:
+        """The shortest export interval the ready nodes report (0: none said):
+        how often their numbers change."""
+        intervals = [exporter.interval for node in self.ready()
+                     for exporter in node.metrics.exporters if exporter.interval > 0]
+        return min(intervals, default=0.0)
+
 
 class ClusterWatch:
     """Reads the pods matching `selector` and their metrics, one call at a time."""

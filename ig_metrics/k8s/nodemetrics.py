@@ -21,6 +21,7 @@ from ig_metrics.pipeline.snapshot import (
 )
 
 HEALTH_FAMILY = "ig_metrics_exporter_health"
+INTERVAL_FAMILY = "ig_metrics_export_interval_seconds"
 HEALTH_LABEL = "ig_metrics_exporter_health"
 NAME_LABEL, TYPE_LABEL = "otel_component_name", "otel_component_type"
 
@@ -30,6 +31,7 @@ class NodeExporter:
     name: str
     type: str
     health: str                  # starting, healthy, degraded, failing, recovering
+    interval: float = 0.0        # seconds between its exports now (0: not said)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +68,17 @@ class ExpositionReader:
         self._seq += 1
         metrics: list[MetricData] = []
         exporters: list[NodeExporter] = []
+        intervals: dict[str, float] = {}
         for family in text_string_to_metric_families(text):
             if family.name == HEALTH_FAMILY:
                 exporters.extend(NodeExporter(sample.labels.get(NAME_LABEL, ""),
                                               sample.labels.get(TYPE_LABEL, ""),
                                               sample.labels.get(HEALTH_LABEL, ""))
                                  for sample in family.samples if sample.value == 1)
+                continue
+            if family.name == INTERVAL_FAMILY:
+                intervals.update((sample.labels.get(NAME_LABEL, ""), sample.value)
+                                 for sample in family.samples)
                 continue
             info = self._families.get(family.name)
             if info is None:
@@ -81,7 +88,10 @@ class ExpositionReader:
             metrics.append(MetricData(info, tuple(points)))
         snapshot = Snapshot(self._seq, time_ns or time.time_ns(), self.spec.name, (),
                             tuple(metrics))
-        return NodeMetrics(snapshot, tuple(exporters))
+        return NodeMetrics(snapshot, tuple(NodeExporter(exporter.name, exporter.type,
+                                                        exporter.health,
+                                                        intervals.get(exporter.name, 0.0))
+                                           for exporter in exporters))
 
     def _attributes_of(self, labels: dict[str, str], skip: str = "") -> tuple:
         pairs = []
