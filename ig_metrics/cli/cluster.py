@@ -1,8 +1,8 @@
 """The cluster commands: `run --cluster` (an ephemeral DaemonSet of this run,
 its nodes' progress, one live table, everything deleted on exit), `top
 --cluster` (the same table over a standing `deploy --apply` deployment) and
-`doctor --cluster` (the user's rights and the cluster's version). The core is
-in k8s/cluster*.py; the table in ui/cluster.py."""
+`doctor --cluster`'s options. The core is in k8s/cluster*.py (doctor's checks
+in k8s/clusterchecks.py); the table in ui/cluster.py."""
 
 from __future__ import annotations
 
@@ -11,18 +11,23 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from ig_metrics.bpf.environment import Check
 from ig_metrics.cli.common import ExitCode, fail
+from ig_metrics.config import parse_duration
 from ig_metrics.config.suggest import did_you_mean
 from ig_metrics.gadgets import GadgetSpec, GadgetSpecError, builtin_names, resolve
-from ig_metrics.k8s.manifests import DEFAULT_NAMESPACE, RUN_LABEL
+from ig_metrics.k8s.cluster import (FAILED, READY, RUN_ACCESS, TOP_ACCESS, ClusterError,
+                                    connect, wait_gone)
+from ig_metrics.k8s.clusterrun import plan_run
+from ig_metrics.k8s.manifests import DEFAULT_NAMESPACE, RUN_LABEL, DeployOptions
+from ig_metrics.k8s.podprofiles import DeployInputError, ScrapeEndpoint
+from ig_metrics.k8s.privileges import UnknownHookKind, pod_needs
+from ig_metrics.ui.rows import UnknownSortColumn, check_sort
 
 READ_INTERVAL = 1.0          # seconds between two readings of the nodes
 CLEANUP_TIMEOUT = 60.0       # seconds to wait for the run's pods to end
@@ -48,12 +53,6 @@ def run_cluster(gadget: str, spec: GadgetSpec, profile: str, directory: Path, *,
                 node_selector: str | None, image: str, duration: float | None,
                 use_tui: bool, top: int, sort: str) -> int:
     """Create this run's objects, show the table, delete them: the exit code."""
-    from ig_metrics.k8s.cluster import RUN_ACCESS, ClusterError, wait_gone
-    from ig_metrics.k8s.clusterrun import plan_run
-    from ig_metrics.k8s.manifests import DeployOptions
-    from ig_metrics.k8s.podprofiles import DeployInputError
-    from ig_metrics.k8s.privileges import UnknownHookKind, pod_needs
-
     if gadget not in builtin_names():
         fail(f"--cluster runs a gadget built into the image: {', '.join(builtin_names())}")
     try:
@@ -90,7 +89,7 @@ def run_cluster(gadget: str, spec: GadgetSpec, profile: str, directory: Path, *,
                 created.append((manifest["kind"], manifest["metadata"]["name"]))
             if stop.is_set():
                 return ExitCode.OK
-            from ig_metrics.k8s.clusterwatch import ClusterWatch
+            from ig_metrics.k8s.clusterwatch import ClusterWatch   # the exposition parser
             watch = ClusterWatch(cluster, namespace, plan.selector, spec, plan.endpoint)
             title = (f"ig-metrics · {spec.name} · profile {profile} · run {run_id} · "
                      f"{cluster.context}")
@@ -101,17 +100,14 @@ def run_cluster(gadget: str, spec: GadgetSpec, profile: str, directory: Path, *,
             return ExitCode.RUNTIME_FAILURE
         finally:
             if created:
-                _delete(cluster, created, namespace, plan.selector, wait_gone)
+                _delete(cluster, created, namespace, plan.selector)
             cluster.close()
 
 
-def _delete(cluster, created: list[tuple[str, str]], namespace: str, selector: str,
-            wait_gone: Callable) -> None:
+def _delete(cluster, created: list[tuple[str, str]], namespace: str, selector: str) -> None:
     """Delete what this run created (nothing else), newest first, then wait
     for its pods to end. A failure here is reported with what is left, for
     the user to delete by the run's label."""
-    from ig_metrics.k8s.cluster import ClusterError
-
     try:
         for kind, name in reversed(created):
             cluster.delete(kind, name, namespace)
@@ -147,10 +143,8 @@ def parse_selector(text: str | None) -> tuple[tuple[str, str], ...]:
 def top_cluster(gadget: str | None, *, kubeconfig: Path | None, context: str | None,
                 namespace: str, duration: float | None, use_tui: bool, top: int,
                 sort: str | None) -> int:
-    from ig_metrics.k8s.cluster import TOP_ACCESS, ClusterError
+    # The exposition parser: only for commands that read nodes.
     from ig_metrics.k8s.clusterwatch import ClusterWatch
-    from ig_metrics.k8s.podprofiles import ScrapeEndpoint
-    from ig_metrics.ui.rows import UnknownSortColumn, check_sort
 
     if gadget is not None and gadget not in builtin_names():
         fail(f"unknown gadget '{gadget}'{did_you_mean(gadget, builtin_names())}")
@@ -211,7 +205,7 @@ def _show(watch, stop: threading.Event, *, console: Console, use_tui: bool, titl
           top: int, sort: str, duration: float | None) -> int:
     """Progress per node until every pod is ready or failed, then the table;
     until `stop` or `duration`. Exit 1 when no node was ever read."""
-    from ig_metrics.k8s.cluster import FAILED, READY, ClusterError
+    # Rich's live view: only for commands that draw it.
     from ig_metrics.ui.cluster import NO_POD, ClusterLiveView, progress_line, summary_lines
 
     deadline = None if duration is None else time.monotonic() + duration
@@ -311,8 +305,6 @@ def _console(use_tui: bool) -> Console:
 
 
 def _connect(kubeconfig: Path | None, context: str | None):
-    from ig_metrics.k8s.cluster import ClusterError, connect
-
     try:
         return connect(kubeconfig, context)
     except ClusterError as error:
@@ -324,56 +316,6 @@ def _refuse(missing, namespace: str, cluster) -> None:
         f"you may not {access.label} in namespace {namespace}" for access in missing)
         + f" ({cluster.where}). 'ig-metrics doctor --cluster' lists every right needed "
           "(docs/kubernetes.md has a Role that grants them).", ExitCode.RUNTIME_FAILURE)
-
-
-# --- doctor --cluster ----------------------------------------------------------------------
-MIN_VERSION = (1, 19)        # SelfSubjectAccessReview v1, DaemonSet apps/v1, pods/proxy
-
-
-def cluster_checks(kubeconfig: Path | None, context: str | None, namespace: str) -> list[Check]:
-    from ig_metrics.k8s.cluster import RUN_ACCESS, TOP_ACCESS, ClusterError, connect
-
-    try:
-        cluster = connect(kubeconfig, context)
-    except ClusterError as error:
-        return [Check("cluster:api-server", False, str(error),
-                      "check the kubeconfig, its context and the network to the API server")]
-    try:
-        checks = [Check("cluster:api-server", True, f"{cluster.where}"),
-                  _version_check(cluster.version)]
-        for access, required in ((access, True) for access in RUN_ACCESS):
-            checks.append(_access_check(cluster, access, namespace, required))
-        checks.extend(_access_check(cluster, access, namespace, False) for access in TOP_ACCESS)
-        return checks
-    except ClusterError as error:
-        return [*checks, Check("cluster:access-review", False, str(error),
-                               "grant create on selfsubjectaccessreviews (every "
-                               "authenticated user has it by default)")]
-    finally:
-        cluster.close()
-
-
-def _version_check(version: str) -> Check:
-    digits = version.lstrip("v").split(".")
-    try:
-        found = (int(digits[0]), int("".join(c for c in digits[1] if c.isdigit())))
-    except (IndexError, ValueError):
-        return Check("cluster:version", False, f"the API server says version {version!r}",
-                     required=False)
-    ok = found >= MIN_VERSION
-    return Check("cluster:version", ok, f"Kubernetes {version}",
-                 "" if ok else f"ig-metrics needs Kubernetes {MIN_VERSION[0]}.{MIN_VERSION[1]} "
-                 "or newer")
-
-
-def _access_check(cluster, access, namespace: str, required: bool) -> Check:
-    allowed, reason = cluster.allowed(access, namespace)
-    needed = "run --cluster" if required else "top --cluster"
-    detail = (f"{'allowed' if allowed else 'forbidden'} in namespace {namespace}: "
-              f"{access.why}" + (f" ({reason})" if reason else ""))
-    fix = "" if allowed else (f"grant '{access.label}' in namespace {namespace} (needed by "
-                              f"{needed}; docs/kubernetes.md has the Role)")
-    return Check(f"rbac:{access.label}", allowed, detail, fix, required=required)
 
 
 def top(
@@ -411,8 +353,6 @@ def top(
     if not cluster:
         fail("top reads a cluster: add --cluster (on this host, 'ig-metrics run' shows "
              "the same table)")
-    from ig_metrics.config import parse_duration
-
     try:
         seconds = None if duration is None else parse_duration(duration)
     except ValueError as error:

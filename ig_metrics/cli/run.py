@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from ig_metrics.bpf.filters import FilterError, ProcessFilter
-from ig_metrics.cli.cluster import ContextOption, KubeconfigOption, NamespaceOption
+from ig_metrics.cli.cluster import ContextOption, KubeconfigOption, NamespaceOption, run_cluster
 from ig_metrics.cli.common import ExitCode, ProfilesDirOption, fail
 from ig_metrics.config import ConfigError, load_catalog, parse_duration, resolve_profiles_dir
 from ig_metrics.config.attributenames import builtin_attribute_names, selection_problems
@@ -186,8 +186,6 @@ def _run_on_cluster(gadget, spec, profile, directory, *, interval, pid, comm, cg
     if given:
         fail(f"{', '.join(given)}: not with --cluster (the pods run the profile as "
              "'ig-metrics deploy' writes it)")
-    from ig_metrics.cli.cluster import run_cluster
-
     use_tui = not no_tui and sys.stdout.isatty()
     raise typer.Exit(run_cluster(gadget, spec, profile, directory, nodes=nodes,
                                  node_selector=node_selector, use_tui=use_tui, **options))
