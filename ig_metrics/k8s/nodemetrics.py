@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from ig_metrics.config.attributenames import builtin_attribute_names
+from ig_metrics.catalog.attributenames import builtin_attribute_names
 from ig_metrics.gadgets.spec import GadgetSpec
-from ig_metrics.pipeline import naming
-from ig_metrics.pipeline.snapshot import (
+from ig_metrics.exporters import prometheus_naming as naming
+from ig_metrics.model.snapshot import (
     COUNTER, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot,
 )
 

@@ -17,7 +17,7 @@ from rich.text import Text
 from ig_metrics.gadgets.spec import GadgetSpec
 from ig_metrics.k8s.cluster import FAILED, GONE, PENDING, PULLING, READY, RUNNING, PodState
 from ig_metrics.k8s.clusterwatch import ClusterReading, NodeReading
-from ig_metrics.pipeline.snapshot import COUNTER, HISTOGRAM, Snapshot
+from ig_metrics.model.snapshot import COUNTER, HISTOGRAM, Snapshot
 from ig_metrics.ui.live import attribute_cell, column_title, format_cell, short_name
 from ig_metrics.ui.rows import Row, build_rows, series_names
 
