@@ -107,18 +107,17 @@ class Cluster:
         """Delete one object (its pods go with a DaemonSet); False if it was gone."""
         from kubernetes.client.exceptions import ApiException
 
-        body = {"apiVersion": "v1", "kind": "DeleteOptions",
-                "propagationPolicy": "Background"}
+        # As a query parameter: no DeleteOptions body to send. Background: the
+        # DaemonSet goes at once and the garbage collector deletes its pods.
+        options = {"propagation_policy": "Background", "_request_timeout": API_TIMEOUT,
+                   "_preload_content": False}
         calls = {
             "ServiceAccount": lambda: self._api("CoreV1Api").delete_namespaced_service_account(
-                name, namespace, body=body, _request_timeout=API_TIMEOUT,
-                _preload_content=False),
+                name, namespace, **options),
             "ConfigMap": lambda: self._api("CoreV1Api").delete_namespaced_config_map(
-                name, namespace, body=body, _request_timeout=API_TIMEOUT,
-                _preload_content=False),
+                name, namespace, **options),
             "DaemonSet": lambda: self._api("AppsV1Api").delete_namespaced_daemon_set(
-                name, namespace, body=body, _request_timeout=API_TIMEOUT,
-                _preload_content=False),
+                name, namespace, **options),
         }
         try:
             self._call(calls[kind], f"delete {_plural(kind)} in namespace {namespace}",
