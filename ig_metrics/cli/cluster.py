@@ -73,7 +73,7 @@ def run_cluster(gadget: str, spec: GadgetSpec, profile: str, directory: Path, *,
     cluster = _connect(kubeconfig, context)
     stop = threading.Event()
     created: list[tuple[str, str]] = []
-    console = _console(use_tui)
+    console = _console_and_logging(use_tui)
     with _stop_on_signals(stop):
         try:
             missing = cluster.missing(RUN_ACCESS, namespace)
@@ -175,7 +175,7 @@ def top_cluster(gadget: str | None, *, kubeconfig: Path | None, context: str | N
             watch = ClusterWatch(cluster, namespace, selector, spec, endpoint)
             title = (f"ig-metrics · {spec.name} · DaemonSet {daemon_set['metadata']['name']} · "
                      f"{cluster.context}")
-            return _show(watch, stop, console=_console(use_tui), use_tui=use_tui,
+            return _show(watch, stop, console=_console_and_logging(use_tui), use_tui=use_tui,
                          title=title, top=top, sort=sort_column, duration=duration)
         except ClusterError as error:
             typer.echo(f"error: {error}", err=True)
@@ -291,7 +291,8 @@ class _stop_on_signals:
             signal.signal(sig, handler)
 
 
-def _console(use_tui: bool) -> Console:
+def _console_and_logging(use_tui: bool) -> Console:
+    """The console the table is drawn on; with --no-tui, log lines on stderr."""
     console = Console(stderr=not use_tui)
     root = logging.getLogger("ig_metrics")
     root.handlers.clear()

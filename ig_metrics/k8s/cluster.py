@@ -6,6 +6,7 @@ through pods/log. Never a pod IP: the CLI needs to reach the API server only."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterable
@@ -180,9 +181,7 @@ class Cluster:
 
 def api_error(error, what: str, where: str) -> str:
     """One line for an API server's refusal: the verb and resource, and its message."""
-    message = ""
     try:
-        import json
         message = json.loads(error.body).get("message", "")
     except (TypeError, ValueError, AttributeError):
         message = str(error.reason or "")
@@ -207,7 +206,6 @@ def _plural(kind: str) -> str:
 
 
 def _json(response) -> dict:
-    import json
     return json.loads(response.data)
 
 
