@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,6 @@ pytestmark = pytest.mark.bpf
 
 SUFFIX = os.getpid() % 100000
 SUBNET = f"10.233.{os.getpid() % 250}"      # a /24 on the bridge
-BRIDGE = f"igmbr{SUFFIX}"
 
 # One connection over the node's own loopback, server and client in one
 # process of the node's container: `argv[1]` bytes each way counted once.
@@ -78,27 +78,30 @@ def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
 
 
-@pytest.fixture
-def cluster(bpf_available):
-    """(the bridge's address, [node-a, node-b]); everything removed afterwards."""
-    bridge_address = f"{SUBNET}.1"
+@contextmanager
+def simulated_nodes(letters: str = "ab", tag: str = "", subnet: str = SUBNET):
+    """(the bridge's address, a SimulatedNode per letter); everything removed
+    afterwards. `tag` and `subnet` keep two sets of nodes of one test process apart."""
+    bridge = f"igmbr{tag}{SUFFIX}"
+    bridge_address = f"{subnet}.1"
     nodes: list[SimulatedNode] = []
     try:
-        _ip("link", "add", BRIDGE, "type", "bridge")
-        _ip("addr", "add", f"{bridge_address}/24", "dev", BRIDGE)
-        _ip("link", "set", BRIDGE, "up")
-        for index, letter in enumerate("ab"):
-            netns, host_end, node_end = (f"igm-node-{letter}-{SUFFIX}",
-                                         f"igmh{letter}{SUFFIX}", f"igmn{letter}{SUFFIX}")
-            cgroup = find_cgroup2_mount() / f"igm-node-{letter}-{SUFFIX}"
+        _ip("link", "add", bridge, "type", "bridge")
+        _ip("addr", "add", f"{bridge_address}/24", "dev", bridge)
+        _ip("link", "set", bridge, "up")
+        for index, letter in enumerate(letters):
+            netns, host_end, node_end = (f"igm-node-{tag}{letter}-{SUFFIX}",
+                                         f"igmh{tag}{letter}{SUFFIX}",
+                                         f"igmn{tag}{letter}{SUFFIX}")
+            cgroup = find_cgroup2_mount() / f"igm-node-{tag}{letter}-{SUFFIX}"
             cgroup.mkdir()
-            node = SimulatedNode(f"node-{letter}", netns, f"{SUBNET}.{index + 2}", cgroup,
+            node = SimulatedNode(f"node-{letter}", netns, f"{subnet}.{index + 2}", cgroup,
                                  make_kubelet_container(cgroup))
             nodes.append(node)
             _ip("netns", "add", netns)
             _ip("link", "add", host_end, "type", "veth", "peer", "name", node_end,
                 "netns", netns)
-            _ip("link", "set", host_end, "master", BRIDGE, "up")
+            _ip("link", "set", host_end, "master", bridge, "up")
             _ip("-n", netns, "addr", "add", f"{node.address}/24", "dev", node_end)
             _ip("-n", netns, "link", "set", node_end, "up")
             _ip("-n", netns, "link", "set", "lo", "up")
@@ -112,7 +115,14 @@ def cluster(bpf_available):
             node.cgroup.rmdir()
             # Deleting a namespace deletes its veth, and the other end with it.
             subprocess.run(["ip", "netns", "del", node.netns], capture_output=True)
-        subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+
+
+@pytest.fixture
+def cluster(bpf_available):
+    """(the bridge's address, [node-a, node-b]); everything removed afterwards."""
+    with simulated_nodes() as built:
+        yield built
 
 
 def test_two_node_agents_pushing_to_one_receiver_keep_their_nodes_apart(tmp_path, cluster):

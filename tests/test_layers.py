@@ -28,6 +28,8 @@ DEFERRED_IMPORTS = {
     ("ig_metrics.cli.exporters", "ig_metrics.catalog.schema"),
     ("ig_metrics.k8s.podprofiles", "ig_metrics.catalog.loading"),   # deploy's
     ("ig_metrics.k8s.attribution", "ig_metrics.k8s.pods"),    # the kubernetes client
+    ("ig_metrics.cli.cluster", "ig_metrics.ui.cluster"),      # Rich's live view
+    ("ig_metrics.cli.cluster", "ig_metrics.k8s.clusterwatch"),  # the exposition parser
 }
 
 

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "ig_metrics.cli.doctor",
     "ig_metrics.cli.deploy",
     "ig_metrics.cli.mixin",
+    "ig_metrics.cli.cluster",
 )
 
 for _module in COMMAND_MODULES:

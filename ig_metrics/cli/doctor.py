@@ -10,9 +10,12 @@ from rich.table import Table
 from rich.text import Text
 
 from ig_metrics.bpf.environment import Check, compile_checks, run_checks
+from ig_metrics.cli.cluster import ContextOption, KubeconfigOption, NamespaceOption
 from ig_metrics.cli.common import ExitCode, fail, plural, print_json, print_table
 from ig_metrics.gadgets import GadgetSpec, GadgetSpecError, UnknownGadget, builtin_specs, resolve
 from ig_metrics.k8s.checks import attribution_checks
+from ig_metrics.k8s.clusterchecks import cluster_checks
+from ig_metrics.k8s.manifests import DEFAULT_NAMESPACE
 
 STATUS_MARKS = {"ok": ("✓", "green"), "fail": ("✗", "bold red"), "info": ("info", "cyan")}
 
@@ -28,7 +31,8 @@ def register(app: typer.Typer) -> None:
         epilog="Examples:\n\n"
                "  sudo ig-metrics doctor\n\n"
                "  sudo ig-metrics doctor --compile --gadget tcp\n\n"
-               "  sudo ig-metrics doctor --output json | jq '.checks[] | select(.status == \"fail\")'",
+               "  sudo ig-metrics doctor --output json | jq '.checks[] | select(.status == \"fail\")'\n\n"
+               "  ig-metrics doctor --cluster --context prod --namespace ig-metrics",
     )(doctor)
 
 
@@ -43,6 +47,13 @@ def doctor(
              "without attaching them (about a second per gadget).")] = False,
     output: Annotated[OutputFormat, typer.Option(
         "--output", "-o", help="text for people, json for scripts.")] = OutputFormat.text,
+    cluster: Annotated[bool, typer.Option(
+        "--cluster", help="Check the Kubernetes cluster instead of this host: the API "
+                          "server, its version, and each right 'run --cluster' and 'top "
+                          "--cluster' need (SelfSubjectAccessReview).")] = False,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    namespace: NamespaceOption = DEFAULT_NAMESPACE,
 ) -> None:
     """Check that this host can run eBPF gadgets, and say how to fix what is missing.
 
@@ -59,6 +70,14 @@ def doctor(
     [bold]sudo ./scripts/setup.sh[/bold] fixes every miss it can (packages, headers,
     mounts); `ig-metrics run` refuses to start for the same reasons, in one line each.
     """
+    if cluster:
+        checks = cluster_checks(kubeconfig, context, namespace)
+        if output == OutputFormat.json:
+            print_json({"ok": not _failures(checks),
+                        "checks": [check.as_dict() for check in checks]})
+        else:
+            _print_report(checks, "the cluster lets you run 'ig-metrics run --cluster'")
+        raise typer.Exit(ExitCode.RUNTIME_FAILURE if _failures(checks) else ExitCode.OK)
     specs = _specs(gadget)
     checks = run_checks(specs)
     checks.extend(attribution_checks())
@@ -93,7 +112,7 @@ def _failures(checks: list[Check]) -> list[Check]:
     return [check for check in checks if check.blocking]
 
 
-def _print_report(checks: list[Check]) -> None:
+def _print_report(checks: list[Check], passed: str = "gadgets can run here") -> None:
     table = Table(show_lines=False)
     table.add_column("check", no_wrap=True)
     table.add_column("status", no_wrap=True, justify="center")
@@ -106,7 +125,7 @@ def _print_report(checks: list[Check]) -> None:
     failures = _failures(checks)
     if failures:
         typer.echo(f"{plural(len(failures), 'required check')} failed: "
-                   f"{', '.join(check.name for check in failures)}. Gadgets cannot run here "
-                   "until they pass.")
+                   f"{', '.join(check.name for check in failures)}. Not until they pass: "
+                   f"{passed}.")
     else:
-        typer.echo("Every required check passed: gadgets can run here.")
+        typer.echo(f"Every required check passed: {passed}.")

@@ -17,6 +17,7 @@ import typer
 from ig_metrics.bpf.filters import FilterError, ProcessFilter
 from ig_metrics.catalog.attributenames import builtin_attribute_names, selection_problems
 from ig_metrics.catalog.directories import resolve_profiles_dir
+from ig_metrics.cli.cluster import ContextOption, KubeconfigOption, NamespaceOption, run_cluster
 from ig_metrics.cli.common import ExitCode, ProfilesDirOption, fail
 from ig_metrics.config import ConfigError, parse_duration
 from ig_metrics.config.addresses import HostPort, parse_listen
@@ -88,6 +89,25 @@ def run(
         help="Serve /readyz (attached, first reading taken), /livez and /healthz (the "
              "gadget and every exporter) here, e.g. 127.0.0.1:9465; the DaemonSet's "
              "probes use them.")] = None,
+    cluster: Annotated[bool, typer.Option(
+        "--cluster",
+        help="Run on every node of the Kubernetes cluster instead: a DaemonSet of this "
+             "run (deleted on exit) and one live table of all nodes, read through the "
+             "API server. See docs/kubernetes.md.")] = False,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    namespace: NamespaceOption = "ig-metrics",
+    node: Annotated[list[str] | None, typer.Option(
+        "--node", metavar="NAME",
+        help="With --cluster: only this node (repeat for several).")] = None,
+    node_selector: Annotated[str | None, typer.Option(
+        "--node-selector", metavar="KEY=VALUE[,...]",
+        help="With --cluster: only nodes with these labels.")] = None,
+    image: Annotated[str | None, typer.Option(
+        "--image", metavar="IMAGE",
+        help="With --cluster (required there): the ig-metrics image the nodes pull, "
+             "built from the Dockerfile and pushed, e.g. "
+             "registry.example/ig-metrics:0.1.0.")] = None,
 ) -> None:
     """Run a gadget and stream its metrics to every exporter of a profile.
 
@@ -102,6 +122,9 @@ def run(
       [bold]ig-metrics run -g file --param path_prefix=/etc[/bold]
       [bold]ig-metrics run -g tcp --no-tui --health-listen 127.0.0.1:9465[/bold]
         (then: curl 127.0.0.1:9465/readyz)
+      [bold]ig-metrics run -g tcp -p otlp-prod --cluster --context prod --duration 5m[/bold]
+        (every node of the cluster; Ctrl-C deletes what the run created)
+      [bold]ig-metrics run -g tcp --cluster --node worker-1 --image registry.example/ig-metrics:0.1.0[/bold]
     """
     interval_seconds = _duration(interval)
     duration_seconds = _duration(duration)
@@ -139,6 +162,12 @@ def run(
                                      f"gadget {spec.name}", shown=spec.attribute_names)
         if unknown:
             fail("\n".join(str(problem) for problem in unknown))
+    if cluster:
+        _run_on_cluster(gadget, spec, profile, directory, interval=interval, pid=pid,
+                        comm=comm, cgroup=cgroup, param=param, idle_expiry=idle_expiry,
+                        kubeconfig=kubeconfig, context=context, namespace=namespace,
+                        nodes=node or [], node_selector=node_selector, image=image,
+                        duration=duration_seconds, no_tui=no_tui, top=top, sort=sort_column)
     for warning in catalog.warnings:
         typer.echo(str(warning), err=True)
 
@@ -161,6 +190,21 @@ def run(
                       idle_expiry=expiry_seconds if expiry_seconds is not None
                       else DEFAULT_IDLE_EXPIRY)
     raise typer.Exit(code)
+
+
+def _run_on_cluster(gadget, spec, profile, directory, *, interval, pid, comm, cgroup, param,
+                    idle_expiry, nodes, node_selector, no_tui, **options) -> None:
+    """The pods run the profile as deploy writes it: flags that would change
+    what they run are refused, not silently dropped."""
+    local_only = {"--interval": interval, "--pid": pid, "--comm": comm, "--cgroup": cgroup,
+                  "--param": param, "--idle-expiry": idle_expiry != "10m"}
+    given = [flag for flag, value in local_only.items() if value]
+    if given:
+        fail(f"{', '.join(given)}: not with --cluster (the pods run the profile as "
+             "'ig-metrics deploy' writes it)")
+    use_tui = not no_tui and sys.stdout.isatty()
+    raise typer.Exit(run_cluster(gadget, spec, profile, directory, nodes=nodes,
+                                 node_selector=node_selector, use_tui=use_tui, **options))
 
 
 def _configure_logging(console: Console, use_tui: bool) -> None:

@@ -23,6 +23,8 @@ DEFAULT_NAMESPACE = "ig-metrics"
 PLACEHOLDER_IMAGE = f"ig-metrics:{__version__}"
 NAME = "ig-metrics"
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+# The label of every object a `run --cluster` creates: its value is the run's id.
+RUN_LABEL = "ig-metrics/run"
 ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")     # what the API accepts
 
 # The pod's environment: these come from the downward API, the rest from --env.
@@ -97,6 +99,11 @@ class DeployOptions:
     kube_version: str = DEFAULT_KUBE_VERSION
     cgroup2_path: str = DEFAULT_CGROUP2_PATH
     seccomp: str = "runtime-default"
+    # `run --cluster` only: the run's id (in names and the RUN_LABEL), the nodes
+    # it runs on (--node), and a node selector (--node-selector KEY=VALUE).
+    run_id: str = ""
+    nodes: tuple[str, ...] = ()
+    node_selector: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         self.kube_version_tuple                    # ValueError for a malformed one
@@ -133,7 +140,12 @@ class DeployOptions:
 
     @property
     def workload(self) -> str:
-        return f"{NAME}-{self.gadget}"
+        return f"{NAME}-{self.gadget}-{self.run_id}" if self.run_id else f"{NAME}-{self.gadget}"
+
+    @property
+    def service_account(self) -> str:
+        """A run's own account, so that deleting it leaves a deployment's alone."""
+        return self.workload if self.run_id else NAME
 
     @property
     def capabilities(self) -> tuple[str, ...]:
@@ -182,6 +194,8 @@ def _labels(options: DeployOptions | None = None) -> dict[str, str]:
     labels = {"app.kubernetes.io/name": NAME}
     if options is not None:
         labels["app.kubernetes.io/instance"] = options.workload
+        if options.run_id:
+            labels[RUN_LABEL] = options.run_id
     return labels
 
 
@@ -206,7 +220,8 @@ def namespace(options: DeployOptions) -> dict[str, Any]:
 
 
 def service_account(options: DeployOptions) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _metadata(NAME, options)}
+    return {"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": _metadata(options.service_account, options)}
 
 
 def cluster_role() -> dict[str, Any]:
@@ -247,12 +262,13 @@ def daemon_set(options: DeployOptions, profiles: PodProfiles) -> dict[str, Any]:
     if profiles.scrape:
         annotations.update(scrape_annotations(profiles.scrape[0]))
     pod_spec = {
-        "serviceAccountName": NAME,
+        "serviceAccountName": options.service_account,
         # Process ids from the kernel are the host's; /proc must show the host's
         # processes for their names, sockets and cgroups to be read.
         "hostPID": True,
         **_host_network(options.needs),
-        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "nodeSelector": {"kubernetes.io/os": "linux", **dict(options.node_selector)},
+        **_node_affinity(options.nodes),
         "tolerations": [{"operator": "Exists"}],       # every node, tainted or not
         "terminationGracePeriodSeconds": 30,
         "containers": [container(options, profiles)],
@@ -278,6 +294,15 @@ def daemon_set(options: DeployOptions, profiles: PodProfiles) -> dict[str, Any]:
             },
         },
     }
+
+
+def _node_affinity(nodes: tuple[str, ...]) -> dict[str, Any]:
+    if not nodes:
+        return {}
+    # The DaemonSet controller itself schedules on node names this way.
+    return {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchFields": [
+            {"key": "metadata.name", "operator": "In", "values": list(nodes)}]}]}}}}
 
 
 def _host_network(needs: PodNeeds) -> dict[str, Any]:
