@@ -418,11 +418,11 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def scrape(url: str, accept: str = "text/plain") -> tuple[str, str]:
+def scrape(url: str, accept: str = "text/plain", timeout: float = 10) -> tuple[str, str]:
     """(body, Content-Type) of one GET, without any proxy from the environment."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     request = urllib.request.Request(url, headers={"Accept": accept})
-    with opener.open(request, timeout=10) as response:
+    with opener.open(request, timeout=timeout) as response:
         return response.read().decode(), response.headers.get("Content-Type", "")
 
 
@@ -530,7 +530,8 @@ class PrometheusServer(_ServerProcess):
         message for an error (a query that does not parse, for one)."""
         query = urllib.parse.urlencode(parameters)
         try:
-            body, _ = scrape(f"http://127.0.0.1:{self.port}/api/v1/{path}?{query}")
+            # A loaded machine can make a range query over many series slow.
+            body, _ = scrape(f"http://127.0.0.1:{self.port}/api/v1/{path}?{query}", timeout=60)
         except urllib.error.HTTPError as error:
             body = error.read().decode()
         answer = json.loads(body)
