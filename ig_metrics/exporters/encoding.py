@@ -55,14 +55,14 @@ MAX_REQUEST_BYTES = 4 * 1024 * 1024 - 64 * 1024
 
 
 def encode(snapshot: Snapshot, temporality: AggregationTemporality, max_points: int,
-           encoder: WireEncoder) -> Encoded:
+           encoder: WireEncoder, exponential: bool = False) -> Encoded:
     """`encoder` keeps the encoded attributes of the series it saw last: give
     each stream of snapshots (the shared cumulative ones, one delta exporter's)
     its own. Requests hold at most `max_points` points, and fewer when that
     many would pass MAX_REQUEST_BYTES (long attributes, a large max_points)."""
     while True:
         chunks = split(snapshot, max_points)
-        requests = tuple(encoder.encode(chunks, temporality))
+        requests = tuple(encoder.encode(chunks, temporality, exponential))
         largest = max(map(len, requests), default=0)
         if largest <= MAX_REQUEST_BYTES or max_points == 1:
             return Encoded(requests, tuple(chunk.series_count for chunk in chunks))
@@ -72,11 +72,12 @@ def encode(snapshot: Snapshot, temporality: AggregationTemporality, max_points: 
 
 
 def encode_with_sdk(snapshot: Snapshot, temporality: AggregationTemporality,
-                    max_points: int) -> Encoded:
+                    max_points: int, exponential: bool = False) -> Encoded:
     """What `encode` gives, made through the SDK's data classes and encoder:
     the reference for tests and benchmarks (about 15 times slower)."""
     chunks = split(snapshot, max_points)
-    return Encoded(tuple(encode_metrics(to_metrics_data(chunk, temporality)).SerializeToString()
+    return Encoded(tuple(encode_metrics(to_metrics_data(chunk, temporality,
+                                                                exponential)).SerializeToString()
                          for chunk in chunks),
                    tuple(chunk.series_count for chunk in chunks))
 
@@ -94,8 +95,8 @@ class SharedEncodings:
         self._entries: dict[tuple, tuple[Snapshot, threading.Event, list[Encoded]]] = {}
 
     def get(self, snapshot: Snapshot, temporality: AggregationTemporality,
-            max_points: int) -> Encoded:
-        key = (id(snapshot), temporality, max_points)
+            max_points: int, exponential: bool = False) -> Encoded:
+        key = (id(snapshot), temporality, max_points, exponential)
         with self._lock:
             entry = self._entries.get(key)
             owner = entry is None or entry[0] is not snapshot
@@ -107,13 +108,14 @@ class SharedEncodings:
         _, done, result = entry
         if owner:
             try:
-                result.append(encode(snapshot, temporality, max_points, self.encoder))
+                result.append(encode(snapshot, temporality, max_points, self.encoder,
+                                     exponential))
             finally:
                 done.set()
         else:
             done.wait()
         if not result:      # the owner's encoding raised: do it here, for the error
-            return encode(snapshot, temporality, max_points, self.encoder)
+            return encode(snapshot, temporality, max_points, self.encoder, exponential)
         return result[0]
 
 

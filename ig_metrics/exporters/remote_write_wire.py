@@ -1,0 +1,155 @@
+"""Snapshots as Prometheus remote write 1.0 requests: a prometheus.WriteRequest
+protobuf of cumulative samples stamped with the snapshot's time, labels
+sorted (`__name__`, the series' labels, external labels), classic histograms
+as _bucket/_count/_sum series or native ones (schema 0, log2native.py), then
+snappy-compressed (block format) as the protocol says. Written by hand like
+otlp_wire.py; field numbers are prometheus/prompb's types.proto."""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_left
+from collections.abc import Iterable
+from itertools import accumulate
+
+import cramjam
+from prometheus_client.utils import floatToGoString
+
+from ig_metrics.exporters.otlp_wire import field, length, varint, zigzag
+from ig_metrics.exporters.prometheus_proto import (
+    ZERO_THRESHOLD, double_field, label_pairs, span, varint_field,
+)
+from ig_metrics.exporters.seriescache import PAYLOAD, SeriesCache
+from ig_metrics.pipeline import naming
+from ig_metrics.pipeline.log2native import layout_of, native_buckets, spans_and_deltas
+from ig_metrics.pipeline.snapshot import HISTOGRAM, Attributes, HistogramValue, Snapshot
+
+CONTENT_TYPE = "application/x-protobuf"
+VERSION = "0.1.0"
+CLASSIC, NATIVE = "classic", "native"
+_NAME = "__name__"
+
+
+def compress(request: bytes) -> bytes:
+    """Snappy's block format (not its framing format), as remote write wants."""
+    return bytes(cramjam.snappy.compress_raw(request))
+
+
+def _pair(name: str, value: str) -> bytes:
+    return label_pairs([name], [value])
+
+
+class RemoteWriteEncoder:
+    """Writes WriteRequests with each series' label fields made once and kept
+    while it lives. One encoding at a time (the caches are pruned after each)."""
+
+    def __init__(self, external_labels: tuple[tuple[str, str], ...] = (),
+                 histograms: str = CLASSIC) -> None:
+        self.external = dict(external_labels)
+        self.histograms = histograms
+        self._lock = threading.Lock()
+        self._labels = SeriesCache(self._sorted_labels)
+
+    def _sorted_labels(self, attributes: Attributes) -> tuple[tuple[str, ...], tuple[bytes, ...]]:
+        """A series' labels with the external ones it does not have itself
+        (Prometheus' rule), sorted by name: names and encoded Label fields."""
+        plan = naming.label_plan(tuple(key for key, _ in attributes))
+        labels = dict(self.external)
+        labels.update(zip(plan.names, plan.values(attributes)))
+        labels.pop(_NAME, None)
+        names = tuple(sorted(labels))
+        return names, tuple(_pair(name, labels[name]) for name in names)
+
+    def encode(self, chunks: Iterable[Snapshot]) -> list[bytes]:
+        """One uncompressed WriteRequest per chunk (see `compress`)."""
+        with self._lock:
+            self._labels.begin()
+            try:
+                return [self._request(chunk) for chunk in chunks]
+            finally:
+                self._labels.prune()
+
+    def _request(self, snapshot: Snapshot) -> bytes:
+        timestamp = snapshot.time_ns // 1_000_000
+        sample_tail = b"\x10" + varint(timestamp)         # Sample.timestamp (ms)
+        parts: list[bytes] = []
+        if snapshot.resource:
+            names, pairs = self._sorted_labels(tuple(
+                (key, naming.label_value(value)) for key, value in snapshot.resource))
+            parts.append(_series(_with_name(names, pairs, "target_info"),
+                                 _sample(1.0, sample_tail)))
+        for data in snapshot.metrics:
+            info = data.info
+            name = naming.prometheus_metric_name(info.name, info.unit, info.kind)
+            entries = self._labels.entries(info.name, data.points)
+            layout = layout_of(info) if (info.kind == HISTOGRAM
+                                         and self.histograms == NATIVE) else None
+            les = [_pair("le", floatToGoString(bound)) for bound in info.bounds] \
+                + [_pair("le", "+Inf")]
+            for point, entry in zip(data.points, entries):
+                names, pairs = entry[PAYLOAD], entry[PAYLOAD + 1]
+                value = point.value
+                if info.kind != HISTOGRAM:
+                    if isinstance(value, (HistogramValue, bool)):
+                        raise TypeError(f"metric {info.name}: a {type(value).__name__} value "
+                                        f"in a counter or gauge")
+                    parts.append(_series(_with_name(names, pairs, name),
+                                         _sample(float(value), sample_tail)))
+                    continue
+                if not isinstance(value, HistogramValue):
+                    raise TypeError(f"metric {info.name}: a histogram point without a "
+                                    f"HistogramValue")
+                if len(value.counts) != len(info.bounds) + 1:
+                    raise ValueError(f"metric {info.name}: {len(value.counts)} bucket counts "
+                                     f"for {len(info.bounds)} bounds")
+                if layout is not None:
+                    parts.append(field(1, _with_name(names, pairs, name)
+                                       + field(4, _native(layout, value, timestamp))))
+                    continue
+                bucket_labels = _with_name(names, pairs, f"{name}_bucket", "le")
+                at = bucket_labels[1]
+                for le, running in zip(les, accumulate(value.counts)):
+                    parts.append(_series(bucket_labels[0][:at] + le + bucket_labels[0][at:],
+                                         _sample(float(running), sample_tail)))
+                parts.append(_series(_with_name(names, pairs, f"{name}_count"),
+                                     _sample(float(value.count), sample_tail)))
+                parts.append(_series(_with_name(names, pairs, f"{name}_sum"),
+                                     _sample(float(value.sum), sample_tail)))
+        return b"".join(parts)
+
+
+def _with_name(names: tuple[str, ...], pairs: tuple[bytes, ...], name: str,
+               room_for: str = ""):
+    """The Label fields of a series named `name`, sorted. With `room_for`
+    (a label name), also where that label's field goes in the bytes."""
+    at = bisect_left(names, _NAME)
+    head = b"".join(pairs[:at]) + _pair(_NAME, name)
+    if not room_for:
+        return head + b"".join(pairs[at:])
+    split = bisect_left(names, room_for, lo=at)
+    middle = b"".join(pairs[at:split])
+    return head + middle + b"".join(pairs[split:]), len(head) + len(middle)
+
+
+def _sample(value: float, tail: bytes) -> bytes:
+    body = double_field(1, value) + tail
+    return b"\x12" + length(len(body)) + body
+
+
+def _series(labels: bytes, sample: bytes) -> bytes:
+    return field(1, labels + sample)
+
+
+def _native(layout, value: HistogramValue, timestamp: int) -> bytes:
+    """prompb.Histogram: count_int (1), sum (3), schema 0 (4, left off),
+    zero_threshold (5), zero_count_int (6), positive spans (11) and deltas
+    (12), timestamp (15). The oneof counts are on the wire even when 0."""
+    buckets = native_buckets(layout, value)
+    spans, deltas = spans_and_deltas(buckets)
+    return b"".join([
+        b"\x08" + varint(value.count), double_field(3, value.sum),
+        double_field(5, ZERO_THRESHOLD), b"\x30" + varint(buckets.zero_count),
+        *(field(11, span(offset, size)) for offset, size in spans),
+        field(12, b"".join(map(zigzag, deltas))) if deltas else b"",
+        varint_field(15, timestamp),
+    ])
