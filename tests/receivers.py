@@ -476,9 +476,13 @@ class PrometheusServer(_ServerProcess):
 
     name = "prometheus"
 
-    def __init__(self, targets: list[str], workdir: Path, **scrape: Any) -> None:
+    def __init__(self, targets: list[str], workdir: Path, *, flags: tuple[str, ...] = (),
+                 **scrape: Any) -> None:
         self.targets = targets
         self.workdir = workdir
+        # e.g. --enable-feature=native-histograms (then it asks for the protobuf
+        # exposition), --web.enable-remote-write-receiver (/api/v1/write)
+        self.flags = flags
         self.scrape = scrape        # more of the scrape config: scheme, tls_config, basic_auth
         self.port = 0
         self._process: subprocess.Popen | None = None
@@ -490,14 +494,14 @@ class PrometheusServer(_ServerProcess):
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
             "scrape_configs": [{"job_name": "ig-metrics",
                                 "static_configs": [{"targets": self.targets}],
-                                **self.scrape}],
+                                **self.scrape}] if self.targets else [],
         }))
         self.port = free_port()
         log = open(self.workdir / "prometheus.log", "wb")
         self._process = subprocess.Popen(
             [PROMETHEUS, f"--config.file={config}",
              f"--storage.tsdb.path={self.workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn", *self.flags],
             stdout=log, stderr=subprocess.STDOUT)
         return self._wait_until(self._ready, timeout)
 

@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 from ig_metrics.config.model import PrometheusSettings
 from ig_metrics.exporters.base import Exporter, ExporterStartError, ExportResult
 from ig_metrics.exporters.prometheus_families import empty_family, fill_family, target_info
+from ig_metrics.exporters.prometheus_proto import BOTH, ProtobufRenderer
 from ig_metrics.exporters.prometheus_text import TextFormat, TextRenderer, gzipped, make_app
 from ig_metrics.exporters.webserver import serve
 from ig_metrics.pipeline import naming
@@ -33,7 +34,9 @@ class SnapshotCollector(Collector):
     for prometheus_client's encoders, or straight to text (prometheus_text.py)
     for the formats that module writes."""
 
-    def __init__(self) -> None:
+    def __init__(self, histograms: str = BOTH) -> None:
+        self.histograms = histograms       # in the protobuf exposition: classic|native|both
+        self._protobuf = ProtobufRenderer()
         self._latest: Snapshot | None = None
         # The families of the last snapshot rendered: several scrapers (an HA
         # pair of Prometheus servers) of one snapshot pay for one rendering.
@@ -62,19 +65,29 @@ class SnapshotCollector(Collector):
         in pieces; None when the library's encoders must write it (see
         prometheus_text.py). Kept for the other scrapes of the same snapshot
         (an HA pair of Prometheus servers): only in the form asked for."""
+        return self._kept(fmt, compress, lambda snapshot: (
+            self._renderer.render([], None, fmt) if snapshot is None else
+            self._renderer.render(self.served(snapshot), target_info(snapshot), fmt)))
+
+    def protobuf(self, compress: bool = False) -> list[bytes]:
+        """The latest snapshot as delimited MetricFamily messages (gzipped if
+        `compress`), kept like the text."""
+        return self._kept("protobuf", compress, lambda snapshot: (
+            [] if snapshot is None else
+            self._protobuf.render(snapshot, self.served(snapshot), self.histograms)))
+
+    def _kept(self, form, compress: bool, make) -> list[bytes] | None:
         with self._text_lock:         # one rendering at a time; later scrapers reuse it
             snapshot = self._latest
             if self._texts[0] is not snapshot:
                 self._texts = (snapshot, {})
             texts = self._texts[1]
-            if (fmt, compress) not in texts:
-                text = texts.get((fmt, False))
-                if text is None:
-                    text = (self._renderer.render([], None, fmt) if snapshot is None else
-                            self._renderer.render(self.served(snapshot),
-                                                  target_info(snapshot), fmt))
-                texts[fmt, compress] = gzipped(text) if compress and text is not None else text
-            return texts[fmt, compress]
+            if (form, compress) not in texts:
+                body = texts.get((form, False))
+                if body is None:
+                    body = make(snapshot)
+                texts[form, compress] = gzipped(body) if compress and body is not None else body
+            return texts[form, compress]
 
     def _render(self, snapshot: Snapshot) -> list[Metric]:
         info = target_info(snapshot)
@@ -140,7 +153,8 @@ class PrometheusExporter(Exporter[PrometheusSettings]):
         try:
             self._server, self._thread = serve(
                 settings.host, settings.port,
-                make_app(self.collector.text, make_wsgi_app(self.registry)),
+                make_app(self.collector.text, make_wsgi_app(self.registry),
+                         self.collector.protobuf),
                 tls=settings.tls, users=settings.basic_auth)
         except ssl.SSLError as error:
             raise ExporterStartError(
