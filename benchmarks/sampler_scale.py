@@ -6,7 +6,7 @@ the real sampler. Each snapshot is then exported, each way side by side:
   OTLP: the real otlp-grpc exporter (cumulative, default limits: requests of
         1000 points, far under gRPC's 4 MiB) sending to a gRPC server in
         another process that discards what it gets; against the SDK path,
-        the SDK's data classes and encoder (encoding.encode_with_sdk) sent
+        the SDK's data classes and encoder (tests/sdk_oracle.encode_with_sdk) sent
         over the same kind of channel.
   Prometheus text: the snapshot rendered as classic text exposition by the
         exporter's collector; against prometheus_client's encoder
@@ -145,7 +145,7 @@ class Exports:
     def otlp_sdk_path(self, snapshot) -> None:
         from opentelemetry.sdk.metrics.export import AggregationTemporality
 
-        from ig_metrics.exporters.encoding import encode_with_sdk
+        from tests.sdk_oracle import encode_with_sdk
 
         for request in encode_with_sdk(snapshot, AggregationTemporality.CUMULATIVE,
                                        self.otlp.settings.limits.max_points_per_export).requests:

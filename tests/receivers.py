@@ -32,8 +32,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from ig_metrics.config.model import (
     ConsoleSettings, ExporterTemplate, OtlpSettings, PrometheusSettings, ResolvedExporter,
 )
-from ig_metrics.pipeline.snapshot import (
-    COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot,
+from ig_metrics.model.snapshot import (
+    COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot
 )
 
 PROMETHEUS = "/usr/bin/prometheus"

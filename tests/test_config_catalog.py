@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ig_metrics.config import (
-    BUILTIN_PROFILES_DIR, DEFAULT_INTERVAL, ConfigError, load_catalog, resolve_profiles_dir,
-)
+from ig_metrics.catalog import BUILTIN_PROFILES_DIR, load_catalog, resolve_profiles_dir
+from ig_metrics.config import DEFAULT_INTERVAL, ConfigError
 from ig_metrics.config.model import OtlpSettings, PrometheusSettings, TlsSettings
 
 CORPUS = Path(__file__).parent / "config"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ig_metrics.config import EXPORTER_TYPES, load_catalog
-from ig_metrics.config.reference import replace_reference, settings_reference
-from ig_metrics.config.tables import exporter_fields
+from ig_metrics.catalog import EXPORTER_TYPES, load_catalog
+from ig_metrics.catalog.reference import replace_reference, settings_reference
+from ig_metrics.catalog.tables import exporter_fields
 
 DOC = Path(__file__).parent.parent / "docs" / "profiles.md"
 

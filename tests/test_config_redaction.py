@@ -11,9 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ig_metrics.cli import app
-from ig_metrics.config import (
-    BUILTIN_PROFILES_DIR, REDACTED, ConfigError, ExporterTemplate, load_catalog,
-)
+from ig_metrics.catalog import BUILTIN_PROFILES_DIR, load_catalog
+from ig_metrics.config import REDACTED, ConfigError, ExporterTemplate
 from ig_metrics.config.model import OtlpSettings
 
 SECRETS = Path(__file__).parent / "config" / "secrets"

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ig_metrics.config import REDACTED, load_catalog
+from ig_metrics.config import REDACTED
+from ig_metrics.catalog import load_catalog
 from ig_metrics.config.model import (
     LimitSettings, QueueSettings, RetrySettings, ServerTlsSettings,
 )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ig_metrics.k8s.mounts import find_cgroup2_mount
+from ig_metrics.bpf.cgroupfs import find_cgroup2_mount
 from ig_metrics.k8s.readiness import is_agent
 
 CONSOLE_SCRIPT = Path(sys.executable).parent / "ig-metrics"

@@ -13,8 +13,8 @@ from ig_metrics.exporters.health import HealthTracker
 from ig_metrics.exporters.limits import OVERFLOW_ATTRIBUTES, SeriesLimiter
 from ig_metrics.exporters.load import CALM_EXPORTS, LoadGovernor
 from ig_metrics.exporters.telemetry import ExporterStats, ExportTelemetry
-from ig_metrics.pipeline.snapshot import (
-    COUNTER, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot,
+from ig_metrics.model.snapshot import (
+    COUNTER, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot
 )
 
 SENT = MetricInfo("tcp.sent", COUNTER, "By", "")

@@ -15,7 +15,7 @@ from ig_metrics.config.model import TlsSettings
 from ig_metrics.exporters import create_exporter
 from ig_metrics.exporters.base import ExporterStartError, ExportResult, Health
 from ig_metrics.exporters.worker import ExporterWorker
-from ig_metrics.pipeline.snapshot import HistogramValue, MetricData, Point, Snapshot
+from ig_metrics.model.snapshot import HistogramValue, MetricData, Point, Snapshot
 from tests.receivers import (
     RESOURCE, START_NS, UNAVAILABLE, HistogramSeen, OtlpGrpcReceiver, OtlpHttpReceiver,
     clear_otel_environment, expected_values, flatten, iter_points, make_tls_files, otlp_config,

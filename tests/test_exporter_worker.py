@@ -13,7 +13,7 @@ from ig_metrics.config.model import ConsoleSettings, RetrySettings
 from ig_metrics.exporters import create_exporter
 from ig_metrics.exporters.base import Exporter, ExportResult, Health
 from ig_metrics.exporters.worker import ExporterWorker
-from ig_metrics.pipeline.snapshot import Snapshot
+from ig_metrics.model.snapshot import Snapshot
 from tests.receivers import (
     HANG, OK, UNAVAILABLE, OtlpGrpcReceiver, OtlpHttpReceiver, clear_otel_environment,
     console_config, expected_values, flatten, otlp_config, tcp_like_snapshot,

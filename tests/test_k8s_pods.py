@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 
 from ig_metrics.k8s.apiclient import KubernetesUnavailable, api_client
-from ig_metrics.k8s.podinfo import PEER_NAMESPACE, PEER_POD_NAME
+from ig_metrics.model.semconv import PEER_NAMESPACE, PEER_POD_NAME
 from ig_metrics.k8s.pods import PodCache, PodCacheConfig
 from ig_metrics.k8s.podstores import PodStore
 from ig_metrics.k8s.reflector import Backoff, Reflector

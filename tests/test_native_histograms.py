@@ -19,20 +19,21 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.sdk.metrics.export import AggregationTemporality
 
 from ig_metrics.exporters.delta import DeltaTracker
-from ig_metrics.exporters.encoding import encode, encode_with_sdk
+from ig_metrics.exporters.encoding import encode
 from ig_metrics.exporters.otlp_wire import WireEncoder
 from ig_metrics.exporters.prometheus import SnapshotCollector
 from ig_metrics.exporters.prometheus_proto import (
     BOTH, CLASSIC, NATIVE, ZERO_THRESHOLD, ProtobufRenderer, wants_protobuf,
 )
 from ig_metrics.exporters.remote_write_wire import RemoteWriteEncoder, compress
-from ig_metrics.pipeline.log2native import (
+from ig_metrics.exporters.log2native import (
     NativeBuckets, layout_of, native_buckets, native_index, slot_index, spans_and_deltas,
 )
-from ig_metrics.pipeline.snapshot import (
+from ig_metrics.model.snapshot import (
     HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point,
 )
 from tests.proto_reference import MetricFamily, WriteRequest, read_delimited
+from tests.sdk_oracle import encode_with_sdk
 from tests.receivers import LOG2_US_BOUNDS, START_NS, tcp_like_snapshot
 
 DIVISORS = {"ns": 10**9, "us": 10**6, "ms": 10**3, "By": 1}

@@ -11,16 +11,15 @@ from __future__ import annotations
 import math
 import os
 from fractions import Fraction
-from pathlib import Path
 
 import pytest
 
+from tests import histprobe
 from tests.receivers import PrometheusServer, prometheus_config
 from tests.snapshots import points
 
 pytestmark = pytest.mark.bpf
 
-PROBE = Path(__file__).parent / "gadgets" / "histprobe"
 # Microseconds. Each lies wholly inside one native bucket of seconds, so the
 # truth (bucket i holds (2^(i-1), 2^i] s) is known from the values alone:
 # 0 twice (zero bucket), 4..7 us in (2^-18, 2^-17] s, 1024 and 1500 us in
@@ -37,25 +36,7 @@ def true_bucket(us: int) -> int:
 
 @pytest.fixture(scope="module")
 def probe_snapshot(bpf_available):
-    from ig_metrics.bpf.loader import GadgetProgram
-    from ig_metrics.gadgets import resolve
-    from ig_metrics.pipeline.sampler import Sampler
-
-    spec = resolve(str(PROBE))
-    program = GadgetProgram(spec, cflags=(f"-DTARGET_PID={os.getpid()}",))
-    program.load()
-    program.attach()
-    try:
-        for value in VALUES:
-            try:
-                os.getpgid(value)
-            except ProcessLookupError:
-                pass               # only the call's argument matters
-        snapshot = Sampler(spec, program, resource=(("service.name", "histprobe"),),
-                           idle_expiry=0).tick()
-    finally:
-        program.close()
-    return snapshot
+    return histprobe.record(VALUES, (("service.name", "histprobe"),))[1]
 
 
 def test_native_and_classic_prometheus_scrape_the_same_endpoint(probe_snapshot, tmp_path):

@@ -14,8 +14,8 @@ from rich.text import Text
 from ig_metrics.cli.common import (
     ExitCode, ProfilesDirOption, fail, plural, print_json, print_lines, print_table,
 )
-from ig_metrics.config import Catalog, json_schema, load_catalog, resolve_profiles_dir
-from ig_metrics.config.listing import exporter_summaries, profile_summaries
+from ig_metrics.catalog import Catalog, json_schema, load_catalog, resolve_profiles_dir
+from ig_metrics.catalog.listing import exporter_summaries, profile_summaries
 
 exporters_app = typer.Typer(
     name="exporters",

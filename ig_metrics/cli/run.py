@@ -17,8 +17,9 @@ from rich.logging import RichHandler
 
 from ig_metrics.bpf.filters import FilterError, ProcessFilter
 from ig_metrics.cli.common import ExitCode, ProfilesDirOption, fail
-from ig_metrics.config import ConfigError, load_catalog, parse_duration, resolve_profiles_dir
-from ig_metrics.config.attributenames import builtin_attribute_names, selection_problems
+from ig_metrics.config import ConfigError, parse_duration
+from ig_metrics.catalog import load_catalog, resolve_profiles_dir
+from ig_metrics.catalog.attributenames import builtin_attribute_names, selection_problems
 from ig_metrics.gadgets import GadgetSpecError, UnknownGadget, resolve
 from ig_metrics.gadgets.parameters import ParameterError
 from ig_metrics.ui.rows import UnknownSortColumn, check_sort
@@ -163,7 +164,7 @@ def _configure_logging(console: Console, use_tui: bool) -> None:
 
 def _run_agent(spec, profile, process_filter, *, console: Console, use_tui: bool,
                duration: float | None, top: int, sort: str, idle_expiry: float) -> int:
-    from ig_metrics.pipeline.agent import Agent, RunError
+    from ig_metrics.app.agent import Agent, RunError
     from ig_metrics.ui.live import LiveView, summary_line
 
     agent = Agent(spec, profile, idle_expiry=idle_expiry, console=console,

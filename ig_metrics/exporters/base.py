@@ -14,7 +14,7 @@ from typing import Any, Generic, TypeVar
 from ig_metrics.config.model import REDACTED, ExporterSettings, ResolvedExporter
 from ig_metrics.exporters.limits import SeriesLimiter
 from ig_metrics.exporters.telemetry import ExporterStats
-from ig_metrics.pipeline.snapshot import Snapshot
+from ig_metrics.model.snapshot import Snapshot
 
 # The longest an export may take for exporters that have no `timeout` setting
 # (prometheus swaps a reference, console prints).

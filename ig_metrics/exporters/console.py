@@ -13,7 +13,7 @@ from rich.console import Console
 
 from ig_metrics.config.model import ConsoleSettings
 from ig_metrics.exporters.base import Exporter, ExportFailure, ExportResult
-from ig_metrics.pipeline.snapshot import AttrValue, HistogramValue, Snapshot, bucket_quantile
+from ig_metrics.model.snapshot import AttrValue, HistogramValue, Snapshot, bucket_quantile
 
 _NEEDS_QUOTES = frozenset(' ,{}="\t\n')
 

@@ -1,6 +1,6 @@
 """A snapshot as encoded OTLP requests of at most N points each, written by
-otlp_wire.py (the same bytes as the SDK's data classes, pipeline/otel.py,
-through the SDK's own protobuf encoder: `encode_with_sdk`, which the tests and
+otlp_wire.py (the same bytes as the SDK's data classes through the SDK's own
+protobuf encoder: tests/sdk_oracle.py's `encode_with_sdk`, which the tests and
 benchmarks compare with). Cumulative exporters that share a snapshot share its
 encoding: it is made once."""
 
@@ -9,12 +9,10 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, replace
 
-from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.sdk.metrics.export import AggregationTemporality
 
 from ig_metrics.exporters.otlp_wire import WireEncoder
-from ig_metrics.pipeline.otel import to_metrics_data
-from ig_metrics.pipeline.snapshot import MetricData, Snapshot
+from ig_metrics.model.snapshot import MetricData, Snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,17 +67,6 @@ def encode(snapshot: Snapshot, temporality: AggregationTemporality, max_points: 
         # Rare (the default cap keeps requests near 1 MB): encode again, in
         # requests small enough with room to spare.
         max_points = max(1, int(max_points * MAX_REQUEST_BYTES / largest * 0.9))
-
-
-def encode_with_sdk(snapshot: Snapshot, temporality: AggregationTemporality,
-                    max_points: int, exponential: bool = False) -> Encoded:
-    """What `encode` gives, made through the SDK's data classes and encoder:
-    the reference for tests and benchmarks (about 15 times slower)."""
-    chunks = split(snapshot, max_points)
-    return Encoded(tuple(encode_metrics(to_metrics_data(chunk, temporality,
-                                                                exponential)).SerializeToString()
-                         for chunk in chunks),
-                   tuple(chunk.series_count for chunk in chunks))
 
 
 class SharedEncodings:

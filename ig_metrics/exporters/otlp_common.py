@@ -21,7 +21,7 @@ from ig_metrics.exporters.encoding import SHARED, encode
 from ig_metrics.exporters.otlp_wire import WireEncoder
 from ig_metrics.exporters.queue import Batch, BatchQueue, QueueDirectoryError
 from ig_metrics.exporters.transport import Delivery, Transport
-from ig_metrics.pipeline.snapshot import Snapshot
+from ig_metrics.model.snapshot import Snapshot
 
 log = logging.getLogger("ig_metrics.exporters")
 

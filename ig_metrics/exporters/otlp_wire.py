@@ -1,6 +1,6 @@
 """Snapshots written straight to the protobuf wire format of an OTLP
 ExportMetricsServiceRequest: the bytes the SDK's data classes and encoder make
-of them (pipeline/otel.py, `encode_metrics`), with each series' attributes
+of them (tests/sdk_oracle.py, `encode_metrics`), with each series' attributes
 encoded once and kept while it lives. Field numbers: opentelemetry-proto's."""
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ from opentelemetry.sdk.metrics.export import AggregationTemporality
 from opentelemetry.sdk.resources import Resource
 
 from ig_metrics import __version__
-from ig_metrics.pipeline.log2native import Layout, layout_of, native_buckets
+from ig_metrics.exporters.log2native import Layout, layout_of, native_buckets
 from ig_metrics.exporters.seriescache import PAYLOAD, SeriesCache
-from ig_metrics.pipeline.otel import SCOPE_NAME
-from ig_metrics.pipeline.snapshot import (
+from ig_metrics.model.snapshot import (
     COUNTER, GAUGE, HISTOGRAM, Attributes, AttrValue, HistogramValue, MetricData, MetricInfo,
-    Point, Snapshot,
+    Point, Snapshot
 )
+
+SCOPE_NAME = "ig-metrics"           # the instrumentation scope of every metric we send
 
 log = logging.getLogger("ig_metrics.exporters")
 

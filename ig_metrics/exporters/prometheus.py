@@ -22,8 +22,8 @@ from ig_metrics.exporters.prometheus_families import empty_family, fill_family, 
 from ig_metrics.exporters.prometheus_proto import BOTH, ProtobufRenderer
 from ig_metrics.exporters.prometheus_text import TextFormat, TextRenderer, gzipped, make_app
 from ig_metrics.exporters.webserver import serve
-from ig_metrics.pipeline import naming
-from ig_metrics.pipeline.snapshot import MetricData, Snapshot
+from ig_metrics.exporters import prometheus_naming as naming
+from ig_metrics.model.snapshot import MetricData, Snapshot
 
 log = logging.getLogger("ig_metrics.exporters")
 

@@ -10,9 +10,9 @@ from prometheus_client.metrics_core import (
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-from ig_metrics.pipeline import naming
-from ig_metrics.pipeline.snapshot import (
-    COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Snapshot,
+from ig_metrics.exporters import prometheus_naming as naming
+from ig_metrics.model.snapshot import (
+    COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Snapshot
 )
 
 TARGET_INFO_HELP = "Target metadata"

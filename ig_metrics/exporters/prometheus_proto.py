@@ -12,12 +12,12 @@ from itertools import accumulate
 
 from prometheus_client.metrics_core import Metric
 
-from ig_metrics.pipeline.log2native import layout_of, native_buckets, spans_and_deltas
+from ig_metrics.exporters.log2native import layout_of, native_buckets, spans_and_deltas
 from ig_metrics.exporters.otlp_wire import field, length, varint, zigzag
 from ig_metrics.exporters.prometheus_families import check_buckets
 from ig_metrics.exporters.seriescache import PAYLOAD, SeriesCache
-from ig_metrics.pipeline import naming
-from ig_metrics.pipeline.snapshot import (
+from ig_metrics.exporters import prometheus_naming as naming
+from ig_metrics.model.snapshot import (
     COUNTER, GAUGE, HISTOGRAM, Attributes, HistogramValue, MetricData, Snapshot,
 )
 

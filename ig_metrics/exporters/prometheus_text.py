@@ -25,9 +25,9 @@ from ig_metrics.exporters.prometheus_families import check_buckets
 from ig_metrics.exporters.prometheus_proto import CONTENT_TYPE as PROTOBUF_CONTENT_TYPE
 from ig_metrics.exporters.prometheus_proto import wants_protobuf
 from ig_metrics.exporters.seriescache import PAYLOAD, SeriesCache
-from ig_metrics.pipeline import naming
-from ig_metrics.pipeline.snapshot import (
-    COUNTER, GAUGE, HISTOGRAM, Attributes, HistogramValue, MetricData,
+from ig_metrics.exporters import prometheus_naming as naming
+from ig_metrics.model.snapshot import (
+    COUNTER, GAUGE, HISTOGRAM, Attributes, HistogramValue, MetricData
 )
 
 # floatToGoString gives "<n>.0" for these integers (and switches to exponents

@@ -20,9 +20,9 @@ from ig_metrics.exporters.prometheus_proto import (
     ZERO_THRESHOLD, double_field, label_pairs, span, varint_field,
 )
 from ig_metrics.exporters.seriescache import PAYLOAD, SeriesCache
-from ig_metrics.pipeline import naming
-from ig_metrics.pipeline.log2native import layout_of, native_buckets, spans_and_deltas
-from ig_metrics.pipeline.snapshot import HISTOGRAM, Attributes, HistogramValue, Snapshot
+from ig_metrics.exporters import prometheus_naming as naming
+from ig_metrics.exporters.log2native import layout_of, native_buckets, spans_and_deltas
+from ig_metrics.model.snapshot import HISTOGRAM, Attributes, HistogramValue, Snapshot
 
 CONTENT_TYPE = "application/x-protobuf"
 VERSION = "0.1.0"

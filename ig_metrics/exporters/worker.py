@@ -17,7 +17,7 @@ from ig_metrics.exporters.base import (
 )
 from ig_metrics.exporters.health import HealthTracker
 from ig_metrics.exporters.load import LoadGovernor
-from ig_metrics.pipeline.snapshot import Snapshot
+from ig_metrics.model.snapshot import Snapshot
 
 log = logging.getLogger("ig_metrics.exporters")
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from ig_metrics.config import ConfigError, Profile, load_catalog
+from ig_metrics.config import ConfigError, Profile
+from ig_metrics.catalog import load_catalog
 from ig_metrics.config.addresses import (
     ALL_INTERFACES, WILDCARD_HOSTS, Endpoint, is_loopback, parse_grpc_endpoint,
     parse_http_endpoint,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ig_metrics.config.addresses import HostPort
-from ig_metrics.config.attributenames import AttributeNamesKind
+from ig_metrics.catalog.attributenames import AttributeNamesKind
 from ig_metrics.config.fieldkinds import (
     GRPC_ENDPOINT, HTTP_ENDPOINT, LISTEN_ADDRESS, AddressKind, Choice, DurationKind,
     FilePathKind, FlagKind, NameList, StringMap, TextKind,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 
-from ig_metrics.pipeline.snapshot import HistogramValue, MetricInfo
+from ig_metrics.model.snapshot import HistogramValue, MetricInfo
 
 
 @dataclass(frozen=True, slots=True)

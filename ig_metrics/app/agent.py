@@ -26,7 +26,7 @@ from ig_metrics.gadgets.spec import GadgetSpec
 from ig_metrics.k8s.attribution import Attribution, start_attribution
 from ig_metrics.pipeline.sampler import DEFAULT_IDLE_EXPIRY, DEFAULT_LINGER, Sampler
 from ig_metrics.pipeline.selfmetrics import KernelSelfMetrics
-from ig_metrics.pipeline.snapshot import Attributes, Snapshot
+from ig_metrics.model.snapshot import Attributes, Snapshot
 from ig_metrics.pipeline.sources import SourceLayoutError
 
 log = logging.getLogger("ig_metrics.agent")

@@ -15,7 +15,7 @@ from ig_metrics.config.model import (
     DEFAULT_INTERVAL, ExporterTemplate, Problem, Profile, ProfileConfig,
     PrometheusSettings, ResolvedExporter,
 )
-from ig_metrics.config.profilefile import ProfilesFile, read_profiles_file
+from ig_metrics.catalog.profilefile import ProfilesFile, read_profiles_file
 from ig_metrics.config.suggest import did_you_mean
 
 PROFILE_SUFFIXES = (".yaml", ".yml")
