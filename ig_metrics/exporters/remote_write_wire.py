@@ -7,6 +7,7 @@ otlp_wire.py; field numbers are prometheus/prompb's types.proto."""
 
 from __future__ import annotations
 
+import struct
 import threading
 from bisect import bisect_left
 from collections.abc import Iterable
@@ -28,6 +29,7 @@ CONTENT_TYPE = "application/x-protobuf"
 VERSION = "0.1.0"
 CLASSIC, NATIVE = "classic", "native"
 _NAME = "__name__"
+_DOUBLE = struct.Struct("<d")
 
 
 def compress(request: bytes) -> bytes:
@@ -64,24 +66,30 @@ class RemoteWriteEncoder:
         """One uncompressed WriteRequest per chunk (see `compress`)."""
         with self._lock:
             self._labels.begin()
+            # A metric's points in a chunk are known to the cache by the metric and
+            # their place among its pieces, as in otlp_wire.
+            pieces: dict[str, int] = {}
             try:
-                return [self._request(chunk) for chunk in chunks]
+                return [self._request(chunk, pieces) for chunk in chunks]
             finally:
                 self._labels.prune()
 
-    def _request(self, snapshot: Snapshot) -> bytes:
+    def _request(self, snapshot: Snapshot, pieces: dict[str, int]) -> bytes:
         timestamp = snapshot.time_ns // 1_000_000
         sample_tail = b"\x10" + varint(timestamp)         # Sample.timestamp (ms)
         parts: list[bytes] = []
         if snapshot.resource:
             names, pairs = self._sorted_labels(tuple(
                 (key, naming.label_value(value)) for key, value in snapshot.resource))
-            parts.append(_series(_with_name(names, pairs, "target_info"),
+            parts.append(_series(_with_name(names, pairs, _pair(_NAME, "target_info")),
                                  _sample(1.0, sample_tail)))
         for data in snapshot.metrics:
             info = data.info
             name = naming.prometheus_metric_name(info.name, info.unit, info.kind)
-            entries = self._labels.entries(info.name, data.points)
+            named, bucket_name, count_name, sum_name = (
+                _pair(_NAME, name + suffix) for suffix in ("", "_bucket", "_count", "_sum"))
+            piece = pieces[info.name] = pieces.get(info.name, -1) + 1
+            entries = self._labels.entries((info.name, piece), data.points)
             layout = layout_of(info) if (info.kind == HISTOGRAM
                                          and self.histograms == NATIVE) else None
             les = [_pair("le", floatToGoString(bound)) for bound in info.bounds] \
@@ -93,7 +101,7 @@ class RemoteWriteEncoder:
                     if isinstance(value, (HistogramValue, bool)):
                         raise TypeError(f"metric {info.name}: a {type(value).__name__} value "
                                         f"in a counter or gauge")
-                    parts.append(_series(_with_name(names, pairs, name),
+                    parts.append(_series(_with_name(names, pairs, named),
                                          _sample(float(value), sample_tail)))
                     continue
                 if not isinstance(value, HistogramValue):
@@ -103,27 +111,27 @@ class RemoteWriteEncoder:
                     raise ValueError(f"metric {info.name}: {len(value.counts)} bucket counts "
                                      f"for {len(info.bounds)} bounds")
                 if layout is not None:
-                    parts.append(field(1, _with_name(names, pairs, name)
+                    parts.append(field(1, _with_name(names, pairs, named)
                                        + field(4, _native(layout, value, timestamp))))
                     continue
-                bucket_labels = _with_name(names, pairs, f"{name}_bucket", "le")
+                bucket_labels = _with_name(names, pairs, bucket_name, "le")
                 at = bucket_labels[1]
                 for le, running in zip(les, accumulate(value.counts)):
                     parts.append(_series(bucket_labels[0][:at] + le + bucket_labels[0][at:],
                                          _sample(float(running), sample_tail)))
-                parts.append(_series(_with_name(names, pairs, f"{name}_count"),
+                parts.append(_series(_with_name(names, pairs, count_name),
                                      _sample(float(value.count), sample_tail)))
-                parts.append(_series(_with_name(names, pairs, f"{name}_sum"),
+                parts.append(_series(_with_name(names, pairs, sum_name),
                                      _sample(float(value.sum), sample_tail)))
         return b"".join(parts)
 
 
-def _with_name(names: tuple[str, ...], pairs: tuple[bytes, ...], name: str,
+def _with_name(names: tuple[str, ...], pairs: tuple[bytes, ...], name: bytes,
                room_for: str = ""):
-    """The Label fields of a series named `name`, sorted. With `room_for`
-    (a label name), also where that label's field goes in the bytes."""
+    """The Label fields of a series whose __name__ Label field is `name`, sorted.
+    With `room_for` (a label name), also where that label's field goes."""
     at = bisect_left(names, _NAME)
-    head = b"".join(pairs[:at]) + _pair(_NAME, name)
+    head = b"".join(pairs[:at]) + name
     if not room_for:
         return head + b"".join(pairs[at:])
     split = bisect_left(names, room_for, lo=at)
@@ -132,8 +140,11 @@ def _with_name(names: tuple[str, ...], pairs: tuple[bytes, ...], name: str,
 
 
 def _sample(value: float, tail: bytes) -> bytes:
-    body = double_field(1, value) + tail
-    return b"\x12" + length(len(body)) + body
+    """A Sample field: value (1, double; proto3 leaves 0 off), then `tail`, the
+    timestamp field shared by every sample of a request."""
+    if value:
+        return b"\x12" + length(9 + len(tail)) + b"\x09" + _DOUBLE.pack(value) + tail
+    return b"\x12" + length(len(tail)) + tail
 
 
 def _series(labels: bytes, sample: bytes) -> bytes:
