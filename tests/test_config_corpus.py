@@ -20,7 +20,7 @@ HTTP_FORMS = "expected a URL http(s)://host[:port][/path], e.g. http://localhost
 LISTEN_FORMS = ("expected host:port, [ipv6]:port or :port (all interfaces), "
                 "e.g. 127.0.0.1:9464")
 OTLP_KEYS = ("type, interval, description, endpoint, insecure, tls, headers, timeout, "
-             "compression, temporality, retry, queue, limits")
+             "compression, temporality, histograms, retry, queue, limits")
 NAME_RULE = ("names use lowercase letters, digits, '.', '_' and '-', and start with a "
              "letter or a digit")
 TYPES = "prometheus, otlp-grpc, otlp-http, console"

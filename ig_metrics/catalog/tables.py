@@ -202,6 +202,11 @@ def otlp_fields(endpoint: AddressKind, endpoint_doc: str, endpoint_example: str,
               "cumulative", default="cumulative", default_shown="cumulative",
               env=env("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
                       kind=TemporalityPreferenceKind())),
+        Field("histograms", Choice(("explicit", "exponential")),
+              "explicit: Histograms with the kernel's bucket bounds; exponential: "
+              "ExponentialHistograms of scale 0, the kernel's log2 slots as they are "
+              "(docs/exporters.md, \"Native and exponential histograms\").",
+              "exponential", default="explicit", default_shown="explicit"),
         retry_field(),
         queue_field(),
         limits_field(push=True),
@@ -233,6 +238,12 @@ def prometheus_fields() -> tuple[Field, ...]:
               "Prometheus' own basic_auth_users; a scrape without a valid user gets "
               "401. ig-metrics never shows the hashes.",
               {"prometheus": EXAMPLE_BCRYPT_HASH}, default=(), default_shown={}),
+        Field("histograms", Choice(("classic", "native", "both")),
+              "What a scraper that asks for the protobuf exposition (a Prometheus with "
+              "native histograms on) gets: classic buckets, native histograms of schema "
+              "0 (the kernel's log2 slots), or both in one message. Text scrapers always "
+              "get classic buckets.",
+              "native", default="both", default_shown="both"),
         limits_field(push=False),
     )
 
@@ -243,6 +254,7 @@ def build_prometheus(values: Mapping[str, Any]) -> PrometheusSettings:
     return PrometheusSettings(host=listen.host, port=listen.port,
                               tls=ServerTlsSettings(**tls) if tls else None,
                               basic_auth=values["basic_auth"],
+                              histograms=values["histograms"],
                               limits=build_limits(values))
 
 
@@ -259,6 +271,7 @@ def build_otlp(values: Mapping[str, Any]) -> OtlpSettings:
         timeout=values["timeout"],
         compression=values["compression"],
         temporality=values["temporality"],
+        histograms=values["histograms"],
         retry=RetrySettings(**values.get("retry", {})),
         queue=QueueSettings(**values.get("queue", {})),
         limits=build_limits(values),

@@ -137,6 +137,7 @@ class PrometheusSettings:
     tls: ServerTlsSettings | None = None
     # user name -> bcrypt hash of the password, as Prometheus' basic_auth_users
     basic_auth: tuple[tuple[str, str], ...] = ()
+    histograms: str = "both"               # protobuf scrapes: "classic" | "native" | "both"
     limits: LimitSettings = field(default_factory=LimitSettings)
 
     @property
@@ -149,6 +150,7 @@ class PrometheusSettings:
             written["tls"] = self.tls.as_written()
         if self.basic_auth:
             written["basic_auth"] = dict(self.basic_auth)
+        written["histograms"] = self.histograms
         written["limits"] = self.limits.as_written()
         return written
 
@@ -165,6 +167,7 @@ class OtlpSettings:
     timeout: float = DEFAULT_OTLP_TIMEOUT  # seconds
     compression: str = "none"              # "gzip" | "none"
     temporality: str = "cumulative"        # "cumulative" | "delta"
+    histograms: str = "explicit"           # "explicit" | "exponential"
     retry: RetrySettings = field(default_factory=RetrySettings)
     queue: QueueSettings = field(default_factory=QueueSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
@@ -175,7 +178,7 @@ class OtlpSettings:
             written["tls"] = self.tls.as_written()
         written.update(headers=dict(self.headers), timeout=format_duration(self.timeout),
                        compression=self.compression, temporality=self.temporality,
-                       retry=self.retry.as_written())
+                       histograms=self.histograms, retry=self.retry.as_written())
         if self.temporality == "delta":
             written["queue"] = self.queue.as_written()
         written["limits"] = self.limits.as_written()

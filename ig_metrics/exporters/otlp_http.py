@@ -39,8 +39,13 @@ class HttpTransport(Transport):
     """One requests session (connections kept alive and reused)."""
 
     def __init__(self, url: str, *, headers: tuple[tuple[str, str], ...], gzip_body: bool,
-                 verify: str | bool, client_cert: tuple[str, str] | None) -> None:
+                 verify: str | bool, client_cert: tuple[str, str] | None,
+                 retryable: frozenset[int] = RETRYABLE_STATUSES,
+                 hints: dict[int, str] | None = None) -> None:
         self.url = url
+        # What the receiver's protocol says to retry, and a hint per final status.
+        self._retryable = retryable
+        self._hints = PERMANENT_HINTS if hints is None else hints
         self._session = requests.Session()
         self._headers = {"Content-Type": PROTOBUF, "User-Agent": f"ig-metrics/{__version__}",
                          **dict(headers)}
@@ -69,7 +74,7 @@ class HttpTransport(Transport):
                                                   retryable=False))
         if 200 <= response.status_code < 300:
             return _accepted(response)
-        return Delivery(failure=_refused(self.url, response))
+        return Delivery(failure=_refused(self.url, response, self._retryable, self._hints))
 
     def close(self) -> None:
         self._session.close()
@@ -86,16 +91,17 @@ def _accepted(response: requests.Response) -> Delivery:
                     rejected_message=partial.error_message)
 
 
-def _refused(url: str, response: requests.Response) -> ExportFailure:
+def _refused(url: str, response: requests.Response, retryable: frozenset[int],
+             hints: dict[int, str]) -> ExportFailure:
     status = response.status_code
     message = f"POST {url}: HTTP {status} {response.reason or ''}".rstrip()
     detail = _error_detail(response)
     if detail:
         message += f": {detail}"
-    if status in RETRYABLE_STATUSES:
+    if status in retryable:
         return ExportFailure(message, f"http_{status}", retryable=True,
                              retry_after=retry_after(response.headers.get("Retry-After")))
-    hint = PERMANENT_HINTS.get(status, "the collector refused the export")
+    hint = hints.get(status, "the collector refused the export")
     return ExportFailure(f"{message} — {hint}; not retried", f"http_{status}", retryable=False)
 
 

@@ -127,7 +127,7 @@ class PrometheusExporter(Exporter[PrometheusSettings]):
 
     def __init__(self, config) -> None:
         super().__init__(config)
-        self.collector = SnapshotCollector()
+        self.collector = SnapshotCollector(self.settings.histograms)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.collector)
         self._server: WSGIServer | None = None
