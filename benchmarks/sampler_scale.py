@@ -105,11 +105,12 @@ class Exports:
         import grpc
         from prometheus_client import CollectorRegistry, make_wsgi_app
 
-        from ig_metrics.config.model import (
-            ExporterTemplate, OtlpSettings, PrometheusSettings, RetrySettings,
-            ResolvedExporter,
-        )
-        from ig_metrics.exporters import create_exporter, encoding
+        from ig_metrics.config.model import ExporterTemplate, ResolvedExporter
+        from ig_metrics.exporters.otlp_common import OtlpSettings
+        from ig_metrics.exporters.prometheus import PrometheusSettings
+        from ig_metrics.exporters.backoff import RetrySettings
+        from ig_metrics.exporters.registry import create_exporter
+        from ig_metrics.exporters import encoding
         from ig_metrics.exporters.otlp_grpc import GrpcTransport
         from ig_metrics.exporters.otlp_wire import WireEncoder
         from ig_metrics.exporters.prometheus import SnapshotCollector

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from ig_metrics.catalog import BUILTIN_PROFILES_DIR, load_catalog, resolve_profiles_dir
+from ig_metrics.catalog.directories import BUILTIN_PROFILES_DIR, resolve_profiles_dir
+from ig_metrics.catalog.loading import load_catalog
 from ig_metrics.config import DEFAULT_INTERVAL, ConfigError
-from ig_metrics.config.model import OtlpSettings, PrometheusSettings, TlsSettings
+from ig_metrics.exporters.otlp_common import OtlpSettings, TlsSettings
+from ig_metrics.exporters.prometheus import PrometheusSettings
 
 CORPUS = Path(__file__).parent / "config"
 GOOD = CORPUS / "good"

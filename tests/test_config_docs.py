@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ig_metrics.catalog import EXPORTER_TYPES, load_catalog
+from ig_metrics.catalog.tables import EXPORTER_TYPES
+from ig_metrics.catalog.loading import load_catalog
 from ig_metrics.catalog.reference import replace_reference, settings_reference
 from ig_metrics.catalog.tables import exporter_fields
 

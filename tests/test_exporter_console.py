@@ -10,8 +10,8 @@ import math
 import pytest
 from rich.console import Console
 
-from ig_metrics.catalog import EXPORTER_TYPES
-from ig_metrics.exporters import EXPORTER_CLASSES, create_exporter
+from ig_metrics.catalog.tables import EXPORTER_TYPES
+from ig_metrics.exporters.registry import EXPORTER_CLASSES, create_exporter
 from ig_metrics.exporters.base import ExportResult
 from ig_metrics.exporters.console import ConsoleExporter
 from ig_metrics.model.snapshot import bucket_quantile

@@ -11,8 +11,10 @@ import time
 
 import pytest
 
-from ig_metrics.config.model import LimitSettings, QueueSettings, RetrySettings
-from ig_metrics.exporters import create_exporter
+from ig_metrics.config.model import LimitSettings
+from ig_metrics.exporters.queue import QueueSettings
+from ig_metrics.exporters.backoff import RetrySettings
+from ig_metrics.exporters.registry import create_exporter
 from ig_metrics.exporters.base import ExportResult, Health
 from ig_metrics.exporters.worker import ExporterWorker
 from tests.receivers import (

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import random
 
-from ig_metrics.config.model import LimitSettings, RetrySettings
+from ig_metrics.config.model import LimitSettings
+from ig_metrics.exporters.backoff import RetrySettings
 from ig_metrics.exporters.backoff import RETRY_AFTER_CAP, Backoff
 from ig_metrics.exporters.base import ExportFailure, Health
 from ig_metrics.exporters.health import HealthTracker

@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from ig_metrics.config.model import ConsoleSettings, RetrySettings
-from ig_metrics.exporters import create_exporter
+from ig_metrics.exporters.console import ConsoleSettings
+from ig_metrics.exporters.backoff import RetrySettings
+from ig_metrics.exporters.registry import create_exporter
 from ig_metrics.exporters.base import Exporter, ExportResult, Health
 from ig_metrics.exporters.worker import ExporterWorker
 from ig_metrics.model.snapshot import Snapshot

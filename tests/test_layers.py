@@ -12,12 +12,19 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "ig_metrics"
 # Imports inside a function, each for a reason the import at the top would
 # defeat: what costs start-up time (bcc, the kubernetes client, Rich's live
-# view) is imported only by the command or the object that needs it.
+# view, every exporter type that loading a catalog takes in) is imported only
+# by the command or the object that needs it, since every start of the command
+# line (--help, shell completion) imports every command module.
 DEFERRED_IMPORTS = {
     ("ig_metrics.cli.run", "ig_metrics.bpf.environment"),
     ("ig_metrics.cli.run", "ig_metrics.pipeline.sampler"),
     ("ig_metrics.cli.run", "ig_metrics.app.agent"),
     ("ig_metrics.cli.run", "ig_metrics.ui.live"),
+    ("ig_metrics.cli.run", "ig_metrics.catalog.loading"),
+    ("ig_metrics.cli.exporters", "ig_metrics.catalog.loading"),
+    ("ig_metrics.cli.exporters", "ig_metrics.catalog.listing"),
+    ("ig_metrics.cli.exporters", "ig_metrics.catalog.schema"),
+    ("ig_metrics.k8s.podprofiles", "ig_metrics.catalog.loading"),   # deploy's
     ("ig_metrics.k8s.attribution", "ig_metrics.k8s.pods"),    # the kubernetes client
 }
 

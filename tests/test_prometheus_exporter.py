@@ -8,7 +8,7 @@ import socket
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ig_metrics.exporters import create_exporter
+from ig_metrics.exporters.registry import create_exporter
 from ig_metrics.exporters.base import ExporterStartError, ExportResult
 from ig_metrics.model.snapshot import COUNTER, MetricData, MetricInfo, Point, Snapshot
 from tests.receivers import (

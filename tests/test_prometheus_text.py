@@ -17,7 +17,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.utils import floatToGoString
 
 from ig_metrics.config.model import LimitSettings
-from ig_metrics.exporters import create_exporter
+from ig_metrics.exporters.registry import create_exporter
 from ig_metrics.exporters.limits import SeriesLimiter
 from ig_metrics.exporters.prometheus import SnapshotCollector
 from ig_metrics.exporters.prometheus_text import _go_int, go_float, make_app, text_format

@@ -53,7 +53,7 @@ def test_keys_beyond_the_budget_are_summed_into_an_overflow_series(bpf_available
 
 
 def test_the_budget_is_a_profile_setting(tmp_path):
-    from ig_metrics.catalog import load_catalog
+    from ig_metrics.catalog.loading import load_catalog
 
     (tmp_path / "p.yaml").write_text(
         "exporters: {p: {type: prometheus}}\n"

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from ig_metrics.config.model import RetrySettings
+from ig_metrics.exporters.backoff import RetrySettings
 from ig_metrics.exporters.backoff import Backoff
 from ig_metrics.exporters.base import (
     Exporter, ExporterStatus, ExportFailure, ExportResult, Health,
