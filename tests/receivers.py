@@ -6,6 +6,7 @@ exporter configs to send."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import os
@@ -417,10 +418,10 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def scrape(url: str, accept: str = "text/plain") -> tuple[str, str]:
+def scrape(url: str, accept: str = "text/plain", **headers: str) -> tuple[str, str]:
     """(body, Content-Type) of one GET, without any proxy from the environment."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    request = urllib.request.Request(url, headers={"Accept": accept})
+    request = urllib.request.Request(url, headers={"Accept": accept, **headers})
     with opener.open(request, timeout=10) as response:
         return response.read().decode(), response.headers.get("Content-Type", "")
 
@@ -478,12 +479,15 @@ class PrometheusServer(_ServerProcess):
     name = "prometheus"
 
     def __init__(self, targets: list[str], workdir: Path, *, flags: tuple[str, ...] = (),
-                 **scrape: Any) -> None:
+                 users: dict[str, tuple[str, str]] | None = None, **scrape: Any) -> None:
         self.targets = targets
         self.workdir = workdir
         # e.g. --enable-feature=native-histograms (then it asks for the protobuf
         # exposition), --web.enable-remote-write-receiver (/api/v1/write)
         self.flags = flags
+        # name -> (password, its bcrypt hash): Prometheus' own basic_auth_users, on
+        # every endpoint (queries and remote write); the tests' queries use the first.
+        self.users = users or {}
         self.scrape = scrape        # more of the scrape config: scheme, tls_config, basic_auth
         self.port = 0
         self._process: subprocess.Popen | None = None
@@ -497,18 +501,33 @@ class PrometheusServer(_ServerProcess):
                                 "static_configs": [{"targets": self.targets}],
                                 **self.scrape}] if self.targets else [],
         }))
-        self.port = free_port()
-        log = open(self.workdir / "prometheus.log", "wb")
+        web = []
+        if self.users:
+            (self.workdir / "web.yml").write_text(json.dumps({"basic_auth_users": {
+                name: hashed for name, (_, hashed) in self.users.items()}}))
+            web = [f"--web.config.file={self.workdir / 'web.yml'}"]
+        # Started again after stop(): the same port and TSDB, as a restarted server.
+        self.port = self.port or free_port()
+        log = open(self.workdir / "prometheus.log", "ab")
         self._process = subprocess.Popen(
             [PROMETHEUS, f"--config.file={config}",
              f"--storage.tsdb.path={self.workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn", *self.flags],
+             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn", *web,
+             *self.flags],
             stdout=log, stderr=subprocess.STDOUT)
         return self._wait_until(self._ready, timeout)
 
+    def _get(self, path: str) -> str:
+        headers = {}
+        if self.users:
+            name, (password, _) = next(iter(self.users.items()))
+            token = base64.b64encode(f"{name}:{password}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        return scrape(f"http://127.0.0.1:{self.port}{path}", **headers)[0]
+
     def _ready(self) -> bool:
         try:
-            scrape(f"http://127.0.0.1:{self.port}/-/ready")
+            self._get("/-/ready")
             return True
         except OSError:
             return False
@@ -518,8 +537,7 @@ class PrometheusServer(_ServerProcess):
 
     def query(self, promql: str) -> list[dict]:
         query = urllib.parse.urlencode({"query": promql})
-        body, _ = scrape(f"http://127.0.0.1:{self.port}/api/v1/query?{query}")
-        answer = json.loads(body)
+        answer = json.loads(self._get(f"/api/v1/query?{query}"))
         if answer["status"] != "success":
             raise RuntimeError(f"query {promql!r}: {answer}")
         return answer["data"]["result"]

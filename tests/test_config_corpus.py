@@ -23,7 +23,7 @@ OTLP_KEYS = ("type, interval, description, endpoint, insecure, tls, headers, tim
              "compression, temporality, histograms, retry, queue, limits")
 NAME_RULE = ("names use lowercase letters, digits, '.', '_' and '-', and start with a "
              "letter or a digit")
-TYPES = "prometheus, otlp-grpc, otlp-http, console"
+TYPES = "prometheus, otlp-grpc, otlp-http, prometheus-remote-write, console"
 
 # file -> every error it must produce, as (line, message), in order.
 EXPECTED_ERRORS: dict[str, list[tuple[int, str]]] = {

@@ -88,19 +88,27 @@ class OtlpSettings:
 HEADER_NAME_PATTERN = r"[A-Za-z0-9!#$%&'*+.^_`|~-]+"
 
 
-def otlp_fields(endpoint: AddressKind, endpoint_doc: str, endpoint_example: str,
-                grpc: bool) -> tuple[Field, ...]:
-    tls = Section((
+def client_tls_section(peer: str, otel_env: bool) -> Section:
+    """tls: of a push exporter: the CA of `peer`'s certificate, a client one (mTLS);
+    with `otel_env`, each also from its OTEL_EXPORTER_OTLP_* variable."""
+    def variables(name: str) -> tuple:
+        return env(*otel_variables(name)) if otel_env else ()
+    return Section((
         Field("ca_file", FilePathKind(),
-              "CA certificate (PEM) that the collector's certificate must chain to.",
-              "/etc/ig-metrics/ca.pem", env=env(*otel_variables("CERTIFICATE"))),
+              f"CA certificate (PEM) that the {peer}'s certificate must chain to.",
+              "/etc/ig-metrics/ca.pem", env=variables("CERTIFICATE")),
         Field("cert_file", FilePathKind(),
               "Client certificate (PEM) for mutual TLS; needs key_file.",
-              "/etc/ig-metrics/client.pem", env=env(*otel_variables("CLIENT_CERTIFICATE"))),
+              "/etc/ig-metrics/client.pem", env=variables("CLIENT_CERTIFICATE")),
         Field("key_file", FilePathKind(),
               "Private key (PEM) of cert_file; needs cert_file.",
-              "/etc/ig-metrics/client-key.pem", env=env(*otel_variables("CLIENT_KEY"))),
+              "/etc/ig-metrics/client-key.pem", env=variables("CLIENT_KEY")),
     ), owner="tls")
+
+
+def otlp_fields(endpoint: AddressKind, endpoint_doc: str, endpoint_example: str,
+                grpc: bool) -> tuple[Field, ...]:
+    tls = client_tls_section("collector", otel_env=True)
     metrics_endpoint, generic_endpoint = otel_variables("ENDPOINT")
     endpoint_env = (EnvVar(metrics_endpoint),
                     EnvVar(generic_endpoint, None if grpc else HTTP_BASE_URL))

@@ -154,15 +154,20 @@ class OtlpHttpExporter(OtlpExporter):
         return self.shown("endpoint", self.url)
 
     def create_transport(self) -> HttpTransport:
-        tls = self.settings.tls
-        for setting, path in (("ca_file", tls.ca_file), ("cert_file", tls.cert_file),
-                              ("key_file", tls.key_file)):
-            read_tls_file(self, setting, path)   # fail at start, not at every export
-        client_cert = (str(tls.cert_file), str(tls.key_file)) if tls.cert_file else None
+        verify, client_cert = requests_tls(self, self.settings.tls)
         return HttpTransport(self.url, headers=self.settings.headers,
                              gzip_body=self.settings.compression == "gzip",
-                             verify=str(tls.ca_file) if tls.ca_file else True,
-                             client_cert=client_cert)
+                             verify=verify, client_cert=client_cert)
+
+
+def requests_tls(exporter, tls) -> tuple[str | bool, tuple[str, str] | None]:
+    """`verify` and `cert` for requests from tls: settings, each file read once
+    now so that a missing one fails the start, not every export."""
+    for setting, path in (("ca_file", tls.ca_file), ("cert_file", tls.cert_file),
+                          ("key_file", tls.key_file)):
+        read_tls_file(exporter, setting, path)
+    client_cert = (str(tls.cert_file), str(tls.key_file)) if tls.cert_file else None
+    return (str(tls.ca_file) if tls.ca_file else True), client_cert
 
 
 TYPE = ExporterType(
