@@ -479,7 +479,8 @@ class PrometheusServer(_ServerProcess):
     name = "prometheus"
 
     def __init__(self, targets: list[str], workdir: Path, *, flags: tuple[str, ...] = (),
-                 users: dict[str, tuple[str, str]] | None = None, **scrape: Any) -> None:
+                 users: dict[str, tuple[str, str]] | None = None, tls: TlsFiles | None = None,
+                 **scrape: Any) -> None:
         self.targets = targets
         self.workdir = workdir
         # e.g. --enable-feature=native-histograms (then it asks for the protobuf
@@ -488,6 +489,9 @@ class PrometheusServer(_ServerProcess):
         # name -> (password, its bcrypt hash): Prometheus' own basic_auth_users, on
         # every endpoint (queries and remote write); the tests' queries use the first.
         self.users = users or {}
+        # Serve HTTPS with tls' server certificate, and require a client certificate
+        # signed by its CA (mutual TLS) on every endpoint.
+        self.tls = tls
         self.scrape = scrape        # more of the scrape config: scheme, tls_config, basic_auth
         self.port = 0
         self._process: subprocess.Popen | None = None
@@ -501,10 +505,18 @@ class PrometheusServer(_ServerProcess):
                                 "static_configs": [{"targets": self.targets}],
                                 **self.scrape}] if self.targets else [],
         }))
-        web = []
+        web_config: dict[str, Any] = {}
         if self.users:
-            (self.workdir / "web.yml").write_text(json.dumps({"basic_auth_users": {
-                name: hashed for name, (_, hashed) in self.users.items()}}))
+            web_config["basic_auth_users"] = {name: hashed
+                                              for name, (_, hashed) in self.users.items()}
+        if self.tls is not None:
+            web_config["tls_server_config"] = {
+                "cert_file": str(self.tls.server_cert), "key_file": str(self.tls.server_key),
+                "client_ca_file": str(self.tls.ca),
+                "client_auth_type": "RequireAndVerifyClientCert"}
+        web = []
+        if web_config:
+            (self.workdir / "web.yml").write_text(json.dumps(web_config))
             web = [f"--web.config.file={self.workdir / 'web.yml'}"]
         # Started again after stop(): the same port and TSDB, as a restarted server.
         self.port = self.port or free_port()
@@ -523,7 +535,16 @@ class PrometheusServer(_ServerProcess):
             name, (password, _) = next(iter(self.users.items()))
             token = base64.b64encode(f"{name}:{password}".encode()).decode()
             headers["Authorization"] = f"Basic {token}"
-        return scrape(f"http://127.0.0.1:{self.port}{path}", **headers)[0]
+        if self.tls is None:
+            return scrape(f"http://127.0.0.1:{self.port}{path}", **headers)[0]
+        context = ssl.create_default_context(cafile=str(self.tls.ca))
+        context.load_cert_chain(str(self.tls.client_cert), str(self.tls.client_key))
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                             urllib.request.HTTPSHandler(context=context))
+        request = urllib.request.Request(f"https://127.0.0.1:{self.port}{path}",
+                                         headers=headers)
+        with opener.open(request, timeout=10) as response:
+            return response.read().decode()
 
     def _ready(self) -> bool:
         try:

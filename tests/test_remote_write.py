@@ -16,7 +16,9 @@ import pytest
 from ig_metrics.exporters.backoff import RetrySettings
 from ig_metrics.exporters.base import Health
 from ig_metrics.exporters.prometheus_remote_write import BasicAuth, RemoteWriteSettings
-from tests.receivers import PrometheusServer, exporter_config, tcp_like_snapshot
+from tests.receivers import (
+    PrometheusServer, exporter_config, make_tls_files, tcp_like_snapshot,
+)
 
 RECEIVER = "--web.enable-remote-write-receiver"
 FAST_RETRY = RetrySettings(initial=0.05, max=0.3)
@@ -65,6 +67,34 @@ def test_counters_and_native_histograms_come_back_exactly(receiver):
     assert float(receiver.query(f"histogram_sum({native})")[0]["value"][1]) \
         == histogram.value.sum
     assert receiver.query("tcp_connect_duration_seconds_bucket") == []
+
+
+def test_mutual_tls_to_a_receiver_that_requires_a_client_certificate(tmp_path):
+    from ig_metrics.exporters.otlp_common import TlsSettings
+    from ig_metrics.exporters.registry import create_exporter
+
+    files = make_tls_files(tmp_path / "tls")
+    with PrometheusServer([], tmp_path / "tls-receiver", flags=(RECEIVER,),
+                          tls=files) as server:
+        url = f"https://127.0.0.1:{server.port}/api/v1/write"
+        sent = {}
+        for name, tls in (("with-certificate", TlsSettings(files.ca, files.client_cert,
+                                                           files.client_key)),
+                          ("without-certificate", TlsSettings(files.ca))):
+            exporter = create_exporter(remote_write_config(
+                name, url, tls=tls, external_labels=(("sender", name),)))
+            exporter.start()
+            try:
+                exporter.accept(tcp_like_snapshot(1, sent=777, time_ns=time.time_ns()))
+                sent[name] = (exporter.send(5.0).value, exporter.last_failure)
+            finally:
+                exporter.shutdown(1.0)
+        result = server.wait_for('tcp_sent_bytes_total{process_pid="4242"}')
+    assert sent["with-certificate"] == ("success", "")
+    assert sent["without-certificate"][0] == "failure"
+    assert "TLS" in sent["without-certificate"][1]
+    assert [(r["metric"]["sender"], r["value"][1]) for r in result] \
+        == [("with-certificate", "777")]
 
 
 def test_a_wrong_password_is_said_once_with_a_clear_health_state(receiver, caplog):
