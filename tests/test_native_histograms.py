@@ -177,6 +177,16 @@ def test_protobuf_exposition_is_the_reference_encoding(histograms):
         == [family.SerializeToString() for family in expected]
 
 
+def test_protobuf_exposition_of_zero_values_and_floats():
+    """A zero anywhere in a metric takes the point-by-point path (proto3 leaves a
+    zero double off the wire); the bytes are the reference's either way."""
+    snapshot = tcp_like_snapshot(sent=0)
+    collector = SnapshotCollector()
+    served = collector.served(snapshot)
+    assert read_delimited(b"".join(ProtobufRenderer().render(snapshot, served, BOTH))) \
+        == _expected_families(snapshot, BOTH)
+
+
 def test_protobuf_exposition_of_a_later_snapshot_reuses_labels_correctly():
     renderer = ProtobufRenderer()
     collector = SnapshotCollector()
