@@ -177,7 +177,7 @@ def test_protobuf_exposition_is_the_reference_encoding(histograms):
         == [family.SerializeToString() for family in expected]
 
 
-def test_protobuf_exposition_of_zero_values_and_floats():
+def test_protobuf_exposition_of_zero_values():
     """A zero anywhere in a metric takes the point-by-point path (proto3 leaves a
     zero double off the wire); the bytes are the reference's either way."""
     snapshot = tcp_like_snapshot(sent=0)
