@@ -19,7 +19,7 @@ DOC = Path(__file__).parent.parent / "docs" / "profiles.md"
 def test_settings_reference_is_current() -> None:
     document = DOC.read_text()
     assert replace_reference(document) == document, (
-        "docs/profiles.md is stale: run python -m ig_metrics.config.reference docs/profiles.md")
+        "docs/profiles.md is stale: run python -m ig_metrics.catalog.reference docs/profiles.md")
 
 
 @pytest.mark.parametrize("type_name", list(EXPORTER_TYPES))

@@ -77,7 +77,7 @@ def test_a_metric_limit_overrides_the_exporter_limit_and_histograms_add_up():
 
 
 def test_backoff_doubles_up_to_max_with_jitter_and_honours_retry_after():
-    backoff = Backoff(RetrySettings(initial=1.0, max=8.0), random.Random(1))
+    backoff = Backoff.of(RetrySettings(initial=1.0, max=8.0), random.Random(1))
     waits = [backoff.next_wait() for _ in range(6)]
     for wait, ceiling in zip(waits, [1, 2, 4, 8, 8, 8]):
         assert ceiling / 2 <= wait <= ceiling

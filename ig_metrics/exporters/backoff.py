@@ -1,10 +1,12 @@
-"""When to try again after a failed export: exponential backoff with jitter, as
-`retry: {initial, max}` says, never sooner than a collector's Retry-After."""
+"""When to try again after a failure: exponential backoff with jitter (for an
+export, as `retry: {initial, max}` says, never sooner than a collector's
+Retry-After; for the pod watch, its own bounds), and the `retry:` settings."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 import random
+from collections.abc import Callable
 from typing import Any
 
 from ig_metrics.config.durations import format_duration
@@ -62,18 +64,28 @@ def retry_field() -> Field:
 
 class Backoff:
     """The waits between consecutive failed attempts: initial, 2x, 4x... up to
-    max, each shortened by a random share of up to half ("equal jitter"), so
-    that many nodes that failed together do not retry together."""
+    maximum, each shortened by a random share of up to half ("equal jitter"), so
+    that many nodes that failed together do not retry together. The one
+    schedule of every retry here: exporters (`retry:`, `Backoff.of`) and the
+    Kubernetes pod watch."""
 
-    def __init__(self, retry: RetrySettings, rng: random.Random | None = None) -> None:
-        self.retry = retry
+    def __init__(self, initial: float, maximum: float,
+                 jitter: Callable[[], float] = random.random) -> None:
+        self.initial, self.maximum = initial, maximum
         self.failures = 0
-        self._rng = rng or random.Random()
+        self._jitter = jitter
+
+    @classmethod
+    def of(cls, retry: RetrySettings, rng: random.Random | None = None) -> Backoff:
+        """The schedule `retry: {initial, max}` says."""
+        return cls(retry.initial, retry.max, (rng or random.Random()).random)
 
     def next_wait(self, retry_after: float | None = None) -> float:
-        ceiling = min(self.retry.max, self.retry.initial * 2 ** min(self.failures, 32))
+        """The wait before the next attempt, never shorter than a collector's
+        Retry-After (capped at RETRY_AFTER_CAP)."""
+        ceiling = min(self.maximum, self.initial * 2 ** min(self.failures, 32))
         self.failures += 1
-        wait = ceiling * self._rng.uniform(0.5, 1.0)
+        wait = ceiling * (0.5 + self._jitter() / 2)
         if retry_after is not None:
             wait = max(wait, min(retry_after, RETRY_AFTER_CAP))
         return wait

@@ -6,6 +6,7 @@ encoding: it is made once."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, replace
 
@@ -13,6 +14,8 @@ from opentelemetry.sdk.metrics.export import AggregationTemporality
 
 from ig_metrics.exporters.otlp_wire import WireEncoder
 from ig_metrics.model.snapshot import MetricData, Snapshot
+
+log = logging.getLogger("ig_metrics.exporters")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,11 @@ def encode(snapshot: Snapshot, temporality: AggregationTemporality, max_points: 
         max_points = max(1, int(max_points * MAX_REQUEST_BYTES / largest * 0.9))
 
 
+# How long an exporter waits for another's encoding of the same snapshot when
+# it does not say (its export timeout).
+DEFAULT_WAIT = 10.0
+
+
 class SharedEncodings:
     """The encoding of the latest snapshots, keyed by the snapshot object (a
     limited snapshot is a new object, so exporters whose limits changed it get
@@ -82,7 +90,12 @@ class SharedEncodings:
         self._entries: dict[tuple, tuple[Snapshot, threading.Event, list[Encoded]]] = {}
 
     def get(self, snapshot: Snapshot, temporality: AggregationTemporality,
-            max_points: int, exponential: bool = False) -> Encoded:
+            max_points: int, timeout: float = DEFAULT_WAIT, exponential: bool = False,
+            ) -> Encoded:
+        """The encoding, made here or by the exporter already making it. No
+        exporter waits on another's thread longer than `timeout` seconds (its own
+        export timeout): past it, it encodes the snapshot itself, with an
+        encoder of its own (no cached attributes: slower, the same bytes)."""
         key = (id(snapshot), temporality, max_points, exponential)
         with self._lock:
             entry = self._entries.get(key)
@@ -99,8 +112,10 @@ class SharedEncodings:
                                      exponential))
             finally:
                 done.set()
-        else:
-            done.wait()
+        elif not done.wait(timeout):
+            log.warning("exporter encoding: another exporter's encoding of snapshot %d took "
+                        "over %gs; encoding it again here", snapshot.seq, timeout)
+            return encode(snapshot, temporality, max_points, WireEncoder(), exponential)
         if not result:      # the owner's encoding raised: do it here, for the error
             return encode(snapshot, temporality, max_points, self.encoder, exponential)
         return result[0]

@@ -294,6 +294,6 @@ class OtlpExporter(PushExporter[OtlpSettings]):
         return encode(snapshot, self.temporality, self.settings.limits.max_points_per_export,
                       self._encoder, self.exponential)
 
-    def encode_latest(self, snapshot: Snapshot) -> Encoded:
+    def encode_latest(self, snapshot: Snapshot, timeout: float) -> Encoded:
         return SHARED.get(snapshot, self.temporality, self.settings.limits.max_points_per_export,
-                          self.exponential)
+                          timeout, self.exponential)

@@ -43,10 +43,6 @@ def empty_family(info: MetricInfo) -> Metric:
     raise ValueError(f"metric {info.name}: unknown kind {info.kind!r}")
 
 
-def render_family(data: MetricData) -> Metric:
-    return fill_family(empty_family(data.info), data)
-
-
 def fill_family(family: Metric, data: MetricData) -> Metric:
     """`family` with the samples of `data`; series may differ in attribute names
     (an overflow series, for instance), so labels are built per series."""

@@ -240,7 +240,7 @@ class RemoteWriteExporter(PushExporter[RemoteWriteSettings]):
         requests = tuple(map(compress, self._encoder.encode(chunks)))
         return Encoded(requests, tuple(chunk.series_count for chunk in chunks))
 
-    def encode_latest(self, snapshot: Snapshot) -> Encoded:
+    def encode_latest(self, snapshot: Snapshot, timeout: float) -> Encoded:
         return self.encode_interval(snapshot)
 
     def create_transport(self) -> HttpTransport:

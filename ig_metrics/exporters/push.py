@@ -56,8 +56,9 @@ class PushExporter(Exporter[SettingsT]):
         """The requests of a queued batch."""
 
     @abstractmethod
-    def encode_latest(self, snapshot: Snapshot) -> Encoded:
-        """The requests of the newest snapshot, when not queued."""
+    def encode_latest(self, snapshot: Snapshot, timeout: float) -> Encoded:
+        """The requests of the newest snapshot, when not queued, made within
+        `timeout` seconds."""
 
     @property
     def export_timeout(self) -> float:
@@ -121,7 +122,7 @@ class PushExporter(Exporter[SettingsT]):
     def deliver(self, snapshot: Snapshot, timeout: float) -> ExportResult:
         if snapshot.series_count == 0:
             return ExportResult.SUCCESS
-        encoded = self.encode_latest(snapshot)
+        encoded = self.encode_latest(snapshot, timeout)
         batch = Batch(snapshot.time_ns, encoded.total_points, list(encoded.requests),
                       points_per_request=list(encoded.points))
         return ExportResult.SUCCESS if self._send_requests(batch, timeout) \

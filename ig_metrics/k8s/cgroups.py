@@ -123,10 +123,6 @@ class CgroupPaths:
         """Walk the whole hierarchy now (the first lookups then cost nothing)."""
         self._walk(0)
 
-    def full_path(self, cgroup_id: int) -> Path | None:
-        path = self.path(cgroup_id)
-        return None if path is None else self.mount / path.lstrip("/")
-
     def close(self) -> None:
         if self._handles is not None:
             self._handles.close()
