@@ -176,3 +176,48 @@ profiles:
     timestamps = [at for at, _ in samples]
     assert timestamps == sorted(set(timestamps))          # one sample per reading
     assert "exporter to-prometheus" in err                 # the outage was noticed
+
+
+@pytest.mark.parametrize("status, retryable, retry_after", [
+    (500, True, 7.0), (503, True, 7.0), (429, True, 7.0), (400, False, None),
+    (404, False, None)])
+def test_statuses_remote_write_retries_and_those_it_does_not(status, retryable, retry_after):
+    """A stand-in receiver (a real HTTP server) answering one status, as a
+    remote write receiver may: 5xx and 429 are retried (Retry-After honoured),
+    any other 4xx is final and drops the batch, counted as rejected."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    import threading
+
+    from ig_metrics.exporters.registry import create_exporter
+
+    class Refuse(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(status)
+            self.send_header("Retry-After", "7")
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", "9")
+            self.end_headers()
+            self.wfile.write(b"no thanks")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    exporter = create_exporter(remote_write_config(
+        "refused", f"http://127.0.0.1:{server.server_address[1]}/api/v1/write"))
+    exporter.start()
+    try:
+        snapshot = tcp_like_snapshot(1)
+        exporter.accept(snapshot)
+        assert exporter.send(5.0).value == "failure"
+        failure = exporter.failure
+    finally:
+        exporter.shutdown(1.0)
+        server.shutdown()
+    assert (failure.retryable, failure.retry_after) == (retryable, retry_after)
+    assert f"HTTP {status}" in failure.message and "no thanks" in failure.message
+    assert len(exporter.queue) == (1 if retryable else 0)
+    assert exporter.stats.dropped_by_reason() == (
+        {} if retryable else {"rejected": snapshot.series_count})

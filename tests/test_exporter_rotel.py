@@ -47,7 +47,7 @@ def send_through(rotel, type_: str, snapshot, **settings) -> list:
 
 @pytest.mark.parametrize("type_", ["otlp-grpc", "otlp-http"])
 def test_rotel_receives_and_forwards_exactly_what_we_sent(rotel, type_):
-    agent, forwarded = rotel
+    agent, _ = rotel
     sent = 111_111 if type_ == "otlp-grpc" else 222_222
     snapshot = tcp_like_snapshot(seq=1, sent=sent)
     received = send_through(rotel, type_, snapshot, compression="gzip")
@@ -67,7 +67,7 @@ def test_rotel_takes_exponential_histograms_whose_buckets_are_the_kernel_slots(
     forwarded ExponentialHistogram (parsed with opentelemetry-proto) has scale 0,
     the zero bucket = slot 0, and bucket_counts = slots 1.. in order, slot k at
     OTLP bucket k - 21 for microseconds (bucket j holds (2^j, 2^(j+1)] s)."""
-    agent, forwarded = rotel
+    agent, _ = rotel
     snapshot = tcp_like_snapshot(seq=1, sent=333_333)
     (histogram,) = snapshot.metric("tcp.connect.duration").points
     slots = histogram.value.counts
