@@ -15,7 +15,7 @@ from fractions import Fraction
 import pytest
 
 from tests import histprobe
-from tests.receivers import PrometheusServer, prometheus_config
+from tests.receivers import PrometheusServer, exporter_config, prometheus_config
 from tests.snapshots import points
 
 pytestmark = pytest.mark.bpf
@@ -40,17 +40,25 @@ def probe_snapshot(bpf_available):
 
 
 def test_native_and_classic_prometheus_scrape_the_same_endpoint(probe_snapshot, tmp_path):
-    from ig_metrics.exporters import create_exporter
+    """Also a second endpoint with histograms: classic, which the native server
+    then stores as classic buckets from the protobuf exposition."""
+    from ig_metrics.exporters.prometheus import PrometheusSettings
+    from ig_metrics.exporters.registry import create_exporter
 
     (point,) = points(probe_snapshot, "probe.value", process__pid=os.getpid())
     assert point.value.count == len(VALUES)
     exporter = create_exporter(prometheus_config("scraped"))
+    classic_only = create_exporter(exporter_config(
+        "classic-only", "prometheus", PrometheusSettings("127.0.0.1", 0, histograms="classic")))
     exporter.start()
+    classic_only.start()
     try:
         exporter.export(probe_snapshot, 5)
+        classic_only.export(probe_snapshot, 5)
         target = [f"127.0.0.1:{exporter.bound_port}"]
+        classic_target = f"127.0.0.1:{classic_only.bound_port}"
         series = f'probe_value_seconds{{process_pid="{os.getpid()}"}}'
-        with PrometheusServer(target, tmp_path / "native",
+        with PrometheusServer([*target, classic_target], tmp_path / "native",
                               flags=("--enable-feature=native-histograms",)) as native, \
                 PrometheusServer(target, tmp_path / "classic") as classic:
             count = native.wait_for(f"histogram_count({series})")
@@ -61,9 +69,13 @@ def test_native_and_classic_prometheus_scrape_the_same_endpoint(probe_snapshot, 
                                        f'"{os.getpid()}"}})')
             infinity = classic.query(f'probe_value_seconds_bucket{{le="+Inf",process_pid='
                                      f'"{os.getpid()}"}}')
-            native_has_no_buckets = native.query("probe_value_seconds_bucket")
+            native_has_no_buckets = native.query(
+                f'probe_value_seconds_bucket{{instance="{target[0]}"}}')
+            classic_in_protobuf = native.wait_for(
+                f'probe_value_seconds_bucket{{le="+Inf",instance="{classic_target}"}}')
     finally:
         exporter.shutdown(5)
+        classic_only.shutdown(5)
 
     assert float(count[0]["value"][1]) == len(VALUES)
     assert float(total[0]["value"][1]) == point.value.sum == sum(VALUES) / 1e6
@@ -79,3 +91,4 @@ def test_native_and_classic_prometheus_scrape_the_same_endpoint(probe_snapshot, 
                                                 .info.bounds) + 1
     assert float(infinity[0]["value"][1]) == len(VALUES)
     assert native_has_no_buckets == []
+    assert float(classic_in_protobuf[0]["value"][1]) == len(VALUES)
