@@ -319,3 +319,14 @@ def test_remote_write_of_a_metric_without_log2_bounds_stays_classic():
              for series in WriteRequest.FromString(request).timeseries]
     assert names == ["odd_latency_seconds_bucket"] * 3 + ["odd_latency_seconds_count",
                                                            "odd_latency_seconds_sum"]
+
+
+def test_remote_write_leaves_out_a_second_metric_of_the_same_prometheus_name(caplog):
+    snapshot = tcp_like_snapshot()
+    sent = snapshot.metric("tcp.sent")
+    twin = MetricData(replace(sent.info, name="tcp_sent"), sent.points)
+    (request,) = RemoteWriteEncoder().encode([replace(snapshot, metrics=(sent, twin))])
+    names = [next(label.value for label in series.labels if label.name == "__name__")
+             for series in WriteRequest.FromString(request).timeseries]
+    assert names == ["target_info"] + ["tcp_sent_bytes_total"] * len(sent.points)
+    assert "metric tcp_sent is not sent" in caplog.text

@@ -7,6 +7,7 @@ otlp_wire.py; field numbers are prometheus/prompb's types.proto."""
 
 from __future__ import annotations
 
+import logging
 import struct
 import threading
 from bisect import bisect_left
@@ -25,7 +26,8 @@ from ig_metrics.exporters import prometheus_naming as naming
 from ig_metrics.exporters.log2native import layout_of, native_buckets, spans_and_deltas
 from ig_metrics.model.snapshot import HISTOGRAM, Attributes, HistogramValue, Snapshot
 
-CONTENT_TYPE = "application/x-protobuf"
+log = logging.getLogger("ig_metrics.exporters")
+
 VERSION = "0.1.0"
 CLASSIC, NATIVE = "classic", "native"
 _NAME = "__name__"
@@ -51,6 +53,7 @@ class RemoteWriteEncoder:
         self.histograms = histograms
         self._lock = threading.Lock()
         self._labels = SeriesCache(self._sorted_labels)
+        self._warned: set[str] = set()
 
     def _sorted_labels(self, attributes: Attributes) -> tuple[tuple[str, ...], tuple[bytes, ...]]:
         """A series' labels with the external ones it does not have itself
@@ -69,12 +72,17 @@ class RemoteWriteEncoder:
             # A metric's points in a chunk are known to the cache by the metric and
             # their place among its pieces, as in otlp_wire.
             pieces: dict[str, int] = {}
+            # Prometheus name -> the metric that has it: a second metric of the same
+            # name is left out, as the scrape endpoint does (its samples would
+            # collide with the first's and the receiver refuse the request).
+            owners: dict[str, str] = {}
             try:
-                return [self._request(chunk, pieces) for chunk in chunks]
+                return [self._request(chunk, pieces, owners) for chunk in chunks]
             finally:
                 self._labels.prune()
 
-    def _request(self, snapshot: Snapshot, pieces: dict[str, int]) -> bytes:
+    def _request(self, snapshot: Snapshot, pieces: dict[str, int],
+                 owners: dict[str, str]) -> bytes:
         timestamp = snapshot.time_ns // 1_000_000
         sample_tail = b"\x10" + varint(timestamp)         # Sample.timestamp (ms)
         parts: list[bytes] = []
@@ -86,6 +94,9 @@ class RemoteWriteEncoder:
         for data in snapshot.metrics:
             info = data.info
             name = naming.prometheus_metric_name(info.name, info.unit, info.kind)
+            if owners.setdefault(name, info.name) != info.name:
+                self._warn_once(name, info.name)
+                continue
             named, bucket_name, count_name, sum_name = (
                 _pair(_NAME, name + suffix) for suffix in ("", "_bucket", "_count", "_sum"))
             piece = pieces[info.name] = pieces.get(info.name, -1) + 1
@@ -124,6 +135,13 @@ class RemoteWriteEncoder:
                 parts.append(_series(_with_name(names, pairs, sum_name),
                                      _sample(float(value.sum), sample_tail)))
         return b"".join(parts)
+
+
+    def _warn_once(self, name: str, otel_name: str) -> None:
+        if name not in self._warned:
+            self._warned.add(name)
+            log.warning("metric %s is not sent: its Prometheus name %s is taken by another "
+                        "metric", otel_name, name)
 
 
 def _with_name(names: tuple[str, ...], pairs: tuple[bytes, ...], name: bytes,
