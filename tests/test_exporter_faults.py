@@ -129,11 +129,17 @@ def test_cumulative_survives_a_receiver_killed_and_restarted(type_):
     for key, values in history.items():
         assert values == sorted(values), f"{key} went backwards: {values}"
     states = [change.after for change in changes[since_outage:]]
-    # The outage makes it fail, then recover. Before failing it is degraded as
-    # the first exports fail, unless it already was (still settling from a
-    # widened interval, when it may also have become healthy again).
-    assert states[-3:] == [Health.FAILING, Health.RECOVERING, Health.HEALTHY], states
-    assert set(states[:-3]) <= {Health.DEGRADED, Health.HEALTHY}, states
+    # The outage makes it fail, then recover, then be healthy again. Around
+    # that, a busy machine may have the load governor widen the interval and
+    # degrade it (and heal it) without any failure: seen, but not the outage's.
+    assert Health.FAILING in states, states
+    failed = states.index(Health.FAILING)
+    assert Health.RECOVERING in states[failed:], states
+    recovered = states.index(Health.RECOVERING, failed)
+    assert Health.HEALTHY not in states[failed:recovered], states
+    assert states[-1] is Health.HEALTHY, states
+    assert all(change.failure is None for change in changes[since_outage:]
+               if change.after is Health.DEGRADED and change.before is Health.RECOVERING), changes
     assert final.seq > 3
     # Nothing lost: the last export carries the totals of the last reading.
     assert flatten(restarted.received) == expected_values(final)

@@ -5,6 +5,7 @@ the source with ast: nothing is imported, so this runs in well under a second.""
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -57,7 +58,13 @@ MODULES = {module_name(path): path for path in PACKAGE.rglob("*.py")}
 
 def imports_of(name: str) -> list[tuple[str, bool]]:
     """(module imported, at top level) for every import of ours in `name`."""
-    tree = ast.parse(MODULES[name].read_text(), filename=str(MODULES[name]))
+    return _imports_in(MODULES[name])
+
+
+@functools.cache
+def _imports_in(path: Path) -> list[tuple[str, bool]]:
+    name = next(module for module, where in MODULES.items() if where == path)
+    tree = ast.parse(path.read_text(), filename=str(path))
     top_level = {id(node) for statement in tree.body
                  for node in ast.walk(statement)
                  if not isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef,

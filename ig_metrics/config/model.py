@@ -1,5 +1,7 @@
 """Typed, validated configuration: what the rest of ig-metrics is given once a
-profiles directory has been loaded. Nothing here parses YAML."""
+profiles directory has been loaded (each exporter type's own settings class is
+in its module in exporters/; what they all have is here). Nothing here parses
+YAML."""
 
 from __future__ import annotations
 

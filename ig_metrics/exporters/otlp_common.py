@@ -25,10 +25,10 @@ from ig_metrics.config.otelenv import (
     HTTP_BASE_URL, HeaderListKind, MillisecondsKind, TemporalityPreferenceKind,
     otel_variables,
 )
-from ig_metrics.config.rules import ExporterDraft, Rule
+from ig_metrics.config.rules import COMMON_RULES, ExporterDraft, Rule
 from ig_metrics.config.sections import build_limits, env, limits_field
 from ig_metrics.exporters.backoff import RetrySettings, retry_field
-from ig_metrics.exporters.base import Exporter, ExporterStartError
+from ig_metrics.exporters.base import Exporter, ExporterStartError, ExporterType
 from ig_metrics.exporters.delta import DeltaTracker
 from ig_metrics.exporters.encoding import SHARED, Encoded, encode
 from ig_metrics.exporters.otlp_wire import WireEncoder
@@ -257,6 +257,16 @@ def read_tls_file(exporter: Exporter, setting: str, path: Path | None) -> bytes 
         raise ExporterStartError(
             f"exporter {exporter.name}: cannot read tls.{setting} {shown}: "
             f"{error.strerror or error} — fix it in {exporter.where_configured()}") from error
+
+
+def otlp_type(name: str, doc: str, endpoint: AddressKind, endpoint_doc: str,
+              endpoint_example: str, implementation: type[OtlpExporter],
+              grpc: bool) -> ExporterType:
+    """The declaration of an OTLP exporter type: the two differ in their
+    endpoint, their implementation and a few settings (`grpc`)."""
+    return ExporterType(name, doc, otlp_fields(endpoint, endpoint_doc, endpoint_example, grpc=grpc),
+                        build_otlp, implementation, COMMON_RULES + OTLP_RULES,
+                        address_key="endpoint")
 
 
 class OtlpExporter(PushExporter[OtlpSettings]):

@@ -13,12 +13,9 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from ig_metrics import __version__
 from ig_metrics.config.addresses import HostPort, parse_grpc_endpoint
 from ig_metrics.config.fieldkinds import GRPC_ENDPOINT
-from ig_metrics.config.rules import COMMON_RULES
 from ig_metrics.exporters.backoff import RetrySettings
-from ig_metrics.exporters.base import ExportFailure, ExporterType
-from ig_metrics.exporters.otlp_common import (
-    OTLP_RULES, OtlpExporter, build_otlp, otlp_fields, read_tls_file,
-)
+from ig_metrics.exporters.base import ExportFailure
+from ig_metrics.exporters.otlp_common import OtlpExporter, otlp_type, read_tls_file
 from ig_metrics.exporters.transport import Delivery, Transport
 
 EXPORT_METHOD = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
@@ -160,10 +157,8 @@ class OtlpGrpcExporter(OtlpExporter):
                              retry=self.settings.retry)
 
 
-TYPE = ExporterType(
-    "otlp-grpc", "Pushes OTLP over gRPC to a collector.",
-    otlp_fields(GRPC_ENDPOINT,
-                "The collector: host:port, [ipv6]:port or http(s)://host:port. "
-                "host:port uses TLS unless insecure: true.",
-                "otel-collector.observability.svc:4317", grpc=True),
-    build_otlp, OtlpGrpcExporter, COMMON_RULES + OTLP_RULES, address_key="endpoint")
+TYPE = otlp_type(
+    "otlp-grpc", "Pushes OTLP over gRPC to a collector.", GRPC_ENDPOINT,
+    "The collector: host:port, [ipv6]:port or http(s)://host:port. "
+    "host:port uses TLS unless insecure: true.",
+    "otel-collector.observability.svc:4317", OtlpGrpcExporter, grpc=True)

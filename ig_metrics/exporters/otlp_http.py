@@ -18,11 +18,8 @@ import requests
 from ig_metrics import __version__
 from ig_metrics.config.addresses import parse_http_endpoint
 from ig_metrics.config.fieldkinds import HTTP_ENDPOINT
-from ig_metrics.config.rules import COMMON_RULES
-from ig_metrics.exporters.base import ExportFailure, ExporterType
-from ig_metrics.exporters.otlp_common import (
-    OTLP_RULES, OtlpExporter, build_otlp, otlp_fields, read_tls_file,
-)
+from ig_metrics.exporters.base import ExportFailure
+from ig_metrics.exporters.otlp_common import OtlpExporter, otlp_type, read_tls_file
 from ig_metrics.exporters.transport import Delivery, Transport
 
 PROTOBUF = "application/x-protobuf"
@@ -170,10 +167,8 @@ def requests_tls(exporter, tls) -> tuple[str | bool, tuple[str, str] | None]:
     return (str(tls.ca_file) if tls.ca_file else True), client_cert
 
 
-TYPE = ExporterType(
-    "otlp-http", "Pushes OTLP over HTTP (protobuf) to a collector.",
-    otlp_fields(HTTP_ENDPOINT,
-                "The collector's URL: http(s)://host[:port][/path]; without a path, "
-                "/v1/metrics is appended.",
-                "http://localhost:4318", grpc=False),
-    build_otlp, OtlpHttpExporter, COMMON_RULES + OTLP_RULES, address_key="endpoint")
+TYPE = otlp_type(
+    "otlp-http", "Pushes OTLP over HTTP (protobuf) to a collector.", HTTP_ENDPOINT,
+    "The collector's URL: http(s)://host[:port][/path]; without a path, "
+    "/v1/metrics is appended.",
+    "http://localhost:4318", OtlpHttpExporter, grpc=False)

@@ -127,7 +127,7 @@ PROMETHEUS_RULES: tuple[Rule, ...] = (passwords_not_in_clear,)
 
 class SnapshotCollector(Collector):
     """Renders one snapshot as Prometheus metric families (classic histograms,
-    names translated as naming.py says, resource attributes as `target_info`)
+    names translated as prometheus_naming.py says, resource attributes as `target_info`)
     for prometheus_client's encoders, or straight to text (prometheus_text.py)
     for the formats that module writes."""
 

@@ -1,5 +1,5 @@
 """A snapshot's metrics as prometheus_client metric families: names
-translated as naming.py says, classic histograms, resource attributes as
+translated as prometheus_naming.py says, classic histograms, resource attributes as
 `target_info`. What prometheus_client's own encoders render."""
 
 from __future__ import annotations
