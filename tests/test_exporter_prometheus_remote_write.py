@@ -221,3 +221,39 @@ def test_statuses_remote_write_retries_and_those_it_does_not(status, retryable, 
     assert len(exporter.queue) == (1 if retryable else 0)
     assert exporter.stats.dropped_by_reason() == (
         {} if retryable else {"rejected": snapshot.series_count})
+
+
+def test_samples_queued_in_a_directory_are_delivered_by_the_next_run(receiver, tmp_path):
+    """Receiver unreachable: two snapshots wait in queue.dir; the exporter shuts
+    down (an ig-metrics stopped during an outage). The next one with the same
+    directory delivers both samples, each at its own time, and nothing else."""
+    from ig_metrics.exporters.queue import QueueSettings
+    from ig_metrics.exporters.registry import create_exporter
+    from tests.receivers import free_port
+
+    queue = QueueSettings(dir=tmp_path / "queue")
+    auth = BasicAuth("ig", PASSWORD)
+    down = create_exporter(remote_write_config(
+        "queued", f"http://127.0.0.1:{free_port()}/api/v1/write", basic_auth=auth,
+        queue=queue, external_labels=(("run", "queued"),)))
+    down.start()
+    now = time.time_ns()
+    times = [now - 20_000_000_000, now - 10_000_000_000]
+    try:
+        for seq, time_ns in enumerate(times, 1):
+            down.accept(tcp_like_snapshot(seq, sent=5_000 * seq, time_ns=time_ns))
+            assert down.send(2.0).value == "failure"
+    finally:
+        down.shutdown(1.0)
+    back = create_exporter(remote_write_config(
+        "queued", f"http://127.0.0.1:{receiver.port}/api/v1/write", basic_auth=auth,
+        queue=queue, external_labels=(("run", "queued"),)))
+    back.start()
+    try:
+        assert back.send(5.0).value == "success", back.last_failure
+        assert len(back.queue) == 0
+    finally:
+        back.shutdown(1.0)
+    result = receiver.query('tcp_sent_bytes_total{process_pid="4242",run="queued"}[5m]')
+    assert [(int(float(at) * 1000), float(value)) for at, value in result[0]["values"]] \
+        == [(times[0] // 1_000_000, 5_000.0), (times[1] // 1_000_000, 10_000.0)]
