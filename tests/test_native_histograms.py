@@ -300,8 +300,8 @@ def _expected_write_request(snapshot, histograms, external):
 def test_remote_write_request_is_the_reference_encoding(histograms):
     external = (("cluster", "prod-1"), ("network_type", "overridden by the series"))
     encoder = RemoteWriteEncoder(external, histograms)
-    for seq in (1, 2):
-        snapshot = tcp_like_snapshot(seq, scale=seq)
+    for seq, sent in ((1, 1_000_000), (2, 1_000_000), (3, 0)):    # a 0: point by point
+        snapshot = tcp_like_snapshot(seq, scale=seq, sent=sent)
         (request,) = encoder.encode([snapshot])
         expected = _expected_write_request(snapshot, histograms, external)
         assert WriteRequest.FromString(request) == expected
