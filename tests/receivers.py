@@ -6,6 +6,7 @@ exporter configs to send."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import os
@@ -418,10 +419,11 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def scrape(url: str, accept: str = "text/plain", timeout: float = 10) -> tuple[str, str]:
+def scrape(url: str, accept: str = "text/plain", timeout: float = 10,
+           **headers: str) -> tuple[str, str]:
     """(body, Content-Type) of one GET, without any proxy from the environment."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    request = urllib.request.Request(url, headers={"Accept": accept})
+    request = urllib.request.Request(url, headers={"Accept": accept, **headers})
     with opener.open(request, timeout=timeout) as response:
         return response.read().decode(), response.headers.get("Content-Type", "")
 
@@ -478,11 +480,22 @@ class PrometheusServer(_ServerProcess):
 
     name = "prometheus"
 
-    def __init__(self, targets: list[str], workdir: Path, *, rule_files: tuple[Path, ...] = (),
+    def __init__(self, targets: list[str], workdir: Path, *, flags: tuple[str, ...] = (),
+                 rule_files: tuple[Path, ...] = (),
+                 users: dict[str, tuple[str, str]] | None = None, tls: TlsFiles | None = None,
                  **scrape: Any) -> None:
         self.targets = targets
         self.workdir = workdir
         self.rule_files = rule_files  # evaluated every second, as the targets are scraped
+        # e.g. --enable-feature=native-histograms (then it asks for the protobuf
+        # exposition), --web.enable-remote-write-receiver (/api/v1/write)
+        self.flags = flags
+        # name -> (password, its bcrypt hash): Prometheus' own basic_auth_users, on
+        # every endpoint (queries and remote write); the tests' queries use the first.
+        self.users = users or {}
+        # Serve HTTPS with tls' server certificate, and require a client certificate
+        # signed by its CA (mutual TLS) on every endpoint.
+        self.tls = tls
         self.scrape = scrape        # more of the scrape config: scheme, tls_config, basic_auth
         self.port = 0
         self._process: subprocess.Popen | None = None
@@ -496,20 +509,52 @@ class PrometheusServer(_ServerProcess):
             "rule_files": [str(path) for path in self.rule_files],
             "scrape_configs": [{"job_name": "ig-metrics",
                                 "static_configs": [{"targets": self.targets}],
-                                **self.scrape}],
+                                **self.scrape}] if self.targets else [],
         }))
-        self.port = free_port()
-        log = open(self.workdir / "prometheus.log", "wb")
+        web_config: dict[str, Any] = {}
+        if self.users:
+            web_config["basic_auth_users"] = {name: hashed
+                                              for name, (_, hashed) in self.users.items()}
+        if self.tls is not None:
+            web_config["tls_server_config"] = {
+                "cert_file": str(self.tls.server_cert), "key_file": str(self.tls.server_key),
+                "client_ca_file": str(self.tls.ca),
+                "client_auth_type": "RequireAndVerifyClientCert"}
+        web = []
+        if web_config:
+            (self.workdir / "web.yml").write_text(json.dumps(web_config))
+            web = [f"--web.config.file={self.workdir / 'web.yml'}"]
+        # Started again after stop(): the same port and TSDB, as a restarted server.
+        self.port = self.port or free_port()
+        log = open(self.workdir / "prometheus.log", "ab")
         self._process = subprocess.Popen(
             [PROMETHEUS, f"--config.file={config}",
              f"--storage.tsdb.path={self.workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn", *web,
+             *self.flags],
             stdout=log, stderr=subprocess.STDOUT)
         return self._wait_until(self._ready, timeout)
 
+    def _get(self, path: str) -> str:
+        headers = {}
+        if self.users:
+            name, (password, _) = next(iter(self.users.items()))
+            token = base64.b64encode(f"{name}:{password}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        if self.tls is None:
+            return scrape(f"http://127.0.0.1:{self.port}{path}", **headers)[0]
+        context = ssl.create_default_context(cafile=str(self.tls.ca))
+        context.load_cert_chain(str(self.tls.client_cert), str(self.tls.client_key))
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                             urllib.request.HTTPSHandler(context=context))
+        request = urllib.request.Request(f"https://127.0.0.1:{self.port}{path}",
+                                         headers=headers)
+        with opener.open(request, timeout=10) as response:
+            return response.read().decode()
+
     def _ready(self) -> bool:
         try:
-            scrape(f"http://127.0.0.1:{self.port}/-/ready")
+            self._get("/-/ready")
             return True
         except OSError:
             return False
@@ -519,8 +564,7 @@ class PrometheusServer(_ServerProcess):
 
     def query(self, promql: str) -> list[dict]:
         query = urllib.parse.urlencode({"query": promql})
-        body, _ = scrape(f"http://127.0.0.1:{self.port}/api/v1/query?{query}")
-        answer = json.loads(body)
+        answer = json.loads(self._get(f"/api/v1/query?{query}"))
         if answer["status"] != "success":
             raise RuntimeError(f"query {promql!r}: {answer}")
         return answer["data"]["result"]

@@ -34,7 +34,7 @@ def line_of(path: Path, text: str) -> int:
 def test_builtin_profiles_validate_clean() -> None:
     result = invoke("exporters", "validate", str(REPO_PROFILES))
     assert result.exit_code == 0
-    assert result.stdout == (f"{REPO_PROFILES}: 2 files, 4 exporters, 4 profiles, "
+    assert result.stdout == (f"{REPO_PROFILES}: 2 files, 5 exporters, 5 profiles, "
                              "0 errors, 0 warnings\n")
 
 
@@ -47,6 +47,7 @@ def test_builtin_profiles_are_the_ones_the_issue_asks_for() -> None:
         "local": ["prometheus"],
         "otlp-prod": ["prometheus", "otlp-grpc"],
         "hybrid": ["prometheus", "otlp-grpc", "otlp-http"],
+        "remote-write": ["prometheus", "prometheus-remote-write"],     # issue 13
         "debug": ["console"],
     }
 
@@ -61,11 +62,14 @@ def test_list_json_describes_every_template() -> None:
                       row["profiles"], row["file"], row["line"]) for name, row in rows.items()}
     assert summary == {
         "prom-local": ("prometheus", "127.0.0.1:9464", None, None,
-                       ["local", "otlp-prod", "hybrid"], str(file), line_of(file, "  prom-local:")),
+                       ["local", "otlp-prod", "hybrid", "remote-write"], str(file),
+                       line_of(file, "  prom-local:")),
         "otlp-collector": ("otlp-grpc", "localhost:4317", None, "cumulative",
                            ["otlp-prod", "hybrid"], str(file), line_of(file, "  otlp-collector:")),
         "otlp-http-local": ("otlp-http", "http://localhost:4318/v1/metrics", None, "cumulative",
                             ["hybrid"], str(file), line_of(file, "  otlp-http-local:")),
+        "remote-write": ("prometheus-remote-write", "http://localhost:9090/api/v1/write", None,
+                         None, ["remote-write"], str(file), line_of(file, "  remote-write:")),
         "console": ("console", "stdout", "5s", None, ["debug"], str(file),
                     line_of(file, "  console:")),
     }

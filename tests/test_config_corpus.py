@@ -20,10 +20,10 @@ HTTP_FORMS = "expected a URL http(s)://host[:port][/path], e.g. http://localhost
 LISTEN_FORMS = ("expected host:port, [ipv6]:port or :port (all interfaces), "
                 "e.g. 127.0.0.1:9464")
 OTLP_KEYS = ("type, interval, description, endpoint, insecure, tls, headers, timeout, "
-             "compression, temporality, retry, queue, limits")
+             "compression, temporality, histograms, retry, queue, limits")
 NAME_RULE = ("names use lowercase letters, digits, '.', '_' and '-', and start with a "
              "letter or a digit")
-TYPES = "prometheus, otlp-grpc, otlp-http, console"
+TYPES = "prometheus, otlp-grpc, otlp-http, prometheus-remote-write, console"
 
 # file -> every error it must produce, as (line, message), in order.
 EXPECTED_ERRORS: dict[str, list[tuple[int, str]]] = {
@@ -121,6 +121,23 @@ EXPECTED_ERRORS: dict[str, list[tuple[int, str]]] = {
         (5, "exporters.central: insecure: true turns TLS off, but tls: is set; "
             "remove one of them"),
     ],
+    "remote-write.yaml": [
+        (4, "exporters.no-path.url: 'http://mimir.example:9009' is not a valid remote write "
+            "URL: the path is missing (Prometheus takes remote write at /api/v1/write); "
+            "expected a URL http(s)://host[:port]/path, e.g. "
+            "http://localhost:9090/api/v1/write"),
+        (9, "exporters.two-credentials: basic_auth and bearer_token both set the "
+            "Authorization header; keep one"),
+        (13, "exporters.tls-over-http: tls: is set, but the url's http:// scheme sends in "
+             "plaintext; use https://"),
+        (17, "exporters.reserved-label.external_labels: __tenant__: names starting with __ "
+             "are reserved for Prometheus' own use"),
+        (18, "exporters.reserved-label.histograms: unknown value 'exponential'. Choose one "
+             "of: classic, native"),
+        (22, "exporters.no-password.basic_auth: missing required key 'password' (its "
+             "password; write it as ${env:VAR} to keep it out of the file; e.g. password: "
+             "${env:REMOTE_WRITE_PASSWORD})"),
+    ],
     "cert-without-key.yaml": [
         (5, "exporters.central.tls: cert_file and key_file go together (a client "
             "certificate and its private key); key_file is missing"),
@@ -194,6 +211,10 @@ EXPECTED_WARNINGS: dict[str, list[tuple[int, str]]] = {
             "is not loopback; use TLS unless the network is trusted"),
         (8, "exporters.remote-http-url: metrics go unencrypted (insecure) to a host that "
             "is not loopback; use TLS unless the network is trusted"),
+    ],
+    "remote-write-in-clear.yaml": [
+        (5, "exporters.mimir-plain: bearer_token goes in clear over http:// to a host that "
+            "is not loopback; use https://"),
     ],
     "scheme-decides-tls.yaml": [
         (5, "exporters.https-wins.insecure: ignored: the endpoint's https:// scheme means TLS"),
@@ -274,7 +295,7 @@ def test_the_whole_good_corpus_loads_as_one_catalog() -> None:
     catalog = load_catalog([CORPUS / "good", CORPUS / "good" / "split"])
     assert catalog.problems == []
     assert sorted(catalog.profiles) == ["everything", "merged", "minimal", "reliable", "split"]
-    assert len(catalog.exporters) == 14
+    assert len(catalog.exporters) == 15
 
 
 def test_missing_path_is_an_error() -> None:

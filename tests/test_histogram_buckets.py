@@ -5,15 +5,14 @@ upper-inclusive bound is the first >= the value."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
+from tests import histprobe
 from tests.snapshots import points
 
 pytestmark = pytest.mark.bpf
 
-PROBE = Path(__file__).parent / "gadgets" / "histprobe"
 # Zero, every power of two and its neighbours up to the last exported bound
 # (2^15 - 1 us), and values beyond it that must land in +Inf.
 BOUNDARY_VALUES = sorted({0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 1023, 1024, 1025,
@@ -31,24 +30,7 @@ def expected_counts(values: list[int], bounds_in_kernel_units: list[int]) -> lis
 
 @pytest.fixture(scope="module")
 def probe_snapshot(bpf_available):
-    from ig_metrics.bpf.loader import GadgetProgram
-    from ig_metrics.gadgets import resolve
-    from ig_metrics.pipeline.sampler import Sampler
-
-    spec = resolve(str(PROBE))
-    program = GadgetProgram(spec, cflags=(f"-DTARGET_PID={os.getpid()}",))
-    program.load()
-    program.attach()
-    try:
-        for value in BOUNDARY_VALUES:
-            try:
-                os.getpgid(value)
-            except ProcessLookupError:
-                pass               # only the call's argument matters
-        snapshot = Sampler(spec, program, resource=(), idle_expiry=0).tick()
-    finally:
-        program.close()
-    return spec, snapshot
+    return histprobe.record(BOUNDARY_VALUES)
 
 
 def test_exported_bounds_are_the_kernel_slots(probe_snapshot):

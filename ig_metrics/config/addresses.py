@@ -16,6 +16,7 @@ DEFAULT_OTLP_HTTP_PATH = "/v1/metrics"
 LISTEN_FORMS = "host:port, [ipv6]:port or :port (all interfaces), e.g. 127.0.0.1:9464"
 GRPC_FORMS = "host:port, [ipv6]:port or http(s)://host:port, e.g. localhost:4317"
 HTTP_FORMS = "a URL http(s)://host[:port][/path], e.g. http://localhost:4318"
+URL_FORMS = "a URL http(s)://host[:port]/path, e.g. http://localhost:9090/api/v1/write"
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
                        r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$")
@@ -115,6 +116,18 @@ def parse_http_endpoint(text: str) -> Endpoint:
     if parts.path in ("", "/"):
         url = text.rstrip("/") + DEFAULT_OTLP_HTTP_PATH if not parts.query else text
     return Endpoint(url, parts.host, parts.port, parts.scheme, parts.has_credentials)
+
+
+def parse_url(text: str) -> Endpoint:
+    """An http(s):// URL taken as written, path and all (remote write's)."""
+    text = text.strip()
+    if "://" not in text:
+        raise ValueError("the scheme is missing: write http:// or https://")
+    parts = _split_url(text)
+    if parts.path in ("", "/"):
+        raise ValueError("the path is missing (Prometheus takes remote write at "
+                         "/api/v1/write)")
+    return Endpoint(text, parts.host, parts.port, parts.scheme, parts.has_credentials)
 
 
 @dataclass(frozen=True, slots=True)

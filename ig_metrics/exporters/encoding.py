@@ -56,14 +56,14 @@ MAX_REQUEST_BYTES = 4 * 1024 * 1024 - 64 * 1024
 
 
 def encode(snapshot: Snapshot, temporality: AggregationTemporality, max_points: int,
-           encoder: WireEncoder) -> Encoded:
+           encoder: WireEncoder, exponential: bool = False) -> Encoded:
     """`encoder` keeps the encoded attributes of the series it saw last: give
     each stream of snapshots (the shared cumulative ones, one delta exporter's)
     its own. Requests hold at most `max_points` points, and fewer when that
     many would pass MAX_REQUEST_BYTES (long attributes, a large max_points)."""
     while True:
         chunks = split(snapshot, max_points)
-        requests = tuple(encoder.encode(chunks, temporality))
+        requests = tuple(encoder.encode(chunks, temporality, exponential))
         largest = max(map(len, requests), default=0)
         if largest <= MAX_REQUEST_BYTES or max_points == 1:
             return Encoded(requests, tuple(chunk.series_count for chunk in chunks))
@@ -90,12 +90,13 @@ class SharedEncodings:
         self._entries: dict[tuple, tuple[Snapshot, threading.Event, list[Encoded]]] = {}
 
     def get(self, snapshot: Snapshot, temporality: AggregationTemporality,
-            max_points: int, timeout: float = DEFAULT_WAIT) -> Encoded:
+            max_points: int, timeout: float = DEFAULT_WAIT, exponential: bool = False,
+            ) -> Encoded:
         """The encoding, made here or by the exporter already making it. No
         exporter waits on another's thread longer than `timeout` seconds (its own
         export timeout): past it, it encodes the snapshot itself, with an
         encoder of its own (no cached attributes: slower, the same bytes)."""
-        key = (id(snapshot), temporality, max_points)
+        key = (id(snapshot), temporality, max_points, exponential)
         with self._lock:
             entry = self._entries.get(key)
             owner = entry is None or entry[0] is not snapshot
@@ -107,15 +108,16 @@ class SharedEncodings:
         _, done, result = entry
         if owner:
             try:
-                result.append(encode(snapshot, temporality, max_points, self.encoder))
+                result.append(encode(snapshot, temporality, max_points, self.encoder,
+                                     exponential))
             finally:
                 done.set()
         elif not done.wait(timeout):
             log.warning("exporter encoding: another exporter's encoding of snapshot %d took "
                         "over %gs; encoding it again here", snapshot.seq, timeout)
-            return encode(snapshot, temporality, max_points, WireEncoder())
+            return encode(snapshot, temporality, max_points, WireEncoder(), exponential)
         if not result:      # the owner's encoding raised: do it here, for the error
-            return encode(snapshot, temporality, max_points, self.encoder)
+            return encode(snapshot, temporality, max_points, self.encoder, exponential)
         return result[0]
 
 

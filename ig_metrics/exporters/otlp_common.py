@@ -1,16 +1,14 @@
-"""What the otlp-grpc and otlp-http exporters share: cardinality limits, the
-newest cumulative snapshot or a queue of delta intervals, encoding through the
-SDK's data classes and encoder, and delivery over a transport of our own
-(retries are the worker's, not the SDK's: see docs/reliability.md)."""
+"""What the otlp-grpc and otlp-http exporters share: their settings, table and
+rules; the newest cumulative snapshot or a queue of delta intervals, delivered
+over a transport of their own (push.py; retries are the worker's, not the
+SDK's: see docs/reliability.md), encoded by otlp_wire.py with explicit or
+exponential histograms."""
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-import logging
 from pathlib import Path
-import time
 from typing import Any
 
 from opentelemetry.sdk.metrics.export import AggregationTemporality
@@ -22,7 +20,7 @@ from ig_metrics.config.fieldkinds import (
     AddressKind, Choice, DurationKind, FilePathKind, FlagKind, StringMap,
 )
 from ig_metrics.config.fields import EnvVar, Field, Section
-from ig_metrics.config.model import DEFAULT_POINTS_PER_EXPORT, REDACTED, LimitSettings
+from ig_metrics.config.model import DEFAULT_POINTS_PER_EXPORT, LimitSettings
 from ig_metrics.config.otelenv import (
     HTTP_BASE_URL, HeaderListKind, MillisecondsKind, TemporalityPreferenceKind,
     otel_variables,
@@ -30,19 +28,13 @@ from ig_metrics.config.otelenv import (
 from ig_metrics.config.rules import COMMON_RULES, ExporterDraft, Rule
 from ig_metrics.config.sections import build_limits, env, limits_field
 from ig_metrics.exporters.backoff import RetrySettings, retry_field
-from ig_metrics.exporters.base import (
-    ExportFailure, ExportResult, Exporter, ExporterStartError, ExporterType,
-)
+from ig_metrics.exporters.base import Exporter, ExporterStartError, ExporterType
 from ig_metrics.exporters.delta import DeltaTracker
-from ig_metrics.exporters.encoding import SHARED, encode
+from ig_metrics.exporters.encoding import SHARED, Encoded, encode
 from ig_metrics.exporters.otlp_wire import WireEncoder
-from ig_metrics.exporters.queue import (
-    Batch, BatchQueue, QueueDirectoryError, QueueSettings, queue_field,
-)
-from ig_metrics.exporters.transport import Delivery, Transport
+from ig_metrics.exporters.push import PushExporter
+from ig_metrics.exporters.queue import QueueSettings, queue_field
 from ig_metrics.model.snapshot import Snapshot
-
-log = logging.getLogger("ig_metrics.exporters")
 
 # The default of limits.max_points_per_export. A default collector refuses a
 # gRPC message over 4 MiB; a tcp histogram point with 40 bounds and every k8s
@@ -76,6 +68,7 @@ class OtlpSettings:
     timeout: float = DEFAULT_OTLP_TIMEOUT  # seconds
     compression: str = "none"              # "gzip" | "none"
     temporality: str = "cumulative"        # "cumulative" | "delta"
+    histograms: str = "explicit"           # "explicit" | "exponential"
     retry: RetrySettings = field(default_factory=RetrySettings)
     queue: QueueSettings = field(default_factory=QueueSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
@@ -86,7 +79,7 @@ class OtlpSettings:
             written["tls"] = self.tls.as_written()
         written.update(headers=dict(self.headers), timeout=format_duration(self.timeout),
                        compression=self.compression, temporality=self.temporality,
-                       retry=self.retry.as_written())
+                       histograms=self.histograms, retry=self.retry.as_written())
         if self.temporality == "delta":
             written["queue"] = self.queue.as_written()
         written["limits"] = self.limits.as_written()
@@ -95,19 +88,27 @@ class OtlpSettings:
 HEADER_NAME_PATTERN = r"[A-Za-z0-9!#$%&'*+.^_`|~-]+"
 
 
-def otlp_fields(endpoint: AddressKind, endpoint_doc: str, endpoint_example: str,
-                grpc: bool) -> tuple[Field, ...]:
-    tls = Section((
+def client_tls_section(peer: str, otel_env: bool) -> Section:
+    """tls: of a push exporter: the CA of `peer`'s certificate, a client one (mTLS);
+    with `otel_env`, each also from its OTEL_EXPORTER_OTLP_* variable."""
+    def variables(name: str) -> tuple:
+        return env(*otel_variables(name)) if otel_env else ()
+    return Section((
         Field("ca_file", FilePathKind(),
-              "CA certificate (PEM) that the collector's certificate must chain to.",
-              "/etc/ig-metrics/ca.pem", env=env(*otel_variables("CERTIFICATE"))),
+              f"CA certificate (PEM) that the {peer}'s certificate must chain to.",
+              "/etc/ig-metrics/ca.pem", env=variables("CERTIFICATE")),
         Field("cert_file", FilePathKind(),
               "Client certificate (PEM) for mutual TLS; needs key_file.",
-              "/etc/ig-metrics/client.pem", env=env(*otel_variables("CLIENT_CERTIFICATE"))),
+              "/etc/ig-metrics/client.pem", env=variables("CLIENT_CERTIFICATE")),
         Field("key_file", FilePathKind(),
               "Private key (PEM) of cert_file; needs cert_file.",
-              "/etc/ig-metrics/client-key.pem", env=env(*otel_variables("CLIENT_KEY"))),
+              "/etc/ig-metrics/client-key.pem", env=variables("CLIENT_KEY")),
     ), owner="tls")
+
+
+def otlp_fields(endpoint: AddressKind, endpoint_doc: str, endpoint_example: str,
+                grpc: bool) -> tuple[Field, ...]:
+    tls = client_tls_section("collector", otel_env=True)
     metrics_endpoint, generic_endpoint = otel_variables("ENDPOINT")
     endpoint_env = (EnvVar(metrics_endpoint),
                     EnvVar(generic_endpoint, None if grpc else HTTP_BASE_URL))
@@ -144,6 +145,11 @@ def otlp_fields(endpoint: AddressKind, endpoint_doc: str, endpoint_example: str,
               "cumulative", default="cumulative", default_shown="cumulative",
               env=env("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
                       kind=TemporalityPreferenceKind())),
+        Field("histograms", Choice(("explicit", "exponential")),
+              "explicit: Histograms with the kernel's bucket bounds; exponential: "
+              "ExponentialHistograms of scale 0, the kernel's log2 slots as they are "
+              "(docs/exporters.md, \"Native and exponential histograms\").",
+              "exponential", default="explicit", default_shown="explicit"),
         retry_field(),
         queue_field(),
         limits_field(push=True),
@@ -159,6 +165,7 @@ def build_otlp(values: Mapping[str, Any]) -> OtlpSettings:
         timeout=values["timeout"],
         compression=values["compression"],
         temporality=values["temporality"],
+        histograms=values["histograms"],
         retry=RetrySettings(**values.get("retry", {})),
         queue=QueueSettings(**values.get("queue", {})),
         limits=build_limits(values),
@@ -252,7 +259,6 @@ def read_tls_file(exporter: Exporter, setting: str, path: Path | None) -> bytes 
             f"{error.strerror or error} — fix it in {exporter.where_configured()}") from error
 
 
-
 def otlp_type(name: str, doc: str, endpoint: AddressKind, endpoint_doc: str,
               endpoint_example: str, implementation: type[OtlpExporter],
               grpc: bool) -> ExporterType:
@@ -262,7 +268,8 @@ def otlp_type(name: str, doc: str, endpoint: AddressKind, endpoint_doc: str,
                         build_otlp, implementation, COMMON_RULES + OTLP_RULES,
                         address_key="endpoint")
 
-class OtlpExporter(Exporter[OtlpSettings]):
+
+class OtlpExporter(PushExporter[OtlpSettings]):
     """Cumulative: sends the newest accepted snapshot (a failed send loses
     nothing, the next carries the totals). Delta: each accepted snapshot's
     changes become a batch in a bounded queue, sent oldest first."""
@@ -270,184 +277,33 @@ class OtlpExporter(Exporter[OtlpSettings]):
     settings_type = OtlpSettings
 
     def __init__(self, config) -> None:
+        self._delta = DeltaTracker() if config.template.settings.temporality == "delta" \
+            else None
         super().__init__(config)
-        self._secrets: list[str] = []
-        self.add_secret(*(value for _, value in self.settings.headers))
-        self._delta = DeltaTracker() if self.settings.temporality == "delta" else None
         # Encodes this exporter's delta intervals (cumulative snapshots use SHARED's).
         self._encoder = WireEncoder()
-        queue_dir = self.settings.queue.dir
-        if queue_dir is not None and "queue.dir" in config.template.secrets:
-            self.add_secret(str(queue_dir))
-        self.queue = BatchQueue(self.settings.queue,
-                                queue_dir / self.name if queue_dir is not None else None,
-                                self._count_dropped_batch) if self._delta else None
-        self._transport: Transport | None = None
-        self._warned_rejections = False
+        self.exponential = self.settings.histograms == "exponential"
+
+    @property
+    def queued(self) -> bool:
+        return self._delta is not None
 
     @property
     def temporality(self) -> AggregationTemporality:
         return (AggregationTemporality.DELTA if self._delta is not None
                 else AggregationTemporality.CUMULATIVE)
 
-    @property
-    def export_timeout(self) -> float:
-        return self.settings.timeout
-
-    @abstractmethod
-    def create_transport(self) -> Transport:
-        """The transport for these settings; ExporterStartError if it cannot be."""
-
-    def start(self) -> None:
-        if self.queue is not None:
-            try:
-                left = self.queue.open()
-            except QueueDirectoryError as error:
-                raise ExporterStartError(f"exporter {self.name}: queue.dir: "
-                                         f"{self.redact(str(error))} — see "
-                                         f"{self.where_configured()}") from error
-            if left:
-                log.info("exporter %s: %d interval%s left by a previous run will be sent "
-                         "first", self.name, left, "" if left == 1 else "s")
-            self._update_queue_stats()
-        self._transport = self.create_transport()
-
-    # --- accept -----------------------------------------------------------------
-    def accept(self, snapshot: Snapshot) -> None:
-        if self._delta is None or self.queue is None:
-            super().accept(snapshot)
-            return
-        limited = self.within_limits(snapshot)
+    def interval(self, limited: Snapshot) -> Snapshot:
         pending = self._delta.prepare(limited)
         # The interval now belongs to the queue: the next delta starts here,
         # whether or not this one is ever delivered.
         self._delta.commit(pending)
-        if pending.snapshot.series_count:
-            encoded = encode(pending.snapshot, self.temporality,
-                             self.settings.limits.max_points_per_export, self._encoder)
-            self.queue.push(Batch(snapshot.time_ns, encoded.total_points,
-                                  list(encoded.requests), points_per_request=list(encoded.points)))
-        self._update_queue_stats()
+        return pending.snapshot
 
-    @property
-    def pending(self) -> bool:
-        if self.queue is not None:
-            return len(self.queue) > 0
-        return super().pending
+    def encode_interval(self, snapshot: Snapshot) -> Encoded:
+        return encode(snapshot, self.temporality, self.settings.limits.max_points_per_export,
+                      self._encoder, self.exponential)
 
-    # --- send -------------------------------------------------------------------
-    def send(self, timeout: float) -> ExportResult:
-        if self.queue is None:
-            return super().send(timeout)
-        self.failure = None
-        self._expire_old_batches()
-        started = time.monotonic()
-        # One send delivers batches until the queue is empty, one fails, or the
-        # time of one attempt is used up (the worker calls again at once).
-        while (batch := self.queue.head()) is not None:
-            if not self._send_requests(batch, timeout):
-                self._update_queue_stats()
-                return ExportResult.FAILURE
-            self.queue.pop()
-            if time.monotonic() - started > timeout:
-                break
-        self._update_queue_stats()
-        return ExportResult.SUCCESS
-
-    def deliver(self, snapshot: Snapshot, timeout: float) -> ExportResult:
-        if snapshot.series_count == 0:
-            return ExportResult.SUCCESS
-        encoded = SHARED.get(snapshot, self.temporality, self.settings.limits.max_points_per_export,
-                             timeout)
-        batch = Batch(snapshot.time_ns, encoded.total_points, list(encoded.requests),
-                      points_per_request=list(encoded.points))
-        return ExportResult.SUCCESS if self._send_requests(batch, timeout) \
-            else ExportResult.FAILURE
-
-    def _send_requests(self, batch: Batch, timeout: float) -> bool:
-        transport = self._transport     # shutdown() may clear it from another thread
-        if transport is None:
-            raise RuntimeError(f"exporter {self.name}: send before start or after shutdown")
-        for index in range(batch.sent, len(batch.requests)):
-            delivery = transport.send(batch.requests[index], timeout)
-            if delivery.failure is not None:
-                self.failure = ExportFailure(self.redact(delivery.failure.message),
-                                             delivery.failure.reason, delivery.failure.retryable,
-                                             delivery.failure.retry_after)
-                log.debug("exporter %s: %s", self.name, self.failure.message)
-                if not delivery.failure.retryable:
-                    self._give_up(batch)
-                return False
-            points = batch.points_per_request[index] if batch.points_per_request else batch.points
-            self.stats.points_exported += points - delivery.rejected_points
-            self._note_rejections(delivery)
-            if self.queue is not None and batch is self.queue.head():
-                self.queue.progress(batch, index + 1)
-            else:
-                batch.sent = index + 1
-        return True
-
-    def _give_up(self, batch: Batch) -> None:
-        """A permanent refusal: sending the same batch again cannot help."""
-        if self.queue is not None and batch is self.queue.head():
-            self.queue.drop_head("rejected")
-        else:
-            self.stats.dropped("rejected", batch.unsent_points)
-
-    def _note_rejections(self, delivery: Delivery) -> None:
-        if not delivery.rejected_points:
-            return
-        self.stats.dropped("rejected", delivery.rejected_points)
-        if not self._warned_rejections:
-            self._warned_rejections = True
-            log.warning("exporter %s: the collector refused %d data points of an export: "
-                        "%s", self.name, delivery.rejected_points,
-                        self.redact(delivery.rejected_message) or "(no reason given)")
-
-    def _expire_old_batches(self) -> None:
-        max_elapsed = self.settings.retry.max_elapsed
-        if max_elapsed is None or self.queue is None:
-            return
-        oldest = time.time_ns() - int(max_elapsed * 1e9)
-        while (batch := self.queue.head()) is not None and batch.created_ns < oldest:
-            self.queue.drop_head("expired")
-
-    def _count_dropped_batch(self, batch: Batch, reason: str) -> None:
-        self.stats.dropped(reason, batch.unsent_points)
-
-    def _update_queue_stats(self) -> None:
-        if self.queue is not None:
-            self.stats.queue_batches = len(self.queue)
-            self.stats.queue_bytes = self.queue.bytes
-
-    # --- secrets and shutdown ---------------------------------------------------
-    def add_secret(self, *values: str) -> None:
-        """Strings that `redact` hides (an endpoint that came from the environment)."""
-        self._secrets.extend(value for value in values if value)
-        self._secrets.sort(key=len, reverse=True)    # longest first: no half-hidden value
-
-    def redact(self, text: str) -> str:
-        """`text` with every header value and other secret replaced by ***."""
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return text
-
-    def shutdown(self, timeout: float) -> None:
-        transport, self._transport = self._transport, None
-        if transport is not None:
-            # Closes the channel or session: a gRPC send still waiting on a hung
-            # collector returns at once; an HTTP one at its own timeout.
-            transport.close()
-        if self.queue is not None:
-            unsent = len(self.queue)
-            if unsent and self.queue.directory is None:
-                log.warning("exporter %s: %d delta interval%s (%d points) not delivered are "
-                            "lost; set queue.dir to keep them across restarts", self.name,
-                            unsent, "" if unsent == 1 else "s", self.queue.points)
-            elif unsent:
-                log.info("exporter %s: %d delta interval%s kept in %s for the next run",
-                         self.name, unsent, "" if unsent == 1 else "s",
-                         self.redact(str(self.queue.directory)))
-            self.queue.close()
-
-
+    def encode_latest(self, snapshot: Snapshot, timeout: float) -> Encoded:
+        return SHARED.get(snapshot, self.temporality, self.settings.limits.max_points_per_export,
+                          timeout, self.exponential)

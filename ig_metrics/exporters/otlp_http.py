@@ -40,8 +40,13 @@ class HttpTransport(Transport):
     """One requests session (connections kept alive and reused)."""
 
     def __init__(self, url: str, *, headers: tuple[tuple[str, str], ...], gzip_body: bool,
-                 verify: str | bool, client_cert: tuple[str, str] | None) -> None:
+                 verify: str | bool, client_cert: tuple[str, str] | None,
+                 retryable: frozenset[int] = RETRYABLE_STATUSES,
+                 hints: dict[int, str] | None = None) -> None:
         self.url = url
+        # What the receiver's protocol says to retry, and a hint per final status.
+        self._retryable = retryable
+        self._hints = PERMANENT_HINTS if hints is None else hints
         self._session = requests.Session()
         self._headers = {"Content-Type": PROTOBUF, "User-Agent": f"ig-metrics/{__version__}",
                          **dict(headers)}
@@ -70,7 +75,7 @@ class HttpTransport(Transport):
                                                   retryable=False))
         if 200 <= response.status_code < 300:
             return _accepted(response)
-        return Delivery(failure=_refused(self.url, response))
+        return Delivery(failure=_refused(self.url, response, self._retryable, self._hints))
 
     def close(self) -> None:
         self._session.close()
@@ -87,16 +92,17 @@ def _accepted(response: requests.Response) -> Delivery:
                     rejected_message=partial.error_message)
 
 
-def _refused(url: str, response: requests.Response) -> ExportFailure:
+def _refused(url: str, response: requests.Response, retryable: frozenset[int],
+             hints: dict[int, str]) -> ExportFailure:
     status = response.status_code
     message = f"POST {url}: HTTP {status} {response.reason or ''}".rstrip()
     detail = _error_detail(response)
     if detail:
         message += f": {detail}"
-    if status in RETRYABLE_STATUSES:
+    if status in retryable:
         return ExportFailure(message, f"http_{status}", retryable=True,
                              retry_after=retry_after(response.headers.get("Retry-After")))
-    hint = PERMANENT_HINTS.get(status, "the collector refused the export")
+    hint = hints.get(status, "the collector refused the export")
     return ExportFailure(f"{message} — {hint}; not retried", f"http_{status}", retryable=False)
 
 
@@ -145,15 +151,20 @@ class OtlpHttpExporter(OtlpExporter):
         return self.shown("endpoint", self.url)
 
     def create_transport(self) -> HttpTransport:
-        tls = self.settings.tls
-        for setting, path in (("ca_file", tls.ca_file), ("cert_file", tls.cert_file),
-                              ("key_file", tls.key_file)):
-            read_tls_file(self, setting, path)   # fail at start, not at every export
-        client_cert = (str(tls.cert_file), str(tls.key_file)) if tls.cert_file else None
+        verify, client_cert = requests_tls(self, self.settings.tls)
         return HttpTransport(self.url, headers=self.settings.headers,
                              gzip_body=self.settings.compression == "gzip",
-                             verify=str(tls.ca_file) if tls.ca_file else True,
-                             client_cert=client_cert)
+                             verify=verify, client_cert=client_cert)
+
+
+def requests_tls(exporter, tls) -> tuple[str | bool, tuple[str, str] | None]:
+    """`verify` and `cert` for requests from tls: settings, each file read once
+    now so that a missing one fails the start, not every export."""
+    for setting, path in (("ca_file", tls.ca_file), ("cert_file", tls.cert_file),
+                          ("key_file", tls.key_file)):
+        read_tls_file(exporter, setting, path)
+    client_cert = (str(tls.cert_file), str(tls.key_file)) if tls.cert_file else None
+    return (str(tls.ca_file) if tls.ca_file else True), client_cert
 
 
 TYPE = otlp_type(

@@ -17,6 +17,7 @@ from opentelemetry.sdk.metrics.export import AggregationTemporality
 from opentelemetry.sdk.resources import Resource
 
 from ig_metrics import __version__
+from ig_metrics.exporters.log2native import Layout, layout_of, native_buckets
 from ig_metrics.exporters.seriescache import PAYLOAD, SeriesCache
 from ig_metrics.model.snapshot import (
     COUNTER, GAUGE, HISTOGRAM, AttrValue, Attributes, HistogramValue, MetricData,
@@ -32,7 +33,8 @@ _LENGTH_DELIMITED = 2
 _NUMBER_ATTRIBUTES = 7 << 3 | _LENGTH_DELIMITED        # NumberDataPoint.attributes
 _HISTOGRAM_ATTRIBUTES = 9 << 3 | _LENGTH_DELIMITED     # HistogramDataPoint.attributes
 _RESOURCE_ATTRIBUTES = 1 << 3 | _LENGTH_DELIMITED      # Resource.attributes
-_GAUGE, _SUM, _HISTOGRAM = 5, 7, 9                     # Metric.data, by kind
+_EXPONENTIAL_ATTRIBUTES = 1 << 3 | _LENGTH_DELIMITED   # ExponentialHistogramDataPoint's
+_GAUGE, _SUM, _HISTOGRAM, _EXPONENTIAL = 5, 7, 9, 10   # Metric.data, by kind
 _DATA_FIELD = {GAUGE: _GAUGE, COUNTER: _SUM, HISTOGRAM: _HISTOGRAM}
 # A NumberDataPoint of a sum: start_time_unix_nano (2), time_unix_nano (3),
 # then as_int (6, sfixed64) or as_double (4, double), three tagged 8-byte
@@ -43,6 +45,7 @@ _SUM_DOUBLE = struct.Struct("<Q10sd")
 _SUM_POINT_SIZE = 1 + _SUM_INT.size       # the start's tag ends the cached head
 _START_TAG, _TIME_TAG, _DOUBLE_TAG, _INT_TAG = 0x11, 0x19, 0x21, 0x31
 _COUNT_TAG, _SUM_TAG = 0x21, 0x29                     # HistogramDataPoint count, sum
+_ZERO_COUNT_TAG = 0x39                 # ExponentialHistogramDataPoint.zero_count (fixed64)
 _TAGGED_FIXED64 = struct.Struct("<BQ")
 _TAGGED_INT = struct.Struct("<Bq")
 _TAGGED_DOUBLE = struct.Struct("<Bd")
@@ -127,6 +130,10 @@ def _histogram_attributes(attributes: Attributes) -> tuple[bytes]:
     return (key_values(dict(attributes).items(), _HISTOGRAM_ATTRIBUTES),)
 
 
+def _exponential_attributes(attributes: Attributes) -> tuple[bytes]:
+    return (key_values(dict(attributes).items(), _EXPONENTIAL_ATTRIBUTES),)
+
+
 # Columns of a cache entry (see SeriesCache): what _number_attributes and
 # _histogram_attributes return.
 _KEY_VALUES, _SUM_POINT_HEAD = PAYLOAD, PAYLOAD + 1
@@ -141,26 +148,32 @@ class WireEncoder:
         self._lock = threading.Lock()
         self._numbers = SeriesCache(_number_attributes)
         self._histograms = SeriesCache(_histogram_attributes)
+        self._exponentials = SeriesCache(_exponential_attributes)
         self._resource: tuple[Attributes, bytes] | None = None
 
     def encode(self, chunks: Iterable[Snapshot], temporality: AggregationTemporality,
-               ) -> list[bytes]:
+               exponential: bool = False) -> list[bytes]:
         """One request per chunk, in order; entries of series not in any chunk
-        are dropped afterwards."""
+        are dropped afterwards. `exponential`: histograms whose bounds are the
+        kernel's log2 slots go as ExponentialHistograms of scale 0."""
         with self._lock:
             self._numbers.begin()
             self._histograms.begin()
+            self._exponentials.begin()
             # A metric's points in a chunk are known to the caches by the metric
             # and their place among its pieces: the same from tick to tick
             # while the metric keeps its number of series.
             pieces: dict[str, int] = {}
             try:
-                return [self._request(chunk, int(temporality), pieces) for chunk in chunks]
+                return [self._request(chunk, int(temporality), pieces, exponential)
+                        for chunk in chunks]
             finally:
                 self._numbers.prune()
                 self._histograms.prune()
+                self._exponentials.prune()
 
-    def _request(self, snapshot: Snapshot, temporality: int, pieces: dict[str, int]) -> bytes:
+    def _request(self, snapshot: Snapshot, temporality: int, pieces: dict[str, int],
+                 exponential: bool) -> bytes:
         resource = self._resource
         if resource is None or resource[0] != snapshot.resource:
             resource = self._resource = (snapshot.resource, resource_field(snapshot.resource))
@@ -169,7 +182,7 @@ class WireEncoder:
             if data.points:
                 piece = pieces[data.info.name] = pieces.get(data.info.name, -1) + 1
                 self._metric(data, (data.info.name, piece), snapshot.time_ns, temporality,
-                             parts)
+                             parts, layout_of(data.info) if exponential else None)
         metrics_size = sum(map(len, parts))
         scope_metrics = b"\x12" + length(len(SCOPE_FIELD) + metrics_size)
         resource_metrics_size = len(resource[1]) + len(scope_metrics) + len(SCOPE_FIELD) \
@@ -178,15 +191,21 @@ class WireEncoder:
                          SCOPE_FIELD, *parts])
 
     def _metric(self, data: MetricData, key: tuple[str, int], time_ns: int, temporality: int,
-                parts: list[bytes]) -> None:
+                parts: list[bytes], layout: Layout | None = None) -> None:
         """Appends ScopeMetrics.metrics field of `data` to `parts`, its points
-        joined once and not copied again until the request is."""
+        joined once and not copied again until the request is. A histogram
+        with a `layout` goes as an ExponentialHistogram."""
         info = data.info
         number = _DATA_FIELD.get(info.kind)
         if number is None:
             raise ValueError(f"metric {info.name}: unknown kind {info.kind!r}")
         try:
-            if info.kind == HISTOGRAM:
+            if info.kind == HISTOGRAM and layout is not None:
+                number = _EXPONENTIAL
+                points = self._exponential_points(data, key, time_ns, layout)
+                # ExponentialHistogram.aggregation_temporality
+                trailer = _enum_field(2, temporality)
+            elif info.kind == HISTOGRAM:
                 points = self._histogram_points(data, key, time_ns)
                 trailer = _enum_field(2, temporality)      # Histogram.aggregation_temporality
             elif info.kind == COUNTER:
@@ -241,12 +260,8 @@ class WireEncoder:
         bounds_field = (b"\x3a" + length(8 * len(bounds))
                         + struct.pack(f"<{len(bounds)}d", *bounds)) if bounds else b""
         parts: list[bytes] = []
-        for point, attributes in zip(data.points,
-                                     self._histograms.column(key, data.points, _KEY_VALUES)):
-            value = point.value
-            if not isinstance(value, HistogramValue):
-                raise TypeError(f"metric {info.name}: a histogram point without a "
-                                f"HistogramValue")
+        for point, value, attributes in _histogram_values(
+                info, data.points, self._histograms.column(key, data.points, _KEY_VALUES)):
             if len(value.counts) != buckets:
                 raise ValueError(f"metric {info.name}: {len(value.counts)} bucket counts for "
                                  f"{len(bounds)} bounds (expected {buckets})")
@@ -258,6 +273,44 @@ class WireEncoder:
                      + bounds_field)
             parts += (b"\x0a", length(len(fixed) + len(attributes)), fixed, attributes)
         return b"".join(parts)
+
+    def _exponential_points(self, data: MetricData, key: tuple[str, int], time_ns: int,
+                            layout: Layout) -> bytes:
+        """ExponentialHistogram.data_points, scale 0: attributes (1), start (2),
+        time (3), count (4), sum (5), zero_count (7), positive buckets (8: offset
+        and packed counts). Indexes are OTLP's: bucket j holds (2^j, 2^(j+1)],
+        one below Prometheus' numbering of the same bucket."""
+        info = data.info
+        parts: list[bytes] = []
+        for point, value, attributes in _histogram_values(
+                info, data.points, self._exponentials.column(key, data.points, _KEY_VALUES)):
+            buckets = native_buckets(layout, value)
+            fixed = [attributes, _fixed64(_START_TAG, point.start_time_ns),
+                     _fixed64(_TIME_TAG, time_ns), _fixed64(_COUNT_TAG, value.count),
+                     _TAGGED_DOUBLE.pack(_SUM_TAG, value.sum),
+                     _fixed64(_ZERO_COUNT_TAG, buckets.zero_count)]
+            if buckets.counts:
+                packed = b"".join(map(varint, buckets.counts))
+                offset = buckets.offset - 1
+                body = (b"\x08" + zigzag(offset) if offset else b"") \
+                    + b"\x12" + length(len(packed)) + packed
+                fixed.append(b"\x42" + length(len(body)) + body)
+            body = b"".join(fixed)
+            parts += (b"\x0a", length(len(body)), body)
+        return b"".join(parts)
+
+
+def _histogram_values(info: MetricInfo, points: Iterable[Point], attributes: Iterable[bytes]):
+    """(point, its HistogramValue, its encoded attributes) of each point."""
+    for point, encoded in zip(points, attributes):
+        if not isinstance(point.value, HistogramValue):
+            raise TypeError(f"metric {info.name}: a histogram point without a HistogramValue")
+        yield point, point.value, encoded
+
+
+def zigzag(value: int) -> bytes:
+    """A sint32 or sint64 as its zigzag varint."""
+    return varint(value << 1 if value >= 0 else (-value << 1) - 1)
 
 
 def _number_point(attributes: bytes, start: int, time_ns: int, value) -> tuple[bytes, ...]:

@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 from ig_metrics.config.addresses import HostPort, is_loopback
 from ig_metrics.config.basicauth import BcryptUsersKind
 from ig_metrics.config.context import FileContext
-from ig_metrics.config.fieldkinds import LISTEN_ADDRESS, FilePathKind
+from ig_metrics.config.fieldkinds import LISTEN_ADDRESS, Choice, FilePathKind
 from ig_metrics.config.fields import Field, Section
 from ig_metrics.config.model import LimitSettings
 from ig_metrics.config.rules import COMMON_RULES, ExporterDraft, Rule
@@ -29,6 +29,7 @@ from ig_metrics.config.sections import build_limits, limits_field
 from ig_metrics.exporters import prometheus_naming as naming
 from ig_metrics.exporters.base import ExportResult, Exporter, ExporterStartError, ExporterType
 from ig_metrics.exporters.prometheus_families import empty_family, fill_family, target_info
+from ig_metrics.exporters.prometheus_proto import BOTH, CLASSIC, NATIVE, ProtobufRenderer
 from ig_metrics.exporters.prometheus_text import TextFormat, TextRenderer, gzipped, make_app
 from ig_metrics.exporters.webserver import ServerTlsSettings, serve
 from ig_metrics.model.snapshot import MetricData, Snapshot
@@ -45,6 +46,7 @@ class PrometheusSettings:
     tls: ServerTlsSettings | None = None
     # user name -> bcrypt hash of the password, as Prometheus' basic_auth_users
     basic_auth: tuple[tuple[str, str], ...] = ()
+    histograms: str = BOTH                 # protobuf scrapes: classic | native | both
     limits: LimitSettings = field(default_factory=LimitSettings)
 
     @property
@@ -57,6 +59,7 @@ class PrometheusSettings:
             written["tls"] = self.tls.as_written()
         if self.basic_auth:
             written["basic_auth"] = dict(self.basic_auth)
+        written["histograms"] = self.histograms
         written["limits"] = self.limits.as_written()
         return written
 
@@ -91,6 +94,12 @@ def prometheus_fields() -> tuple[Field, ...]:
               "Prometheus' own basic_auth_users; a scrape without a valid user gets "
               "401. ig-metrics never shows the hashes.",
               {"prometheus": EXAMPLE_BCRYPT_HASH}, default=(), default_shown={}),
+        Field("histograms", Choice((CLASSIC, NATIVE, BOTH)),
+              "What a scraper that asks for the protobuf exposition (a Prometheus with "
+              "native histograms on) gets: classic buckets, native histograms of schema "
+              "0 (the kernel's log2 slots), or both in one message. Text scrapers always "
+              "get classic buckets.",
+              NATIVE, default=BOTH, default_shown=BOTH),
         limits_field(push=False),
     )
 
@@ -101,6 +110,7 @@ def build_prometheus(values: Mapping[str, Any]) -> PrometheusSettings:
     return PrometheusSettings(host=listen.host, port=listen.port,
                               tls=ServerTlsSettings(**tls) if tls else None,
                               basic_auth=values["basic_auth"],
+                              histograms=values["histograms"],
                               limits=build_limits(values))
 
 
@@ -121,7 +131,9 @@ class SnapshotCollector(Collector):
     for prometheus_client's encoders, or straight to text (prometheus_text.py)
     for the formats that module writes."""
 
-    def __init__(self) -> None:
+    def __init__(self, histograms: str = BOTH) -> None:
+        self.histograms = histograms       # in the protobuf exposition: classic|native|both
+        self._protobuf = ProtobufRenderer()
         self._latest: Snapshot | None = None
         # The families of the last snapshot rendered: several scrapers (an HA
         # pair of Prometheus servers) of one snapshot pay for one rendering.
@@ -150,19 +162,29 @@ class SnapshotCollector(Collector):
         in pieces; None when the library's encoders must write it (see
         prometheus_text.py). Kept for the other scrapes of the same snapshot
         (an HA pair of Prometheus servers): only in the form asked for."""
+        return self._kept(fmt, compress, lambda snapshot: (
+            self._renderer.render([], None, fmt) if snapshot is None else
+            self._renderer.render(self.served(snapshot), target_info(snapshot), fmt)))
+
+    def protobuf(self, compress: bool = False) -> list[bytes]:
+        """The latest snapshot as delimited MetricFamily messages (gzipped if
+        `compress`), kept like the text."""
+        return self._kept("protobuf", compress, lambda snapshot: (
+            [] if snapshot is None else
+            self._protobuf.render(snapshot, self.served(snapshot), self.histograms)))
+
+    def _kept(self, form, compress: bool, make) -> list[bytes] | None:
         with self._text_lock:         # one rendering at a time; later scrapers reuse it
             snapshot = self._latest
             if self._texts[0] is not snapshot:
                 self._texts = (snapshot, {})
             texts = self._texts[1]
-            if (fmt, compress) not in texts:
-                text = texts.get((fmt, False))
-                if text is None:
-                    text = (self._renderer.render([], None, fmt) if snapshot is None else
-                            self._renderer.render(self.served(snapshot),
-                                                  target_info(snapshot), fmt))
-                texts[fmt, compress] = gzipped(text) if compress and text is not None else text
-            return texts[fmt, compress]
+            if (form, compress) not in texts:
+                body = texts.get((form, False))
+                if body is None:
+                    body = make(snapshot)
+                texts[form, compress] = gzipped(body) if compress and body is not None else body
+            return texts[form, compress]
 
     def _render(self, snapshot: Snapshot) -> list[Metric]:
         info = target_info(snapshot)
@@ -202,7 +224,7 @@ class PrometheusExporter(Exporter[PrometheusSettings]):
 
     def __init__(self, config) -> None:
         super().__init__(config)
-        self.collector = SnapshotCollector()
+        self.collector = SnapshotCollector(self.settings.histograms)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.collector)
         self._server: WSGIServer | None = None
@@ -228,7 +250,8 @@ class PrometheusExporter(Exporter[PrometheusSettings]):
         try:
             self._server, self._thread = serve(
                 settings.host, settings.port,
-                make_app(self.collector.text, make_wsgi_app(self.registry)),
+                make_app(self.collector.text, make_wsgi_app(self.registry),
+                         self.collector.protobuf),
                 tls=settings.tls, users=settings.basic_auth)
         except ssl.SSLError as error:
             raise ExporterStartError(

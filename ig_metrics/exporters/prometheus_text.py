@@ -22,6 +22,8 @@ from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from ig_metrics.exporters.prometheus_families import check_buckets
+from ig_metrics.exporters.prometheus_proto import CONTENT_TYPE as PROTOBUF_CONTENT_TYPE
+from ig_metrics.exporters.prometheus_proto import wants_protobuf
 from ig_metrics.exporters.seriescache import PAYLOAD, SeriesCache
 from ig_metrics.exporters import prometheus_naming as naming
 from ig_metrics.model.snapshot import (
@@ -278,20 +280,25 @@ def _literal(text: str) -> str:
 
 
 def make_app(render: Callable[[TextFormat, bool], list[bytes] | None], library_app: Callable,
-             ) -> Callable:
+             protobuf: Callable[[bool], list[bytes]] | None = None) -> Callable:
     """A WSGI app: a GET of all metrics in a format `render` writes is answered
     with its text (gzipped when accepted: `render(fmt, True)`) and the headers
-    prometheus_client's app would send; anything else (OPTIONS, a filter by
-    name[], another format) is left to `library_app`, prometheus_client's own."""
+    prometheus_client's app would send; one whose Accept prefers the protobuf
+    exposition with what `protobuf(compress)` writes; anything else (OPTIONS, a
+    filter by name[], another format) is left to `library_app`,
+    prometheus_client's own."""
 
     def app(environ, start_response):
         if (environ["REQUEST_METHOD"] != "GET" or environ["PATH_INFO"] == "/favicon.ico"
                 or "name[]" in parse_qs(environ.get("QUERY_STRING", ""))):
             return library_app(environ, start_response)
-        encoder, content_type = exposition.choose_encoder(environ.get("HTTP_ACCEPT"))
-        fmt = text_format(encoder)
         compress = exposition.gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING"))
-        chunks = render(fmt, compress) if fmt is not None else None
+        if protobuf is not None and wants_protobuf(environ.get("HTTP_ACCEPT")):
+            chunks, content_type = protobuf(compress), PROTOBUF_CONTENT_TYPE
+        else:
+            encoder, content_type = exposition.choose_encoder(environ.get("HTTP_ACCEPT"))
+            fmt = text_format(encoder)
+            chunks = render(fmt, compress) if fmt is not None else None
         if chunks is None:
             return library_app(environ, start_response)
         headers = [("Content-Type", content_type)]

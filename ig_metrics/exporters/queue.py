@@ -46,7 +46,11 @@ class QueueSettings:
         return written
 
 
-def queue_field() -> Field:
+QUEUE_DOC = ("With temporality: delta, the intervals not delivered yet, sent oldest first "
+             "once the collector is back.")
+
+
+def queue_field(doc: str = QUEUE_DOC) -> Field:
     return Field("queue", Section((
         Field("max_batches", IntKind(1),
               "The most intervals kept while the collector cannot be reached; then the "
@@ -62,8 +66,7 @@ def queue_field() -> Field:
               "it; relative to this YAML file. Default: in memory only.",
               "/var/lib/ig-metrics/queue"),
     ), owner="queue"),
-        "With temporality: delta, the intervals not delivered yet, sent oldest first "
-        "once the collector is back.",
+        doc,
         {"max_batches": 360, "dir": "/var/lib/ig-metrics/queue"})
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from ig_metrics.config.model import ResolvedExporter
-from ig_metrics.exporters import console, otlp_grpc, otlp_http, prometheus
+from ig_metrics.exporters import (
+    console, otlp_grpc, otlp_http, prometheus, prometheus_remote_write,
+)
 from ig_metrics.exporters.base import Exporter, ExporterType
 
 # In this order in `exporters list`, the JSON Schema and the docs.
@@ -16,6 +18,7 @@ EXPORTER_TYPES: dict[str, ExporterType] = {t.name: t for t in (
     prometheus.TYPE,
     otlp_grpc.TYPE,
     otlp_http.TYPE,
+    prometheus_remote_write.TYPE,
     console.TYPE,
 )}
 
