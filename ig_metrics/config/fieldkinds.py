@@ -77,9 +77,10 @@ def without_env(schema: Any) -> Any:
         return [without_env(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    if list(schema) == ["anyOf"] and schema["anyOf"][-1:] == [ENV_REFERENCE]:
-        rest = schema["anyOf"][:-1]
-        return without_env(rest[0]) if len(rest) == 1 else {"anyOf": without_env(rest)}
+    if schema.get("anyOf", [])[-1:] == [ENV_REFERENCE]:
+        rest = [without_env(alternative) for alternative in schema["anyOf"][:-1]]
+        others = {key: without_env(value) for key, value in schema.items() if key != "anyOf"}
+        return {**others, **rest[0]} if len(rest) == 1 else {**others, "anyOf": rest}
     return {key: without_env(value) for key, value in schema.items()}
 
 

@@ -453,7 +453,7 @@ ATTRIBUTE = Section((
           "How the kernel value becomes the attribute: " + ", ".join(DECODERS) + ".",
           "comm", default="int", default_shown="int"),
     Field("values", EnumValues(), "For decoder enum: each number's name.",
-          {0: "unknown", 4: "ipv4"}),
+          {"0": "unknown", "4": "ipv4"}),
     Field("family_field", C_IDENTIFIER, "For decoders inet_ip and peer_pod: the field "
           "holding the address family (4 or 6).", "family"),
     Field("optional", FlagKind(), "Left out of a series whose value decodes to \"\" or "
@@ -492,7 +492,7 @@ SOURCE = Section((
 
 VALUE = Section((
     Field("field", WORDS, "The counter field summed into the metric.", "sent", required=True),
-    Field("attributes", StringMap(r"[A-Za-z0-9_.]+", "attribute names use letters, digits, "
+    Field("attributes", StringMap(r"^[A-Za-z0-9_.]+$", "attribute names use letters, digits, "
                                   "'.' and '_'", expected="a mapping of attribute names to text"),
           "Attributes its points carry beside the gadget's.", {"network.io.direction": "transmit"}),
 ), owner="values", build=lambda draft: ValueSpec(draft.values["field"],
