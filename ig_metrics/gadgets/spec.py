@@ -20,7 +20,8 @@ from ig_metrics.config.model import Problem
 from ig_metrics.config.quantities import WholeNumber
 from ig_metrics.config.rules import Draft
 from ig_metrics.config.suggest import did_you_mean
-from ig_metrics.config.yamlnodes import compose_text, describe_node, line_of, mapping_entries, scalar_value
+from ig_metrics.config.yamlnodes import (compose_text, describe_node, line_of, mapping_entries,
+                                         scalar_value)
 from ig_metrics.gadgets.hooks import HOOK_KINDS
 from ig_metrics.gadgets.decoders import DECODERS, EXPANDING
 from ig_metrics.gadgets.parameters import (PARAMETER_TYPES, ParameterError, ParameterSpec,
@@ -39,7 +40,8 @@ PARAMETER_NAME = PatternText(r"^[a-z][a-z0-9_]*$", "use lowercase letters, digit
                              "(it becomes a C macro)")
 METRIC_NAME = PatternText(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$",
                           "use dotted lowercase words, e.g. tcp.sent")
-C_IDENTIFIER = PatternText(r"^[A-Za-z_][A-Za-z0-9_]*$", "use a C identifier (letters, digits and _)")
+C_IDENTIFIER = PatternText(r"^[A-Za-z_][A-Za-z0-9_]*$",
+                           "use a C identifier (letters, digits and _)")
 TRACEPOINT = PatternText(r"^[^:]+:[^:]+$", "it should be 'category:event', "
                          "e.g. 'sock:inet_sock_set_state'")
 
@@ -380,7 +382,7 @@ def _names_are_unique(draft: Draft, ctx: FileContext) -> None:
 def _program_exists(draft: Draft, ctx: FileContext) -> None:
     if "program" in draft.values and not (ctx.base_dir / draft.values["program"]).is_file():
         ctx.error(draft.line_of("program"), f"{draft.site.child('program')}: "
-                                            f"{ctx.base_dir / draft.values['program']} does not exist")
+                  f"{ctx.base_dir / draft.values['program']} does not exist")
 
 
 def _has_a_hook(draft: Draft, ctx: FileContext) -> None:
@@ -486,7 +488,8 @@ SOURCE = Section((
           "field.", "cpu"),
 ), owner="sources", rules=(_source_keys_fit_its_kind,),
     build=lambda draft: SourceSpec(**draft.values), constraints=(
-    _only_with("kind", "slots", {"required": list(SLOT_NEEDS), "not": {"required": ["index_field"]}},
+    _only_with("kind", "slots",
+               {"required": list(SLOT_NEEDS), "not": {"required": ["index_field"]}},
                {"not": {"anyOf": [{"required": [key]} for key in SLOT_KEYS]}}),
 ))
 
@@ -585,6 +588,8 @@ GADGET_FIELDS = (
     Field("no_process_filter", WORDS, "Why --pid/--comm/--cgroup cannot apply (e.g. "
           "packets seen without their process).", "packets are seen without their process"),
 )
+# The whole file, for the schema (load_spec reads the top with GADGET_FIELDS and
+# GADGET_RULES itself: its rules run on every item, mistakes or not).
 GADGET = Section(GADGET_FIELDS, owner="a gadget")
 
 
