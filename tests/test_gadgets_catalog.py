@@ -98,8 +98,9 @@ metrics:
     ('  - {program: on_event, tracepoint: "sched:sched_process_exec"}', 5,
      "should be 'category:event'"),
     ("  - {name: process.pid, field: pid}", 7, "decoder 'inet_ip' needs 'family_field'"),
-    ("  - {map: counts, kind: counters}", 9, "'counter' is not one of slots, counters, "
-                                             "histogram; did you mean 'counters'?"),
+    ("  - {map: counts, kind: counters}", 9, "gadget.sources[0].kind: unknown source kind "
+                                             "'counter'; did you mean 'counters'? Choose "
+                                             "one of: slots, counters, histogram"),
     ("    kind: counter", 11, "a histogram needs 'kernel_unit'"),
     ("    values: [{field: events}]", 11, "a counter needs 'values'"),
 ])

@@ -85,7 +85,7 @@ def broken_copy(tmp_path: Path, old: str, new: str) -> tuple[Path, int]:
 
 @pytest.mark.parametrize("old,new,message", [
     ("field: sender, decoder: string}", "field: sender, decoder: strng}",
-     "'strng' is not one of"),
+     "decoder: unknown decoder 'strng'; did you mean 'string'? Choose one of"),
     ("kind: counters}", "kind: counter}", "did you mean 'counters'?"),
     ("unit: \"{signal}\"", "units: \"{signal}\"", "unknown key 'units'; did you mean 'unit'?"),
     ("columns: [signals.generated]", "columns: [signals.sent]",
@@ -112,11 +112,12 @@ def test_parameter_declaration_mistakes_are_file_line(tmp_path):
     result = CliRunner().invoke(app, ["gadgets", "describe", str(folder)])
     assert result.exit_code == 2
     spec = folder / "gadget.yaml"
-    assert f"{spec}:{line + 2}: parameters[line {line + 2}].default: expected a whole number" \
+    assert f"{spec}:{line + 2}: gadget.parameters[0].default: expected a whole number" \
         in result.output
-    assert f"{spec}:{line + 3}: parameters[line {line + 3}].name: 'Bad-Name' is not valid" \
+    assert f"{spec}:{line + 3}: gadget.parameters[1].name: 'Bad-Name' is not valid" \
         in result.output
-    assert "'float' is not one of string, integer, boolean" in result.output
+    assert f"{spec}:{line + 3}: gadget.parameters[1].type: unknown parameter type 'float'. " \
+           "Choose one of: string, integer, boolean" in result.output
 
 
 @pytest.mark.bpf

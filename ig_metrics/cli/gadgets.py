@@ -1,4 +1,5 @@
-"""`ig-metrics gadgets list|describe`: the gadget catalog, straight from the specs."""
+"""`ig-metrics gadgets list|describe|schema`: the gadget catalog, straight from the
+specs, and the JSON Schema of a gadget.yaml."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from rich.table import Table
 from ig_metrics.cli.common import ExitCode, fail, print_json, print_table, stdout_console
 from ig_metrics.gadgets import GadgetSpecError, UnknownGadget, builtin_specs, resolve
 from ig_metrics.app.gadget_catalog import describe, markdown_catalog, markdown_gadget
+from ig_metrics.gadgets.schema import json_schema
 
 gadgets_app = typer.Typer(
     name="gadgets",
@@ -118,6 +120,22 @@ def _print_text(spec) -> None:
         console.print(parameters)
     console.print("Hooks: " + ", ".join(f"{hook['kind']} {hook['target']}"
                                          for hook in data["hooks"]))
+
+
+@gadgets_app.command(
+    "schema",
+    epilog="Examples:\n\n"
+           "  ig-metrics gadgets schema > gadget.schema.json\n\n"
+           "Then, for editors with the YAML language server (VS Code, Neovim, …), "
+           "put this first line in your gadget.yaml:\n\n"
+           "  # yaml-language-server: $schema=./gadget.schema.json\n\n"
+           "`ig-metrics gadgets describe ./my-gadget/` checks what the schema "
+           "cannot (the program exists, names refer to metrics and parameters).",
+)
+def schema() -> None:
+    """Print the JSON Schema (draft 2020-12) of a gadget.yaml, so that an editor
+    checks your gadget while you type."""
+    print_json(json_schema())
 
 
 def _builtin_or_fail():

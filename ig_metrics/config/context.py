@@ -21,6 +21,10 @@ class Site:
     def child(self, name: str) -> Site:
         return Site(f"{self.shown}.{name}", f"{self.key}.{name}" if self.key else name)
 
+    def item(self, index: int) -> Site:
+        """The site of a list's item, counted from 0 (`hooks[0]`)."""
+        return Site(f"{self.shown}[{index}]", f"{self.key}[{index}]")
+
     def __str__(self) -> str:
         return self.shown
 
@@ -35,6 +39,9 @@ class FileContext:
     problems: list[Problem] = field(default_factory=list)
     # Secret setting paths of the template or profile being read; reset per item.
     secrets: set[str] = field(default_factory=set)
+    # Whether ${env:...} in a string is replaced (profiles); a gadget.yaml is
+    # data shipped with its program, read as written.
+    expand_env: bool = True
 
     def error(self, line: int, message: str) -> None:
         self.problems.append(Problem(self.file, line, message, "error"))

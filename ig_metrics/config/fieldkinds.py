@@ -20,6 +20,7 @@ from ig_metrics.config.envvars import ENV_SYNTAX_HELP, expand_env
 from ig_metrics.config.suggest import did_you_mean
 from ig_metrics.config.yamlnodes import describe_node, line_of, mapping_entries, scalar_value
 
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 HIDDEN = "(a value from the environment, not shown)"
 ENV_REFERENCE = {"$ref": "#/$defs/envReference"}
 
@@ -49,6 +50,8 @@ def read_text(node: yaml.Node, site: Site, ctx: FileContext, expected: str) -> T
     if not isinstance(value, str):
         ctx.error(line, f"{site}: expected {expected}, got {describe_node(node)}")
         return None
+    if not ctx.expand_env:
+        return Text(value, line, False)
     expansion = expand_env(value, ctx.environ)
     for token in expansion.malformed:
         ctx.error(line, f"{site}: malformed reference '{token}'; {ENV_SYNTAX_HELP}")
@@ -67,6 +70,20 @@ def with_env(schema: dict) -> dict:
     return {"anyOf": [schema, ENV_REFERENCE]}
 
 
+def without_env(schema: Any) -> Any:
+    """`schema` with every with_env() alternative taken out: for a file read
+    without ${env:...} expansion (FileContext.expand_env false)."""
+    if isinstance(schema, list):
+        return [without_env(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if schema.get("anyOf", [])[-1:] == [ENV_REFERENCE]:
+        rest = [without_env(alternative) for alternative in schema["anyOf"][:-1]]
+        others = {key: without_env(value) for key, value in schema.items() if key != "anyOf"}
+        return {**others, **rest[0]} if len(rest) == 1 else {**others, "anyOf": rest}
+    return {key: without_env(value) for key, value in schema.items()}
+
+
 class Kind(ABC):
     """One kind of setting value."""
 
@@ -79,6 +96,55 @@ class Kind(ABC):
     @abstractmethod
     def schema(self) -> dict:
         """JSON Schema (2020-12) of the value as written in YAML."""
+
+
+@dataclass(frozen=True)
+class PatternText(Kind):
+    """Text in which `pattern` is found (re.search, as JSON Schema's `pattern`:
+    anchor it with ^...$ for the whole text); `rule` says what is valid."""
+
+    pattern: str
+    rule: str
+    expected: str = "text"
+
+    def parse(self, node: yaml.Node, site: Site, ctx: FileContext) -> Parsed | None:
+        text = read_text(node, site, ctx, self.expected)
+        if text is None:
+            return None
+        if not re.search(self.pattern, text.text):
+            ctx.error(text.line, f"{site}: {text.quoted()} is not valid; {self.rule}")
+            return None
+        return Parsed(text.text)
+
+    def schema(self) -> dict:
+        return with_env({"type": "string", "pattern": self.pattern})
+
+
+WORDS = PatternText(r"\S", "write some text")     # text that is not empty
+
+
+@dataclass(frozen=True)
+class ListOf(Kind):
+    """A list whose items `item` reads, each at its own site (`hooks[0]`).
+    The items read without mistakes are the value (the mistakes are recorded)."""
+
+    item: Kind
+    noun: str
+
+    @property
+    def expected(self) -> str:  # type: ignore[override]
+        return f"a list of {self.noun}"
+
+    def parse(self, node: yaml.Node, site: Site, ctx: FileContext) -> Parsed | None:
+        if not isinstance(node, yaml.SequenceNode):
+            ctx.error(line_of(node), f"{site}: expected {self.expected}, got {describe_node(node)}")
+            return None
+        items = [self.item.parse(item, site.item(index), ctx)
+                 for index, item in enumerate(node.value)]
+        return Parsed(tuple(item.value for item in items if item is not None))
+
+    def schema(self) -> dict:
+        return {"type": "array", "items": self.item.schema()}
 
 
 class TextKind(Kind):

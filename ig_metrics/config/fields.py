@@ -3,7 +3,7 @@ a YAML mapping against a table of them: unknown keys, missing keys, defaults."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +11,7 @@ import yaml
 
 from ig_metrics.config.context import FileContext, Site
 from ig_metrics.config.fieldkinds import Kind, Parsed
+from ig_metrics.config.rules import Draft, Rule
 from ig_metrics.config.suggest import did_you_mean
 from ig_metrics.config.yamlnodes import Entry, describe_node, line_of, mapping_entries
 
@@ -162,10 +163,19 @@ def require_mapping(node: yaml.Node, site: Site, ctx: FileContext,
 
 @dataclass(frozen=True)
 class Section(Kind):
-    """A nested mapping with its own fields (e.g. `tls:`)."""
+    """A nested mapping with its own fields (e.g. `tls:`, a gadget's metric):
+    its value is the values read (a dict), or what `build` makes of their
+    Draft once `rules` found nothing wrong. With `keep_draft`, the value is
+    the Draft itself, mistakes or not (they are recorded), so that the checks
+    of what holds the mapping see every item. `constraints` are the rules as
+    JSON Schema, for the schema."""
 
     fields: tuple[Field, ...]
     owner: str
+    rules: tuple[Rule, ...] = ()
+    build: Callable[[Draft], Any] | None = None
+    constraints: tuple[dict, ...] = ()
+    keep_draft: bool = False
 
     @property
     def expected(self) -> str:  # type: ignore[override]
@@ -175,16 +185,28 @@ class Section(Kind):
         entries = require_mapping(node, site, ctx, self.expected)
         if entries is None:
             return None
+        errors_before = ctx.error_count
         read = parse_fields(entries, self.fields, site, ctx, self.owner, line_of(node),
                             use_env=False)
-        return Parsed(read.values) if read.ok else None
+        draft = Draft(site, line_of(node), read.values, read.lines)
+        if read.ok:
+            for rule in self.rules:
+                rule(draft, ctx)
+        if self.keep_draft:
+            return Parsed(draft)
+        if ctx.error_count > errors_before:
+            return None
+        return Parsed(self.build(draft) if self.build else draft.values)
 
     @property
     def keys(self) -> list[str]:
         return [f.key for f in self.fields]
 
     def schema(self) -> dict:
-        return object_schema(self.fields)
+        schema = object_schema(self.fields)
+        if self.constraints:
+            schema["allOf"] = list(self.constraints)
+        return schema
 
 
 def object_schema(fields: Sequence[Field]) -> dict:

@@ -62,6 +62,42 @@ class IntKind(Kind):
         return with_env({"type": "integer", "minimum": self.minimum})
 
 
+@dataclass(frozen=True)
+class WholeNumber(Kind):
+    """A whole number written as a YAML number (never text: for files read
+    without ${env:...}), within optional bounds; negative ones too."""
+
+    minimum: int | None = None
+    maximum: int | None = None
+
+    @property
+    def expected(self) -> str:  # type: ignore[override]
+        if self.minimum is not None and self.maximum is not None:
+            return f"a whole number from {self.minimum} to {self.maximum}"
+        if self.minimum is not None:
+            return f"a whole number, at least {self.minimum}"
+        return "a whole number"
+
+    def parse(self, node: yaml.Node, site: Site, ctx: FileContext) -> Parsed | None:
+        value = scalar_value(node) if isinstance(node, yaml.ScalarNode) else None
+        if isinstance(value, bool) or not isinstance(value, int):
+            ctx.error(line_of(node), f"{site}: expected {self.expected}, got {describe_node(node)}")
+            return None
+        if (self.minimum is not None and value < self.minimum) or \
+                (self.maximum is not None and value > self.maximum):
+            ctx.error(line_of(node), f"{site}: expected {self.expected}, got {value}")
+            return None
+        return Parsed(value)
+
+    def schema(self) -> dict:
+        schema: dict = {"type": "integer"}
+        if self.minimum is not None:
+            schema["minimum"] = self.minimum
+        if self.maximum is not None:
+            schema["maximum"] = self.maximum
+        return schema
+
+
 class SizeKind(Kind):
     """Bytes: a number with an optional unit (KB, MB, GB in 1000s; KiB, MiB, GiB in 1024s)."""
 

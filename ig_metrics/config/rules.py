@@ -13,8 +13,9 @@ from ig_metrics.config.context import FileContext, Site
 
 
 @dataclass(slots=True)
-class ExporterDraft:
-    """An exporter's settings once each field is read, before they become settings."""
+class Draft:
+    """A mapping's values once each field is read (an exporter's settings, an
+    item of a gadget.yaml), before they become settings; rules check it."""
 
     site: Site
     line: int
@@ -25,7 +26,8 @@ class ExporterDraft:
         return self.lines.get(key, self.line)
 
 
-Rule = Callable[[ExporterDraft, FileContext], None]
+ExporterDraft = Draft             # the name exporter types' rules know it by
+Rule = Callable[[Draft, FileContext], None]
 
 
 def interval_bounds_in_order(draft: ExporterDraft, ctx: FileContext) -> None:

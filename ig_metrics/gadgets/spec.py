@@ -1,20 +1,28 @@
 """A gadget's metric spec (`gadget.yaml`): what its BPF program counts, where,
-and how kernel keys become attributes. Read with line numbers so that a
-mistake in a user's gadget is reported as FILE:LINE."""
+and how kernel keys become attributes. Read with config/'s table-driven
+reader (the one profiles use: same messages, FILE:LINE: field: message); the
+tables below are also the JSON Schema of gadgets/schema.py."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-import re
+
+from typing import Any
 
 import yaml
 
-from ig_metrics.gadgets.hooks import HOOK_KINDS
+from ig_metrics.config.context import FileContext, Site
+from ig_metrics.config.fieldkinds import (WORDS, Choice, FlagKind, Kind, ListOf, Parsed,
+                                          PatternText, StringMap)
+from ig_metrics.config.fields import Field, Section, parse_fields, require_mapping
 from ig_metrics.config.model import Problem
+from ig_metrics.config.quantities import WholeNumber
+from ig_metrics.config.rules import Draft
 from ig_metrics.config.suggest import did_you_mean
-from ig_metrics.config.yamlnodes import (compose_text, describe_node, line_of,
-                                         mapping_entries, scalar_value)
+from ig_metrics.config.yamlnodes import (compose_text, describe_node, line_of, mapping_entries,
+                                         scalar_value)
+from ig_metrics.gadgets.hooks import HOOK_KINDS
 from ig_metrics.gadgets.decoders import DECODERS, EXPANDING
 from ig_metrics.gadgets.parameters import (PARAMETER_TYPES, ParameterError, ParameterSpec,
                                            Value, parse_assignments)
@@ -27,9 +35,15 @@ METRIC_KINDS = (COUNTER, GAUGE, HISTOGRAM)
 # Kernel units a histogram may record in: how many make one exported unit
 # (dividing, not multiplying by 1e-6, gives the shortest decimal for each bound).
 KERNEL_UNITS = {"ns": 1e9, "us": 1e6, "ms": 1e3, "s": 1, "By": 1, "1": 1}
-NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
-C_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+NAME = PatternText(r"^[a-z][a-z0-9_]*$", "use lowercase letters, digits and _")
+PARAMETER_NAME = PatternText(r"^[a-z][a-z0-9_]*$", "use lowercase letters, digits and _ "
+                             "(it becomes a C macro)")
+METRIC_NAME = PatternText(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$",
+                          "use dotted lowercase words, e.g. tcp.sent")
+C_IDENTIFIER = PatternText(r"^[A-Za-z_][A-Za-z0-9_]*$",
+                           "use a C identifier (letters, digits and _)")
+TRACEPOINT = PatternText(r"^[^:]+:[^:]+$", "it should be 'category:event', "
+                         "e.g. 'sock:inet_sock_set_state'")
 
 
 class GadgetSpecError(Exception):
@@ -213,381 +227,414 @@ class GadgetSpec:
 
 def load_spec(path: Path) -> GadgetSpec:
     """Reads and validates a gadget.yaml; raises GadgetSpecError with every problem."""
-    reader = _Reader(str(path))
-    text = path.read_text(encoding="utf-8")
-    root = compose_text(text, reader.error)
-    spec = reader.gadget(root, path) if root is not None else None
-    if reader.problems or spec is None:
-        if not reader.problems:
-            reader.error(0, "the file is empty; a gadget spec needs name, program, hooks and metrics")
-        raise GadgetSpecError(reader.problems)
-    return spec
+    ctx = FileContext(str(path), path.parent, {}, expand_env=False)
+    root = compose_text(path.read_text(encoding="utf-8"), ctx.error)
+    if root is None or (isinstance(root, yaml.ScalarNode) and scalar_value(root) is None):
+        if not ctx.problems:
+            ctx.error(0, "the file is empty; a gadget spec needs name, program, hooks and metrics")
+        raise GadgetSpecError(ctx.problems)
+    site = Site("gadget")
+    entries = require_mapping(root, site, ctx, "a mapping of name, program, hooks, sources "
+                                               "and metrics")
+    if entries is None:
+        raise GadgetSpecError(ctx.problems)
+    read = parse_fields(entries, GADGET_FIELDS, site, ctx, "a gadget", line_of(root),
+                        use_env=False)
+    draft = Draft(site, line_of(root), read.values, read.lines)
+    for rule in GADGET_RULES:
+        rule(draft, ctx)
+    if ctx.error_count:
+        raise GadgetSpecError(ctx.problems)
+    return _gadget(draft, path)
 
 
-class _Reader:
-    """Walks the YAML nodes of one spec, recording every problem with its line."""
+# --- kinds only a gadget.yaml has ----------------------------------------------------
 
-    def __init__(self, file: str) -> None:
-        self.file = file
-        self.problems: list[Problem] = []
+class EnumValues(Kind):
+    """`values:` of an enum attribute: kernel numbers 0..255 -> their names."""
 
-    def error(self, line: int, message: str) -> None:
-        self.problems.append(Problem(self.file, line, message))
+    expected = "a mapping of numbers (0 to 255) to names"
 
-    # --- generic readers -------------------------------------------------------
-    def mapping(self, node: yaml.Node, where: str, allowed: tuple[str, ...],
-                required: tuple[str, ...] = ()) -> dict | None:
+    def parse(self, node: yaml.Node, site: Site, ctx: FileContext) -> Parsed | None:
         if not isinstance(node, yaml.MappingNode):
-            self.error(line_of(node), f"{where}: expected a mapping, got {describe_node(node)}")
+            ctx.error(line_of(node), f"{site}: expected {self.expected}, got {describe_node(node)}")
             return None
-        entries = mapping_entries(node, self.error)
-        for key, entry in entries.items():
-            if key not in allowed:
-                self.error(entry.line, f"{where}: unknown key '{key}'{did_you_mean(key, allowed)}"
-                                       f" (allowed: {', '.join(allowed)})")
-        for key in required:
-            if key not in entries:
-                self.error(line_of(node), f"{where}: missing required key '{key}'")
-        return {key: entry for key, entry in entries.items() if key in allowed}
+        pairs = []
+        for key, entry in mapping_entries(node, ctx.error).items():
+            label = scalar_value(entry.value) if isinstance(entry.value, yaml.ScalarNode) else None
+            if not key.isdigit() or int(key) > 255:
+                ctx.error(entry.line, f"{site.child(key)}: '{key}' is not a number from 0 to 255")
+            elif label is None:
+                ctx.error(line_of(entry.value), f"{site.child(key)}: expected a name, "
+                                                f"got {describe_node(entry.value)}")
+            else:
+                pairs.append((int(key), str(label)))
+        return Parsed(tuple(pairs))
 
-    def text(self, entries: dict, key: str, where: str, default: str = "",
-             pattern: re.Pattern | None = None, hint: str = "") -> str:
-        entry = entries.get(key)
-        if entry is None:
-            return default
-        value = scalar_value(entry.value) if isinstance(entry.value, yaml.ScalarNode) else None
-        if not isinstance(value, str) or not value:
-            self.error(line_of(entry.value),
-                       f"{where}.{key}: expected text, got {describe_node(entry.value)}")
-            return default
-        if pattern is not None and not pattern.match(value):
-            self.error(line_of(entry.value), f"{where}.{key}: '{value}' is not valid{hint}")
-            return default
-        return value
+    def schema(self) -> dict:
+        return {"type": "object",
+                "propertyNames": {"pattern": r"^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$"},
+                "additionalProperties": {"type": ["string", "number", "boolean"]}}
 
-    def choice(self, entries: dict, key: str, where: str, choices: tuple[str, ...],
-               default: str = "") -> str:
-        value = self.text(entries, key, where, default)
-        if value and value not in choices:
-            self.error(line_of(entries[key].value),
-                       f"{where}.{key}: '{value}' is not one of {', '.join(choices)}"
-                       f"{did_you_mean(value, choices)}")
-            return default
-        return value
 
-    def integer(self, entries: dict, key: str, where: str, low: int, high: int) -> int:
-        entry = entries.get(key)
-        if entry is None:
-            return 0
-        value = scalar_value(entry.value) if isinstance(entry.value, yaml.ScalarNode) else None
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            self.error(line_of(entry.value),
-                       f"{where}.{key}: expected a whole number from {low} to {high}, "
-                       f"got {describe_node(entry.value) if not isinstance(value, int) else value}")
-            return 0
-        return value
+class ScalarKind(Kind):
+    """A parameter's default: text, a number or a boolean, checked by its type."""
 
-    def sequence(self, entries: dict, key: str, where: str) -> list[yaml.Node]:
-        entry = entries.get(key)
-        if entry is None:
-            return []
-        if not isinstance(entry.value, yaml.SequenceNode):
-            self.error(line_of(entry.value),
-                       f"{where}.{key}: expected a list, got {describe_node(entry.value)}")
-            return []
-        return list(entry.value.value)
+    expected = "text, a whole number or true/false"
 
-    def strings(self, entries: dict, key: str, where: str) -> tuple[str, ...]:
-        out = []
-        for node in self.sequence(entries, key, where):
-            value = scalar_value(node) if isinstance(node, yaml.ScalarNode) else None
-            if not isinstance(value, str):
-                self.error(line_of(node), f"{where}.{key}: expected text, got {describe_node(node)}")
-                continue
-            out.append(value)
-        return tuple(out)
-
-    # --- the spec ----------------------------------------------------------------
-    def gadget(self, root: yaml.Node, path: Path) -> GadgetSpec | None:
-        top = self.mapping(root, "gadget", (
-            "name", "summary", "description", "program", "hooks", "drops",
-            "attributes", "sources", "metrics", "table", "seed", "parameters",
-            "no_process_filter"),
-            required=("name", "program", "hooks", "sources", "metrics"))
-        if top is None:
+    def parse(self, node: yaml.Node, site: Site, ctx: FileContext) -> Parsed | None:
+        if not isinstance(node, yaml.ScalarNode):
+            ctx.error(line_of(node), f"{site}: expected {self.expected}, got {describe_node(node)}")
             return None
-        name = self.text(top, "name", "gadget", pattern=NAME,
-                         hint=" (lowercase letters, digits and _)")
-        program_name = self.text(top, "program", "gadget")
-        program = path.parent / program_name
-        if program_name and not program.is_file():
-            self.error(line_of(top["program"].value),
-                       f"gadget.program: {program} does not exist")
-        parameters = tuple(parameter for node in self.sequence(top, "parameters", "gadget")
-                           if (parameter := self.parameter(node)) is not None)
-        self.check_unique([p.name for p in parameters], top.get("parameters"), "parameter")
-        hooks = tuple(hook for node in self.sequence(top, "hooks", "gadget")
-                      if (hook := self.hook(node, tuple(p.name for p in parameters))) is not None)
-        if "hooks" in top and not hooks and not self.problems:
-            self.error(top["hooks"].line, "gadget.hooks: a gadget needs at least one hook")
-        attributes = tuple(attribute for node in self.sequence(top, "attributes", "gadget")
-                           if (attribute := self.attribute(
-                               node, tuple(p.name for p in parameters))) is not None)
-        sources = tuple(source for node in self.sequence(top, "sources", "gadget")
-                        if (source := self.source(node)) is not None)
-        names = tuple(attribute.name for attribute in attributes)
-        metrics = tuple(metric for node in self.sequence(top, "metrics", "gadget")
-                        if (metric := self.metric(node, sources, names)) is not None)
-        self.check_unique([metric.name for metric in metrics], top.get("metrics"), "metric")
-        self.check_unique([a.name for a in attributes], top.get("attributes"), "attribute")
-        table = self.table(top.get("table"), metrics)
-        seeds = tuple(seed for node in self.sequence(top, "seed", "gadget")
-                      if (seed := self.seed(node)) is not None)
-        return GadgetSpec(
-            name=name,
-            summary=self.text(top, "summary", "gadget"),
-            description=self.text(top, "description", "gadget").strip(),
-            file=path,
-            program=program,
-            hooks=hooks,
-            drops=self.strings(top, "drops", "gadget"),
-            attributes=attributes,
-            sources=sources,
-            metrics=metrics,
-            table=table,
-            seeds=seeds,
-            parameters=parameters,
-            no_process_filter=self.text(top, "no_process_filter", "gadget"),
-        )
+        return Parsed(scalar_value(node))
 
-    def check_unique(self, names: list[str], entry, what: str) -> None:
-        seen = set()
-        for name in names:
-            if name in seen and entry is not None:
-                self.error(entry.line, f"gadget: {what} '{name}' is defined twice")
-            seen.add(name)
-
-    def hook(self, node: yaml.Node, parameters: tuple[str, ...] = ()) -> Hook | None:
-        where = f"hooks[line {line_of(node)}]"
-        entries = self.mapping(node, where, ("program", "when", *HOOK_KINDS),
-                               required=("program",))
-        if entries is None:
-            return None
-        program = self.text(entries, "program", where, pattern=C_IDENTIFIER,
-                            hint=" (the name of a C function)")
-        when = self.text(entries, "when", where)
-        if when and when not in parameters:
-            self.error(line_of(entries["when"].value),
-                       f"{where}.when: '{when}' is not a parameter of this gadget"
-                       f"{did_you_mean(when, parameters)}")
-        kinds = [kind for kind in HOOK_KINDS if kind in entries]
-        if len(kinds) != 1:
-            self.error(line_of(node), f"{where}: give exactly one of {', '.join(HOOK_KINDS)}")
-            return None
-        target = self.text(entries, kinds[0], where)
-        if kinds[0] == "tracepoint" and target and ":" not in target:
-            self.error(line_of(entries["tracepoint"].value),
-                       f"{where}.tracepoint: '{target}' should be 'category:event', "
-                       "e.g. 'sock:inet_sock_set_state'")
-            return None
-        return Hook(program, kinds[0], target, when) if program and target else None
-
-    def attribute(self, node: yaml.Node, parameters: tuple[str, ...] = ()) -> AttributeSpec | None:
-        where = f"attributes[line {line_of(node)}]"
-        entries = self.mapping(node, where, ("name", "field", "decoder", "values", "family_field",
-                                             "optional", "part", "when"),
-                               required=("name", "field"))
-        if entries is None:
-            return None
-        decoder = self.choice(entries, "decoder", where, tuple(DECODERS), default="int")
-        values: list[tuple[int, str]] = []
-        if "values" in entries:
-            values_node = entries["values"].value
-            for key, entry in (self.mapping(values_node, f"{where}.values",
-                                            tuple(str(k) for k in range(256))) or {}).items():
-                label = scalar_value(entry.value) if isinstance(entry.value, yaml.ScalarNode) else None
-                values.append((int(key), str(label)))
-        if decoder == "enum" and not values:
-            self.error(line_of(node), f"{where}: decoder 'enum' needs 'values' (number: name)")
-        family_field = self.text(entries, "family_field", where)
-        if decoder in ("inet_ip", "peer_pod") and not family_field:
-            self.error(line_of(node), f"{where}: decoder '{decoder}' needs 'family_field'")
-        part = self.text(entries, "part", where)
-        parts = tuple(EXPANDING[decoder].parts) if decoder in EXPANDING else ()
-        if part and len(parts) < 2:
-            self.error(entries["part"].line, f"{where}.part: decoder '{decoder}' has no parts")
-            part = ""
-        elif part and part not in parts:
-            self.error(line_of(entries["part"].value),
-                       f"{where}.part: '{part}' is not one of {', '.join(parts)}"
-                       f"{did_you_mean(part, parts)}")
-            part = ""
-        when = self.text(entries, "when", where)
-        if when and when not in parameters:
-            self.error(line_of(entries["when"].value),
-                       f"{where}.when: '{when}' is not a parameter of this gadget"
-                       f"{did_you_mean(when, parameters)}")
-        return AttributeSpec(self.text(entries, "name", where), self.text(entries, "field", where),
-                             decoder, tuple(values), family_field,
-                             self.boolean(entries, "optional", where), part, when)
-
-    def source(self, node: yaml.Node) -> SourceSpec | None:
-        where = f"sources[line {line_of(node)}]"
-        slot_keys = ("key_field", "pid_field", "cgroup_field", "valid_field", "first_field",
-                     "last_field", "retired_into")
-        entries = self.mapping(node, where, ("map", "kind", "index_field", *slot_keys),
-                               required=("map", "kind"))
-        if entries is None:
-            return None
-        kind = self.choice(entries, "kind", where, SOURCE_KINDS)
-        values = {key: self.text(entries, key, where, pattern=C_IDENTIFIER)
-                  for key in (*slot_keys, "index_field")}
-        if kind == "slots" and values["index_field"]:
-            self.error(entries["index_field"].line,
-                       f"{where}.index_field: only a 'counters' or 'histogram' source has it")
-        if kind == "slots":
-            for key in ("key_field", "valid_field"):
-                if not values[key]:
-                    self.error(line_of(node), f"{where}: a 'slots' source needs '{key}'")
-        elif kind:
-            for key in slot_keys:
-                if key in entries:
-                    self.error(entries[key].line, f"{where}.{key}: only a 'slots' source has it")
-        return SourceSpec(self.text(entries, "map", where, pattern=C_IDENTIFIER), kind, **values)
-
-    def metric(self, node: yaml.Node, sources: tuple[SourceSpec, ...],
-               attribute_names: tuple[str, ...] = ()) -> MetricSpec | None:
-        where = f"metrics[line {line_of(node)}]"
-        entries = self.mapping(node, where, (
-            "name", "kind", "unit", "description", "values", "source", "kernel_unit", "buckets",
-            "attributes"), required=("name", "kind", "unit", "description"))
-        if entries is None:
-            return None
-        name = self.text(entries, "name", where, pattern=METRIC_NAME,
-                         hint=" (dotted lowercase words, e.g. tcp.sent)")
-        where = f"metric {name}" if name else where
-        kind = self.choice(entries, "kind", where, METRIC_KINDS)
-        values = []
-        for value_node in self.sequence(entries, "values", where):
-            value_entries = self.mapping(value_node, f"{where}.values", ("field", "attributes"),
-                                         required=("field",))
-            if value_entries is None:
-                continue
-            attributes = []
-            if "attributes" in value_entries:
-                for key, entry in (self.mapping(value_entries["attributes"].value,
-                                                f"{where}.values.attributes",
-                                                tuple(_keys(value_entries["attributes"].value)))
-                                   or {}).items():
-                    attributes.append((key, str(scalar_value(entry.value))))
-            values.append(ValueSpec(self.text(value_entries, "field", where), tuple(attributes)))
-        source = self.text(entries, "source", where)
-        carried = self.strings(entries, "attributes", where)
-        for attribute in carried:
-            if attribute not in attribute_names:
-                self.error(entries["attributes"].line,
-                           f"{where}.attributes: '{attribute}' is not an attribute of this "
-                           f"gadget{did_you_mean(attribute, attribute_names)}")
-        if kind == HISTOGRAM:
-            histogram_maps = [s.map for s in sources if s.kind == "histogram"]
-            if source not in histogram_maps:
-                line = entries["source"].line if "source" in entries else line_of(node)
-                self.error(line, f"{where}: a histogram names its 'source', one of the "
-                                 f"histogram sources ({', '.join(histogram_maps) or 'none'})")
-            if "kernel_unit" not in entries:
-                self.error(line_of(node), f"{where}: a histogram needs 'kernel_unit' "
-                                          f"({', '.join(KERNEL_UNITS)})")
-            if "buckets" not in entries:
-                self.error(line_of(node), f"{where}: a histogram needs 'buckets' (1 to 64)")
-        elif kind and not values:
-            self.error(line_of(node), f"{where}: a {kind} needs 'values' (the fields it sums)")
-        return MetricSpec(
-            name=name, kind=kind, unit=self.text(entries, "unit", where),
-            description=self.text(entries, "description", where),
-            values=tuple(values), source=source,
-            kernel_unit=self.choice(entries, "kernel_unit", where, tuple(KERNEL_UNITS)),
-            buckets=self.integer(entries, "buckets", where, 1, 64),
-            attributes=carried,
-        )
-
-    def seed(self, node: yaml.Node) -> SeedSpec | None:
-        where = f"seed[line {line_of(node)}]"
-        entries = self.mapping(node, where, ("map", "with"), required=("map", "with"))
-        if entries is None:
-            return None
-        seeder = self.choice(entries, "with", where, tuple(SEEDERS))
-        map_name = self.text(entries, "map", where, pattern=C_IDENTIFIER)
-        return SeedSpec(map_name, seeder) if seeder and map_name else None
-
-    def boolean(self, entries: dict, key: str, where: str) -> bool:
-        entry = entries.get(key)
-        if entry is None:
-            return False
-        value = scalar_value(entry.value) if isinstance(entry.value, yaml.ScalarNode) else None
-        if not isinstance(value, bool):
-            self.error(line_of(entry.value),
-                       f"{where}.{key}: expected true or false, got {describe_node(entry.value)}")
-            return False
-        return value
-
-    def parameter(self, node: yaml.Node) -> ParameterSpec | None:
-        where = f"parameters[line {line_of(node)}]"
-        entries = self.mapping(node, where, ("name", "type", "description", "default",
-                                             "minimum", "maximum", "max_length"),
-                               required=("name", "type", "description", "default"))
-        if entries is None:
-            return None
-        name = self.text(entries, "name", where, pattern=NAME,
-                         hint=" (lowercase letters, digits and _: it becomes a C macro)")
-        kind = self.choice(entries, "type", where, PARAMETER_TYPES)
-        limits = {key: scalar_value(entries[key].value) for key in ("minimum", "maximum")
-                  if key in entries and isinstance(entries[key].value, yaml.ScalarNode)}
-        for key, entry in entries.items():
-            if key in ("minimum", "maximum") and kind != "integer" or \
-                    key == "max_length" and kind != "string":
-                self.error(entry.line, f"{where}.{key}: a {kind or 'typeless'} parameter "
-                                       "has no such limit")
-            elif key in limits and (isinstance(limits[key], bool)
-                                    or not isinstance(limits[key], int)):
-                self.error(line_of(entry.value), f"{where}.{key}: expected a whole number")
-                limits.pop(key)
-        if not name or not kind:
-            return None
-        parameter = ParameterSpec(
-            name, kind, self.text(entries, "description", where), "",
-            minimum=limits.get("minimum"), maximum=limits.get("maximum"),
-            max_length=self.integer(entries, "max_length", where, 1, 4096))
-        default_node = entries["default"].value if "default" in entries else None
-        default = scalar_value(default_node) if isinstance(default_node, yaml.ScalarNode) else None
-        if default is None and kind == "string":
-            default = ""           # `default:` left empty: the empty string
-        try:
-            default = parameter.check(default)
-        except ParameterError as error:
-            self.error(line_of(default_node) if default_node is not None else line_of(node),
-                       f"{where}.default: {str(error).split(': ', 1)[1]}")
-            return None
-        return replace(parameter, default=default)
-
-    def table(self, entry, metrics: tuple[MetricSpec, ...]) -> TableSpec:
-        if entry is None:
-            return TableSpec(tuple(metric.name for metric in metrics),
-                             metrics[0].name if metrics else "")
-        entries = self.mapping(entry.value, "table", ("columns", "sort")) or {}
-        names = {metric.name for metric in metrics}
-        columns = self.strings(entries, "columns", "table")
-        for column in columns:
-            if column not in names:
-                self.error(entries["columns"].line,
-                           f"table.columns: '{column}' is not a metric of this gadget"
-                           f"{did_you_mean(column, names)}")
-        sort = self.text(entries, "sort", "table", default=columns[0] if columns else "")
-        if sort and sort not in names and "sort" in entries:   # else columns said it
-            self.error(entries["sort"].line, f"table.sort: '{sort}' is not a metric of this gadget")
-        return TableSpec(columns, sort)
+    def schema(self) -> dict:
+        return {"type": ["string", "integer", "boolean", "null"]}
 
 
-def _keys(node: yaml.Node) -> list[str]:
-    if not isinstance(node, yaml.MappingNode):
-        return []
-    return [key.value for key, _ in node.value if isinstance(key, yaml.ScalarNode)]
+# --- rules: checks of more than one key ------------------------------------------------
+
+def _exactly_one_hook_kind(draft: Draft, ctx: FileContext) -> None:
+    kinds = [kind for kind in HOOK_KINDS if kind in draft.values]
+    if len(kinds) != 1:
+        ctx.error(draft.line, f"{draft.site}: give exactly one of {', '.join(HOOK_KINDS)}")
+
+
+def _decoder_needs(draft: Draft, ctx: FileContext) -> None:
+    decoder = draft.values["decoder"]
+    if decoder == "enum" and not draft.values.get("values"):
+        ctx.error(draft.line, f"{draft.site}: decoder 'enum' needs 'values' (number: name)")
+    if decoder in ("inet_ip", "peer_pod") and not draft.values.get("family_field"):
+        ctx.error(draft.line, f"{draft.site}: decoder '{decoder}' needs 'family_field'")
+    part = draft.values.get("part", "")
+    parts = tuple(EXPANDING[decoder].parts) if decoder in EXPANDING else ()
+    if part and len(parts) < 2:
+        ctx.error(draft.line_of("part"), f"{draft.site.child('part')}: decoder '{decoder}' "
+                                         "has no parts")
+    elif part and part not in parts:
+        ctx.error(draft.line_of("part"), f"{draft.site.child('part')}: unknown part '{part}'"
+                                         f"{did_you_mean(part, parts) or '.'} "
+                                         f"Choose one of: {', '.join(parts)}")
+
+
+SLOT_KEYS = ("key_field", "pid_field", "cgroup_field", "valid_field", "first_field",
+             "last_field", "retired_into")
+SLOT_NEEDS = ("key_field", "valid_field")
+
+
+def _source_keys_fit_its_kind(draft: Draft, ctx: FileContext) -> None:
+    if draft.values["kind"] == "slots":
+        if "index_field" in draft.values:
+            ctx.error(draft.line_of("index_field"), f"{draft.site.child('index_field')}: only "
+                                                    "a 'counters' or 'histogram' source has it")
+        for key in SLOT_NEEDS:
+            if key not in draft.values:
+                ctx.error(draft.line, f"{draft.site}: a 'slots' source needs '{key}'")
+        return
+    for key in SLOT_KEYS:
+        if key in draft.values:
+            ctx.error(draft.line_of(key), f"{draft.site.child(key)}: only a 'slots' source has it")
+
+
+def _metric_has_what_its_kind_needs(draft: Draft, ctx: FileContext) -> None:
+    kind = draft.values["kind"]
+    if kind == HISTOGRAM:
+        for key, what in (("source", "one of the histogram sources"),
+                          ("kernel_unit", ", ".join(KERNEL_UNITS)), ("buckets", "1 to 64")):
+            if key not in draft.values:
+                ctx.error(draft.line, f"{draft.site}: a histogram needs '{key}' ({what})")
+    elif not draft.values.get("values"):
+        ctx.error(draft.line, f"{draft.site}: a {kind} needs 'values' (the fields it sums)")
+
+
+def _parameter_limits_fit_its_type(draft: Draft, ctx: FileContext) -> None:
+    kind = draft.values["type"]
+    for key in ("minimum", "maximum", "max_length"):
+        if key in draft.values and kind != ("string" if key == "max_length" else "integer"):
+            ctx.error(draft.line_of(key), f"{draft.site.child(key)}: a {kind} parameter has "
+                                          "no such limit")
+    default = draft.values["default"]
+    if default is None and kind == "string":
+        default = ""                 # `default:` left empty: the empty string
+    try:
+        draft.values["default"] = _parameter(draft, default).check(default)
+    except ParameterError as error:
+        ctx.error(draft.line_of("default"),
+                  f"{draft.site.child('default')}: {str(error).split(': ', 1)[1]}")
+
+
+def _unique(drafts: tuple[Draft, ...], what: str, ctx: FileContext) -> None:
+    seen: set[str] = set()
+    for draft in drafts:
+        name = draft.values.get("name")
+        if name in seen:
+            ctx.error(draft.line_of("name"), f"{draft.site.child('name')}: {what} '{name}' "
+                                             "is defined twice")
+        seen.add(name)
+
+
+def _names_are_unique(draft: Draft, ctx: FileContext) -> None:
+    for key, what in (("parameters", "parameter"), ("attributes", "attribute"),
+                      ("metrics", "metric")):
+        _unique(draft.values.get(key, ()), what, ctx)
+
+
+def _program_exists(draft: Draft, ctx: FileContext) -> None:
+    if "program" in draft.values and not (ctx.base_dir / draft.values["program"]).is_file():
+        ctx.error(draft.line_of("program"), f"{draft.site.child('program')}: "
+                  f"{ctx.base_dir / draft.values['program']} does not exist")
+
+
+def _has_a_hook(draft: Draft, ctx: FileContext) -> None:
+    if "hooks" in draft.values and not draft.values["hooks"] and not ctx.error_count:
+        ctx.error(draft.line_of("hooks"), f"{draft.site.child('hooks')}: a gadget needs at "
+                                          "least one hook")
+
+
+def _refers_to(draft: Draft, key: str, names, what: str, ctx: FileContext) -> None:
+    """`key` of `draft` (text or a list of it) names one of `names`."""
+    written = draft.values.get(key, ())
+    for name in (written,) if isinstance(written, str) else written:
+        if name not in names:
+            ctx.error(draft.line_of(key), f"{draft.site.child(key)}: '{name}' is not {what} "
+                                          f"of this gadget{did_you_mean(name, names)}")
+
+
+def _references_exist(draft: Draft, ctx: FileContext) -> None:
+    parameters = [p.values.get("name") for p in draft.values.get("parameters", ())]
+    attributes = [a.values.get("name") for a in draft.values.get("attributes", ())]
+    metrics = [m.values.get("name") for m in draft.values.get("metrics", ())]
+    histograms = [source.map for source in draft.values.get("sources", ())
+                  if source.kind == "histogram"]
+    for item in (*draft.values.get("hooks", ()), *draft.values.get("attributes", ())):
+        _refers_to(item, "when", parameters, "a parameter", ctx)
+    for metric in draft.values.get("metrics", ()):
+        _refers_to(metric, "attributes", attributes, "an attribute", ctx)
+        if metric.values.get("kind") == HISTOGRAM and "source" in metric.values:
+            _refers_to(metric, "source", histograms, "a histogram source", ctx)
+    if "table" in draft.values:
+        _refers_to(draft.values["table"], "columns", metrics, "a metric", ctx)
+        _refers_to(draft.values["table"], "sort", metrics, "a metric", ctx)
+
+
+GADGET_RULES = (_program_exists, _has_a_hook, _names_are_unique, _references_exist)
+
+
+# --- the tables: what each mapping of a gadget.yaml may hold ------------------------------
+
+def _when(what: str) -> Field:
+    return Field("when", WORDS, f"A parameter of this gadget: the {what} exists only when "
+                 "the run sets it (not false, \"\" or 0).", "with_paths")
+
+
+def _only_with(key: str, value: str, then: dict, otherwise: dict | None = None) -> dict:
+    """A JSON Schema constraint: `then` applies where `key` is `value`."""
+    rule = {"if": {"properties": {key: {"const": value}}, "required": [key]}, "then": then}
+    return {**rule, "else": otherwise} if otherwise is not None else rule
+
+
+HOOK = Section((
+    Field("program", C_IDENTIFIER, "The C function of the BPF program attached here.",
+          "on_exec", required=True),
+    Field("tracepoint", TRACEPOINT, "A stable tracepoint, category:event.",
+          "sched:sched_process_exec"),
+    Field("raw_tracepoint", WORDS, "A raw tracepoint by event name (ctx->args[i] are "
+          "its TP_PROTO arguments).", "tcp_send_reset"),
+    Field("socket_filter", WORDS, "A socket filter on every interface of the host's "
+          "network namespace, named by what it sees.", "all"),
+    _when("hook"),
+), owner="hooks", rules=(_exactly_one_hook_kind,), keep_draft=True,
+    constraints=({"oneOf": [{"required": [kind]} for kind in HOOK_KINDS]},))
+
+ATTRIBUTE = Section((
+    Field("name", WORDS, "The OpenTelemetry attribute name (for an expanding decoder: "
+          "a name for the group).", "process.pid", required=True),
+    Field("field", WORDS, "The field of the map's key struct it is decoded from.",
+          "pid", required=True),
+    Field("decoder", Choice(tuple(DECODERS), noun="decoder"),
+          "How the kernel value becomes the attribute: " + ", ".join(DECODERS) + ".",
+          "comm", default="int", default_shown="int"),
+    Field("values", EnumValues(), "For decoder enum: each number's name.",
+          {"0": "unknown", "4": "ipv4"}),
+    Field("family_field", C_IDENTIFIER, "For decoders inet_ip and peer_pod: the field "
+          "holding the address family (4 or 6).", "family"),
+    Field("optional", FlagKind(), "Left out of a series whose value decodes to \"\" or "
+          "whose compiled key has no such field.", True, default=False, default_shown=False),
+    Field("part", WORDS, "An expanding decoder's part (default: all of it).", "container"),
+    _when("attribute"),
+), owner="attributes", rules=(_decoder_needs,), keep_draft=True, constraints=(
+    _only_with("decoder", "enum", {"required": ["values"]}),
+    _only_with("decoder", "inet_ip", {"required": ["family_field"]}),
+    _only_with("decoder", "peer_pod", {"required": ["family_field"]}),
+))
+
+SOURCE = Section((
+    Field("map", C_IDENTIFIER, "The BPF map the counts are read from.", "flows",
+          required=True),
+    Field("kind", Choice(SOURCE_KINDS, noun="source kind"),
+          "slots (an array whose entries carry their own key), counters (a per-CPU hash "
+          "or array of counters) or histogram (log2 slots per key).", "counters",
+          required=True),
+    Field("key_field", C_IDENTIFIER, "slots: the struct field holding the series key.", "key"),
+    Field("pid_field", C_IDENTIFIER, "slots: the field that overrides the key's pid.", "owner"),
+    Field("cgroup_field", C_IDENTIFIER, "slots: the field that overrides the key's cgroup_id.",
+          "owner_cgroup"),
+    Field("valid_field", C_IDENTIFIER, "slots: 0 = free, 1 = being filled in.", "sk"),
+    Field("first_field", C_IDENTIFIER, "slots: consistency check, first == last.", "id"),
+    Field("last_field", C_IDENTIFIER, "slots: the other end of first_field.", "id_end"),
+    Field("retired_into", C_IDENTIFIER, "slots: the hash map of buried slots, keyed by "
+          "first_field.", "graveyard"),
+    Field("index_field", C_IDENTIFIER, "counters/histogram: an array indexed by this key "
+          "field.", "cpu"),
+), owner="sources", rules=(_source_keys_fit_its_kind,),
+    build=lambda draft: SourceSpec(**draft.values), constraints=(
+    _only_with("kind", "slots",
+               {"required": list(SLOT_NEEDS), "not": {"required": ["index_field"]}},
+               {"not": {"anyOf": [{"required": [key]} for key in SLOT_KEYS]}}),
+))
+
+VALUE = Section((
+    Field("field", WORDS, "The counter field summed into the metric.", "sent", required=True),
+    Field("attributes", StringMap(r"^[A-Za-z0-9_.]+$", "attribute names use letters, digits, "
+                                  "'.' and '_'", expected="a mapping of attribute names to text"),
+          "Attributes its points carry beside the gadget's.", {"network.io.direction": "transmit"}),
+), owner="values", build=lambda draft: ValueSpec(draft.values["field"],
+                                                 draft.values.get("attributes", ())))
+
+METRIC = Section((
+    Field("name", METRIC_NAME, "The metric's OpenTelemetry name.", "tcp.sent", required=True),
+    Field("kind", Choice(METRIC_KINDS, noun="metric kind"),
+          "counter, gauge or histogram.", "counter", required=True),
+    Field("unit", WORDS, "Its UCUM unit (By, s, {connection}).", "By", required=True),
+    Field("description", WORDS, "What it counts, in a sentence.", "Bytes sent over TCP.",
+          required=True),
+    Field("values", ListOf(VALUE, "values"), "counter/gauge: the fields summed from the "
+          "sources.", [{"field": "sent"}]),
+    Field("source", WORDS, "histogram: its map, one of the histogram sources.",
+          "connect_latency"),
+    Field("kernel_unit", Choice(tuple(KERNEL_UNITS), noun="kernel unit"),
+          "histogram: the unit the kernel records in.", "us"),
+    Field("buckets", WholeNumber(1, 64), "histogram: the kernel's log2 slots exported as "
+          "bounds.", 27),
+    Field("attributes", ListOf(WORDS, "attribute names"), "The gadget's attributes this "
+          "metric carries (default: all of them).", ["process.pid"]),
+), owner="metrics", rules=(_metric_has_what_its_kind_needs,), keep_draft=True, constraints=(
+    _only_with("kind", HISTOGRAM, {"required": ["source", "kernel_unit", "buckets"]},
+               {"required": ["values"]}),
+))
+
+SEED = Section((
+    Field("map", C_IDENTIFIER, "The map filled once the programs are attached.",
+          "listeners", required=True),
+    Field("with", Choice(tuple(SEEDERS), noun="seeder"), "What fills it: "
+          + ", ".join(SEEDERS) + ".", "tcp_listeners", required=True),
+), owner="seed", build=lambda draft: SeedSpec(draft.values["map"], draft.values["with"]))
+
+TABLE = Section((
+    Field("columns", ListOf(WORDS, "metric names"), "The metrics shown as columns "
+          "(counters as rates, histograms as p50/p99).", ["tcp.sent"]),
+    Field("sort", WORDS, "The metric the table is sorted by (default: the first column).",
+          "tcp.sent"),
+), owner="table", keep_draft=True)
+
+PARAMETER = Section((
+    Field("name", PARAMETER_NAME, "Its name; --param NAME=VALUE sets it.", "with_paths",
+          required=True),
+    Field("type", Choice(PARAMETER_TYPES, noun="parameter type"),
+          "string, integer or boolean.", "boolean", required=True),
+    Field("description", WORDS, "What it changes, in a sentence.", "Count per path.",
+          required=True),
+    Field("default", ScalarKind(), "Its value when the run does not set it.", False,
+          required=True),
+    Field("minimum", WholeNumber(), "integer: the smallest value.", 0),
+    Field("maximum", WholeNumber(), "integer: the largest value.", 100),
+    Field("max_length", WholeNumber(1, 4096), "string: the most bytes.", 64),
+), owner="parameters", rules=(_parameter_limits_fit_its_type,), keep_draft=True, constraints=(
+    _only_with("type", "integer", {"properties": {"default": {"type": "integer"}}},
+               {"not": {"anyOf": [{"required": ["minimum"]}, {"required": ["maximum"]}]}}),
+    _only_with("type", "boolean", {"properties": {"default": {"type": "boolean"}}}),
+    _only_with("type", "string", {"properties": {"default": {"type": ["string", "null"]}}},
+               {"not": {"required": ["max_length"]}}),
+))
+
+GADGET_FIELDS = (
+    Field("name", NAME, "The gadget's name (run --gadget NAME).", "tcp", required=True),
+    Field("summary", WORDS, "What it measures, in a line (gadgets list).",
+          "TCP bytes per process and peer"),
+    Field("description", WORDS, "What it counts and how, in a paragraph (gadgets describe).",
+          "Counts every byte a process sends over TCP."),
+    Field("program", WORDS, "The BPF C source, relative to this file.", "tcp.bpf.c",
+          required=True),
+    Field("hooks", ListOf(HOOK, "hooks"), "Where the programs attach.",
+          [{"program": "on_exec", "tracepoint": "sched:sched_process_exec"}], required=True),
+    Field("drops", ListOf(WORDS, "names"), "What each index of the program's `drops` "
+          "array could not record.", ["flows"]),
+    Field("attributes", ListOf(ATTRIBUTE, "attributes"), "How the key struct's fields "
+          "become attributes; their order is the series' identity.",
+          [{"name": "process.pid", "field": "pid"}]),
+    Field("sources", ListOf(SOURCE, "sources"), "The maps counts are read from, in the "
+          "order they must be read.", [{"map": "flows", "kind": "counters"}], required=True),
+    Field("metrics", ListOf(METRIC, "metrics"), "The metrics exported.",
+          [{"name": "exec.count", "kind": "counter", "unit": "{exec}",
+            "description": "Execs.", "values": [{"field": "execs"}]}], required=True),
+    Field("table", TABLE, "The live table's columns and sort (default: every metric, "
+          "sorted by the first).", {"columns": ["tcp.sent"], "sort": "tcp.sent"}),
+    Field("seed", ListOf(SEED, "seeds"), "Maps filled once the programs are attached.",
+          [{"map": "listeners", "with": "tcp_listeners"}]),
+    Field("parameters", ListOf(PARAMETER, "parameters"), "Values a run sets with --param "
+          "NAME=VALUE; each reaches the C as a macro.",
+          [{"name": "with_paths", "type": "boolean", "default": False,
+            "description": "Count per path."}]),
+    Field("no_process_filter", WORDS, "Why --pid/--comm/--cgroup cannot apply (e.g. "
+          "packets seen without their process).", "packets are seen without their process"),
+)
+# The whole file, for the schema (load_spec reads the top with GADGET_FIELDS and
+# GADGET_RULES itself: its rules run on every item, mistakes or not).
+GADGET = Section(GADGET_FIELDS, owner="a gadget")
+
+
+# --- building the spec from the drafts, once nothing is wrong ----------------------------
+
+def _parameter(draft: Draft, default: Any) -> ParameterSpec:
+    values = draft.values
+    return ParameterSpec(values["name"], values["type"], values["description"], default,
+                         minimum=values.get("minimum"), maximum=values.get("maximum"),
+                         max_length=values.get("max_length", 0))
+
+
+def _gadget(draft: Draft, path: Path) -> GadgetSpec:
+    values = draft.values
+    metrics = tuple(
+        MetricSpec(name=m["name"], kind=m["kind"], unit=m["unit"],
+                   description=m["description"], values=m.get("values", ()),
+                   source=m.get("source", ""), kernel_unit=m.get("kernel_unit", ""),
+                   buckets=m.get("buckets", 0), attributes=m.get("attributes", ()))
+        for m in (metric.values for metric in values["metrics"]))
+    if "table" in values:
+        columns = values["table"].values.get("columns", ())
+        table = TableSpec(columns, values["table"].values.get(
+            "sort", columns[0] if columns else ""))
+    else:
+        table = TableSpec(tuple(metric.name for metric in metrics),
+                          metrics[0].name if metrics else "")
+    return GadgetSpec(
+        name=values["name"],
+        summary=values.get("summary", ""),
+        description=values.get("description", "").strip(),
+        file=path,
+        program=path.parent / values["program"],
+        hooks=tuple(Hook(h["program"], kind, h[kind], h.get("when", ""))
+                    for h in (hook.values for hook in values["hooks"])
+                    for kind in HOOK_KINDS if kind in h),
+        drops=values.get("drops", ()),
+        attributes=tuple(AttributeSpec(a["name"], a["field"], a["decoder"],
+                                       a.get("values", ()), a.get("family_field", ""),
+                                       a["optional"], a.get("part", ""), a.get("when", ""))
+                         for a in (attribute.values for attribute in values.get("attributes", ()))),
+        sources=values["sources"],
+        metrics=metrics,
+        table=table,
+        seeds=values.get("seed", ()),
+        parameters=tuple(_parameter(p, p.values["default"]) for p in values.get("parameters", ())),
+        no_process_filter=values.get("no_process_filter", ""),
+    )
