@@ -118,6 +118,8 @@ class Sampler:
         self._value_indexes = tuple(
             value_index for metric in spec.metrics if metric.kind != HISTOGRAM
             for value_index, _ in enumerate(metric.values))
+        # Each metric's MetricInfo, made once (a histogram's bounds are computed).
+        self._infos = {metric.name: _info(metric) for metric in spec.metrics}
         self._layout: list[list[Attributes]] = []   # _alike_metrics: what it was found for
         self._alike: set[str] = set()
         self._fields_of_plan = tuple(field for _, _, field, _, _ in self._plan)
@@ -436,9 +438,9 @@ class Sampler:
                 points = _by_attributes(made)
                 if retained:
                     self._retained.add_to(metric.name, points, now)
-                out.append(MetricData(_info(metric), tuple(points.values())))
+                out.append(MetricData(self._infos[metric.name], tuple(points.values())))
             else:      # every point's attributes its own: nothing to sum
-                out.append(MetricData(_info(metric), tuple(filter(None, made))))
+                out.append(MetricData(self._infos[metric.name], tuple(filter(None, made))))
         return out
 
     def _alike_metrics(self, layout: list[list[Attributes]]) -> set[str]:
@@ -511,7 +513,7 @@ class Sampler:
                 if point is not None:
                     add_point(points, point)
             self._retained.add_to(metric.name, points, now)
-            out.append(MetricData(_info(metric), tuple(points.values())))
+            out.append(MetricData(self._infos[metric.name], tuple(points.values())))
         return out
 
     def _histogram_point(self, series: _Series, metric: MetricSpec, index: int,
