@@ -125,9 +125,9 @@ def fill(table, count: int, round_: int) -> None:
 
 
 def exporter_configs(count: int, grpc_port: int, http_port: int, prom_port: int):
-    from ig_metrics.config.model import (
-        ExporterTemplate, OtlpSettings, PrometheusSettings, ResolvedExporter,
-    )
+    from ig_metrics.config.model import ExporterTemplate, ResolvedExporter
+    from ig_metrics.exporters.otlp_common import OtlpSettings
+    from ig_metrics.exporters.prometheus import PrometheusSettings
 
     def resolved(name, type_, settings):
         template = ExporterTemplate(name, type_, settings, 10.0, "bench", 1)
@@ -156,7 +156,7 @@ def free_port() -> int:
 def measure(series: int, exporter_counts: list[int], intervals: int, connection,
             grpc_port: int, http_port: int) -> list[dict]:
     from ig_metrics.bpf.loader import GadgetProgram
-    from ig_metrics.exporters import create_exporter
+    from ig_metrics.exporters.registry import create_exporter
     from ig_metrics.gadgets import resolve
     from ig_metrics.pipeline.sampler import Sampler
 

@@ -6,7 +6,7 @@ the real sampler. Each snapshot is then exported, each way side by side:
   OTLP: the real otlp-grpc exporter (cumulative, default limits: requests of
         1000 points, far under gRPC's 4 MiB) sending to a gRPC server in
         another process that discards what it gets; against the SDK path,
-        the SDK's data classes and encoder (encoding.encode_with_sdk) sent
+        the SDK's data classes and encoder (tests/sdk_oracle.encode_with_sdk) sent
         over the same kind of channel.
   Prometheus text: the snapshot rendered as classic text exposition by the
         exporter's collector; against prometheus_client's encoder
@@ -107,11 +107,12 @@ class Exports:
         import grpc
         from prometheus_client import CollectorRegistry, make_wsgi_app
 
-        from ig_metrics.config.model import (
-            ExporterTemplate, OtlpSettings, PrometheusSettings, RetrySettings,
-            ResolvedExporter,
-        )
-        from ig_metrics.exporters import create_exporter, encoding
+        from ig_metrics.config.model import ExporterTemplate, ResolvedExporter
+        from ig_metrics.exporters.otlp_common import OtlpSettings
+        from ig_metrics.exporters.prometheus import PrometheusSettings
+        from ig_metrics.exporters.backoff import RetrySettings
+        from ig_metrics.exporters.registry import create_exporter
+        from ig_metrics.exporters import encoding
         from ig_metrics.exporters.otlp_grpc import GrpcTransport
         from ig_metrics.exporters.otlp_wire import WireEncoder
         from ig_metrics.exporters.prometheus import SnapshotCollector
@@ -147,7 +148,7 @@ class Exports:
     def otlp_sdk_path(self, snapshot) -> None:
         from opentelemetry.sdk.metrics.export import AggregationTemporality
 
-        from ig_metrics.exporters.encoding import encode_with_sdk
+        from tests.sdk_oracle import encode_with_sdk
 
         for request in encode_with_sdk(snapshot, AggregationTemporality.CUMULATIVE,
                                        self.otlp.settings.limits.max_points_per_export).requests:

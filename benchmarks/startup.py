@@ -63,7 +63,7 @@ STARTUP_LOG = re.compile(r"set-up ([\d.]+)s, compile and load ([\d.]+)s, exporte
                          r"attach ([\d.]+)s")
 IMPORTS = {
     "command line": "import ig_metrics.cli",
-    "command line + run": "import ig_metrics.cli, ig_metrics.pipeline.agent, "
+    "command line + run": "import ig_metrics.cli, ig_metrics.app.agent, "
                           "ig_metrics.ui.live, bcc",
 }
 

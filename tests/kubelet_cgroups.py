@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from ig_metrics.k8s.mounts import find_cgroup2_mount
+from ig_metrics.bpf.cgroupfs import find_cgroup2_mount
 
 # The shell a process enters the container with before it becomes the workload:
 # $0 is the cgroup.procs file, "$@" the workload's argv.

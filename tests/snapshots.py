@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ig_metrics.pipeline.snapshot import HistogramValue, Snapshot
+from ig_metrics.model.snapshot import HistogramValue, Snapshot
 
 
 def points(snapshot: Snapshot, metric: str, **attributes) -> list:

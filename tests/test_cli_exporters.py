@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ig_metrics.cli import app
-from ig_metrics.config import BUILTIN_PROFILES_DIR
+from ig_metrics.catalog.directories import BUILTIN_PROFILES_DIR
 
 CORPUS = Path(__file__).parent / "config"
 REPO_PROFILES = Path(__file__).parent.parent / "profiles"

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from ig_metrics.config import (
-    BUILTIN_PROFILES_DIR, DEFAULT_INTERVAL, ConfigError, load_catalog, resolve_profiles_dir,
-)
-from ig_metrics.config.model import OtlpSettings, PrometheusSettings, TlsSettings
+from ig_metrics.catalog.directories import BUILTIN_PROFILES_DIR, resolve_profiles_dir
+from ig_metrics.catalog.loading import load_catalog
+from ig_metrics.config import DEFAULT_INTERVAL, ConfigError
+from ig_metrics.exporters.otlp_common import OtlpSettings, TlsSettings
+from ig_metrics.exporters.prometheus import PrometheusSettings
 
 CORPUS = Path(__file__).parent / "config"
 GOOD = CORPUS / "good"
@@ -242,3 +243,12 @@ class TestProfilesDirectoryResolution:
         directory, rule = resolve_profiles_dir(None)
         assert (directory, rule) == (BUILTIN_PROFILES_DIR, "built-in")
         assert (directory / "profiles.yaml").is_file()
+
+
+def test_the_budget_is_a_profile_setting(tmp_path):
+    (tmp_path / "p.yaml").write_text(
+        "exporters: {p: {type: prometheus}}\n"
+        "profiles:\n  big: {exporters: [p], sampler: {max_series: 5000}}\n  plain: {exporters: [p]}\n")
+    catalog = load_catalog([tmp_path], environ={})
+    assert catalog.profile("big").sampler_max_series == 5000
+    assert catalog.profile("plain").sampler_max_series == 250_000

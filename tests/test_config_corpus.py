@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ig_metrics.cli import app
-from ig_metrics.config import load_catalog
+from ig_metrics.catalog.loading import load_catalog
 
 CORPUS = Path(__file__).parent / "config"
 BAD = CORPUS / "bad"

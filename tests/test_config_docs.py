@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from ig_metrics.config import EXPORTER_TYPES, load_catalog
-from ig_metrics.config.reference import replace_reference, settings_reference
-from ig_metrics.config.tables import exporter_fields
+from ig_metrics.catalog.tables import EXPORTER_TYPES
+from ig_metrics.catalog.loading import load_catalog
+from ig_metrics.catalog.reference import replace_reference, settings_reference
+from ig_metrics.catalog.tables import exporter_fields
 
 DOC = Path(__file__).parent.parent / "docs" / "profiles.md"
 
@@ -18,7 +19,7 @@ DOC = Path(__file__).parent.parent / "docs" / "profiles.md"
 def test_settings_reference_is_current() -> None:
     document = DOC.read_text()
     assert replace_reference(document) == document, (
-        "docs/profiles.md is stale: run python -m ig_metrics.config.reference docs/profiles.md")
+        "docs/profiles.md is stale: run python -m ig_metrics.catalog.reference docs/profiles.md")
 
 
 @pytest.mark.parametrize("type_name", list(EXPORTER_TYPES))

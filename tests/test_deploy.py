@@ -16,9 +16,9 @@ import yaml
 from typer.exceptions import TyperException
 from typer.testing import CliRunner
 
-from ig_metrics.bpf.hooks import HOOK_KINDS
+from ig_metrics.gadgets.hooks import HOOK_KINDS
 from ig_metrics.cli import app
-from ig_metrics.config import load_catalog
+from ig_metrics.catalog.loading import load_catalog
 from ig_metrics.gadgets import builtin_names, resolve
 from ig_metrics.k8s.manifests import DeployOptions, pod_environment, readiness_probe
 from ig_metrics.k8s.podprofiles import ScrapeEndpoint, set_listen

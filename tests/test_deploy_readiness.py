@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ig_metrics.k8s.mounts import find_cgroup2_mount
+from ig_metrics.bpf.cgroupfs import find_cgroup2_mount
 from ig_metrics.k8s.readiness import is_agent
 
 CONSOLE_SCRIPT = Path(sys.executable).parent / "ig-metrics"
@@ -56,19 +56,22 @@ def probe(cgroup: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.bpf
-def test_ready_exactly_while_the_gadget_is_attached(container_cgroup, bpf_available):
+def test_ready_exactly_while_the_gadget_is_attached(container_cgroup, bpf_available, tmp_path):
     cgroup, processes = container_cgroup
+    # A file, not a pipe: the console exporter writes every series to stderr, and
+    # a pipe nobody reads fills up (64 KiB) on a busy host and blocks the agent.
+    log = tmp_path / "agent.stderr"
     before = probe(cgroup)
     assert before.returncode == 1 and "no 'ig-metrics run' process" in before.stdout
 
     agent = subprocess.Popen(["sh", "-c", JOIN_AND_EXEC, str(cgroup / "cgroup.procs"),
                               str(CONSOLE_SCRIPT), "run", "--gadget", "tcp", "--profile", "debug",
                               "--no-tui"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.DEVNULL, stderr=log.open("w"), text=True)
     processes.append(agent)
     deadline = time.monotonic() + 60
     while (result := probe(cgroup)).returncode != 0:
-        assert agent.poll() is None, f"the agent exited: {agent.stderr.read()}"
+        assert agent.poll() is None, f"the agent exited: {log.read_text()}"
         assert time.monotonic() < deadline, result.stdout
         time.sleep(0.2)
     assert f"(pid {agent.pid})" in result.stdout and "attachments" in result.stdout

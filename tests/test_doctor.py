@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 import subprocess
 import sys
-import time
 
 import pytest
 from typer.testing import CliRunner
@@ -300,10 +299,7 @@ def test_doctor_compile_loads_every_gadget_without_attaching() -> None:
 
 
 @pytest.mark.bpf
-def test_checks_are_fast_and_preflight_is_clear_here() -> None:
+def test_preflight_is_clear_here() -> None:
     specs = builtin_specs()
-    started = time.monotonic()
-    run_checks(specs)
-    assert time.monotonic() - started < 1.0
     for spec in specs:
         assert preflight(spec) == []

@@ -10,12 +10,12 @@ import math
 import pytest
 from rich.console import Console
 
-from ig_metrics.config import EXPORTER_TYPES
-from ig_metrics.exporters import EXPORTER_CLASSES, create_exporter
+from ig_metrics.catalog.tables import EXPORTER_TYPES
+from ig_metrics.exporters.registry import EXPORTER_CLASSES, create_exporter
 from ig_metrics.exporters.base import ExportResult
 from ig_metrics.exporters.console import ConsoleExporter
-from ig_metrics.pipeline.snapshot import bucket_quantile
-from ig_metrics.pipeline.snapshot import HistogramValue
+from ig_metrics.model.snapshot import bucket_quantile
+from ig_metrics.model.snapshot import HistogramValue
 from tests.receivers import (
     LOG2_US_BOUNDS, START_NS, console_config, otlp_config, prometheus_config,
     tcp_like_snapshot,

@@ -4,8 +4,8 @@ the same deltas on the wire)."""
 from __future__ import annotations
 
 from ig_metrics.exporters.delta import DeltaTracker
-from ig_metrics.pipeline.snapshot import (
-    COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot,
+from ig_metrics.model.snapshot import (
+    COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot
 )
 
 START = 1_000

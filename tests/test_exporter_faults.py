@@ -11,10 +11,12 @@ import time
 
 import pytest
 
-from ig_metrics.config.model import LimitSettings, QueueSettings, RetrySettings
-from ig_metrics.exporters import create_exporter
+from ig_metrics.config.model import LimitSettings
+from ig_metrics.exporters.queue import QueueSettings
+from ig_metrics.exporters.backoff import RetrySettings
+from ig_metrics.exporters.registry import create_exporter
 from ig_metrics.exporters.base import ExportResult, Health
-from ig_metrics.exporters.worker import ExporterWorker
+from ig_metrics.exporters.worker import ExporterWorker, HealthChange
 from tests.receivers import (
     OK, SLOW, THROTTLE, UNAUTHENTICATED, OtlpGrpcReceiver, OtlpHttpReceiver,
     clear_otel_environment, expected_values, flatten, free_port, iter_points, otlp_config,
@@ -95,48 +97,49 @@ def series_values(received) -> dict[tuple, list[float]]:
 
 # --- cumulative: nothing lost, nothing goes backwards -----------------------------
 @pytest.mark.parametrize("type_", TRANSPORTS)
-def test_cumulative_survives_a_receiver_killed_and_restarted(type_, caplog):
-    caplog.set_level(logging.INFO, logger="ig_metrics.exporters")
+def test_cumulative_survives_a_receiver_killed_and_restarted(type_):
+    changes: list[HealthChange] = []
     receiver = receiver_for(type_)
     port = receiver.port
     config = otlp_config("central", type_, endpoint_of(type_, receiver), insecure=True,
                          timeout=0.5, retry=FAST_RETRY)
     with Sampler() as sampler:
-        worker = worker_for(config, sampler)
+        worker = worker_for(config, sampler, on_health=changes.append)
         try:
             receiver.wait_for(3)
             before = list(receiver.received)
             # Before this, an export slower than its share of the 0.1 s interval
             # (a busy machine) may have had the load governor widen it and
-            # say so: the governor's business (test_exporter_worker.py), not
+            # degrade it: the governor's business (test_exporter_worker.py), not
             # this test's, which follows the states from the outage on.
-            since_outage = len(caplog.records)
+            since_outage = len(changes)
             receiver.close()                                   # the collector dies
             wait_until(lambda: worker.status().health is Health.FAILING, 5 + MARGIN)
             time.sleep(0.5)
             restarted = receiver_for(type_, port=port)         # and comes back
-            back = time.monotonic()
+            # Back within one interval plus the longest backoff (with a margin).
             restarted.wait_for(1, timeout=0.1 + FAST_RETRY.max + MARGIN)
-            recovery = restarted.received[0].arrived - back
             wait_until(lambda: worker.status().health is Health.HEALTHY, 2 + MARGIN)
         finally:
             final = sampler()
             worker.stop(final, 2.0)
     restarted.close()
-    # Recovery within one interval plus the longest backoff (with a margin).
-    assert recovery < 0.1 + FAST_RETRY.max + 1.0, recovery
     history = series_values(before + restarted.received)
     assert history, "nothing received"
     for key, values in history.items():
         assert values == sorted(values), f"{key} went backwards: {values}"
-    states = [record.getMessage().split(": ")[1] for record in caplog.records[since_outage:]
-              if record.getMessage().startswith("exporter central")
-              and "interval" not in record.getMessage()]
-    # The outage makes it fail, then recover. Before failing it says
-    # "degraded" as the first exports fail, unless it already was (still
-    # settling from a widened interval, when it may also say "healthy again").
-    assert states[-3:] == ["failing", "recovering", "healthy again"], states
-    assert set(states[:-3]) <= {"degraded", "healthy again"}, states
+    states = [change.after for change in changes[since_outage:]]
+    # The outage makes it fail, then recover, then be healthy again. Around
+    # that, a busy machine may have the load governor widen the interval and
+    # degrade it (and heal it) without any failure: seen, but not the outage's.
+    assert Health.FAILING in states, states
+    failed = states.index(Health.FAILING)
+    assert Health.RECOVERING in states[failed:], states
+    recovered = states.index(Health.RECOVERING, failed)
+    assert Health.HEALTHY not in states[failed:recovered], states
+    assert states[-1] is Health.HEALTHY, states
+    assert all(change.failure is None for change in changes[since_outage:]
+               if change.after is Health.DEGRADED and change.before is Health.RECOVERING), changes
     assert final.seq > 3
     # Nothing lost: the last export carries the totals of the last reading.
     assert flatten(restarted.received) == expected_values(final)
@@ -327,10 +330,8 @@ def test_healthy_exporters_keep_their_schedule_while_another_hangs():
             done = len(healthy.received) - start
             assert stuck.status().exports_ok == 0 and stuck.status().exporting_for > 1.5
         finally:
-            stopped = time.monotonic()
-            stuck.stop(None, 1.0)
+            assert stuck.stop(None, 1.0) is False       # its hung export abandoned
             steady.stop(None, 1.0)
-            assert time.monotonic() - stopped < 2.0 + MARGIN
     # Ten intervals of 0.2 s in 2 s; at least half of them, however loaded the machine.
     assert done >= 5, done
 

@@ -20,12 +20,12 @@ from opentelemetry.sdk.metrics.export import AggregationTemporality
 
 from ig_metrics.config.model import LimitSettings
 from ig_metrics.exporters.delta import DeltaTracker
-from ig_metrics.exporters.encoding import encode, encode_with_sdk, split
+from ig_metrics.exporters.encoding import encode, split
 from ig_metrics.exporters.limits import SeriesLimiter
 from ig_metrics.exporters.otlp_wire import WireEncoder
-from ig_metrics.pipeline.otel import to_metrics_data
-from ig_metrics.pipeline.snapshot import (
-    COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot,
+from tests.sdk_oracle import encode_with_sdk, to_metrics_data
+from ig_metrics.model.snapshot import (
+    COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot
 )
 from tests.receivers import RESOURCE, START_NS, tcp_like_snapshot
 

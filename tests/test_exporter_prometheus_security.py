@@ -11,8 +11,9 @@ import urllib.request
 import bcrypt
 import pytest
 
-from ig_metrics.config.model import PrometheusSettings, ServerTlsSettings
-from ig_metrics.exporters import create_exporter
+from ig_metrics.exporters.prometheus import PrometheusSettings
+from ig_metrics.exporters.webserver import ServerTlsSettings
+from ig_metrics.exporters.registry import create_exporter
 from ig_metrics.exporters.base import ExporterStartError
 from tests.receivers import (
     PrometheusServer, exporter_config, make_tls_files, require_tool, PROMETHEUS,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from ig_metrics.exporters import create_exporter
+from ig_metrics.exporters.registry import create_exporter
 from ig_metrics.exporters.base import ExportResult
 from tests.receivers import (
     OtlpGrpcReceiver, RotelAgent, clear_otel_environment, expected_values, flatten,

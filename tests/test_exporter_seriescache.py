@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 
 from ig_metrics.exporters.seriescache import ATTRIBUTES, PAYLOAD, SeriesCache
-from ig_metrics.pipeline.snapshot import Point
+from ig_metrics.model.snapshot import Point
 
 
 def attributes_of(index: int, tag: str = "a") -> tuple:

@@ -55,7 +55,9 @@ def test_calls_errors_and_latency_are_exact_for_a_command(bpf_available):
     assert total(snapshot, "syscall.errors", syscall__name="getppid") == 0
     (latency,) = points(snapshot, "syscall.duration", syscall__name="getppid")
     assert latency.value.count == 1234
-    assert 0 < latency.value.sum < 1234 * 0.001      # each well under a millisecond
+    # In seconds: a getppid() is measured, and not in µs or ns (a unit mix-up
+    # would be off by 10^3 or more); how fast the machine is is not the test's.
+    assert 0 < latency.value.sum < 1234 * 0.1
     (calls,) = points(snapshot, "syscall.calls", syscall__name="getppid")
     assert dict(calls.attributes) == {"syscall.name": "getppid"}   # no error.type
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from ig_metrics.cli import app
 from ig_metrics.gadgets import GadgetSpecError, builtin_specs, resolve
-from ig_metrics.gadgets.catalog import markdown_catalog
+from ig_metrics.app.gadget_catalog import markdown_catalog
 from ig_metrics.gadgets.spec import load_spec
 from tests.snapshots import CONTAINER_ATTRIBUTES
 
@@ -69,7 +69,7 @@ def test_catalog_page_is_current():
     assert page == markdown_catalog(builtin_specs()), \
         "docs/gadgets.md is stale: regenerate it with " \
         "python -c 'from ig_metrics.gadgets import builtin_specs; " \
-        "from ig_metrics.gadgets.catalog import markdown_catalog; " \
+        "from ig_metrics.app.gadget_catalog import markdown_catalog; " \
         "print(markdown_catalog(builtin_specs()), end=\"\")' > docs/gadgets.md"
 
 

@@ -77,7 +77,7 @@ def test_kernel_buckets_reach_otlp_and_prometheus_unchanged(probe_snapshot):
     scrape: OTLP carries the kernel bounds and counts as they are; Prometheus
     shows them as cumulative classic buckets whose le labels parse back to the
     same bounds."""
-    from ig_metrics.exporters import create_exporter
+    from ig_metrics.exporters.registry import create_exporter
     from tests.receivers import (OtlpGrpcReceiver, flatten, otlp_config, prometheus_config,
                                  scrape)
 

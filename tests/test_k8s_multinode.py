@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ig_metrics.k8s.mounts import find_cgroup2_mount
+from ig_metrics.bpf.cgroupfs import find_cgroup2_mount
 from tests.k8s_apiserver import FakeApiServer, write_kubeconfig
 from tests.kubelet_cgroups import KubeletContainer, make_kubelet_container
 from tests.receivers import OtlpGrpcReceiver

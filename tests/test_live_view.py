@@ -13,8 +13,8 @@ from rich.console import Console
 
 from ig_metrics.exporters.base import ExporterStatus, Health
 from ig_metrics.gadgets import resolve
-from ig_metrics.pipeline.snapshot import (
-    COUNTER, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot,
+from ig_metrics.model.snapshot import (
+    COUNTER, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot
 )
 from ig_metrics.ui.live import LiveView
 from ig_metrics.ui.rows import build_rows

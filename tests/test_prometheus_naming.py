@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from ig_metrics.pipeline.naming import (
-    label_name, label_plan, label_value, prometheus_metric_name,
+from ig_metrics.exporters.prometheus_naming import (
+    label_name, label_plan, label_value, prometheus_metric_name
 )
-from ig_metrics.pipeline.snapshot import COUNTER, GAUGE, HISTOGRAM
+from ig_metrics.model.snapshot import COUNTER, GAUGE, HISTOGRAM
 
 
 @pytest.mark.parametrize("name, unit, kind, expected", [

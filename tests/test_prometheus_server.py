@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ig_metrics.exporters import create_exporter
+from ig_metrics.exporters.registry import create_exporter
 from tests.receivers import (
     PROMETHEUS, PrometheusServer, prometheus_config, require_tool, tcp_like_snapshot,
 )

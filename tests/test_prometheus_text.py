@@ -17,12 +17,12 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.utils import floatToGoString
 
 from ig_metrics.config.model import LimitSettings
-from ig_metrics.exporters import create_exporter
+from ig_metrics.exporters.registry import create_exporter
 from ig_metrics.exporters.limits import SeriesLimiter
 from ig_metrics.exporters.prometheus import SnapshotCollector
 from ig_metrics.exporters.prometheus_text import _go_int, go_float, make_app, text_format
-from ig_metrics.pipeline.snapshot import (
-    COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot,
+from ig_metrics.model.snapshot import (
+    COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot
 )
 from tests.receivers import LOG2_US_BOUNDS, RESOURCE, START_NS, prometheus_config
 from tests.receivers import tcp_like_snapshot

@@ -52,12 +52,3 @@ def test_keys_beyond_the_budget_are_summed_into_an_overflow_series(bpf_available
         program.close()
 
 
-def test_the_budget_is_a_profile_setting(tmp_path):
-    from ig_metrics.config import load_catalog
-
-    (tmp_path / "p.yaml").write_text(
-        "exporters: {p: {type: prometheus}}\n"
-        "profiles:\n  big: {exporters: [p], sampler: {max_series: 5000}}\n  plain: {exporters: [p]}\n")
-    catalog = load_catalog([tmp_path], environ={})
-    assert catalog.profile("big").sampler_max_series == 5000
-    assert catalog.profile("plain").sampler_max_series == 250_000

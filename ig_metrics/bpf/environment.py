@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ig_metrics.bpf.loader import GadgetLoadError, GadgetProgram
 from ig_metrics.gadgets.spec import GadgetSpec, Hook
 
 SETUP_HINT = "scripts/setup.sh does this"
@@ -435,8 +436,6 @@ def compile_checks(specs: Iterable[GadgetSpec]) -> list[Check]:
 
 
 def _compile_check(spec: GadgetSpec) -> Check:
-    from ig_metrics.bpf.loader import GadgetLoadError, GadgetProgram
-
     name = f"compile:{spec.name}"
     program = GadgetProgram(spec)
     started = time.monotonic()

@@ -15,9 +15,12 @@ import sys
 import tempfile
 from collections.abc import Iterator
 
+from ig_metrics.bpf.cgroupfs import process_cgroup
 from ig_metrics.bpf.filters import ProcessFilter
-from ig_metrics.bpf.hooks import HOOK_KINDS
+from ig_metrics.bpf.maps import object_info
 from ig_metrics.gadgets import BUILTIN_DIR, INCLUDE_DIR
+from ig_metrics.gadgets.hooks import HOOK_KINDS
+from ig_metrics.gadgets.seeders import SEEDERS
 from ig_metrics.gadgets.spec import GadgetSpec, Hook
 
 SHARED_HEADER = "ig_metrics.h"
@@ -236,10 +239,9 @@ class GadgetProgram:
 
     def _seed(self) -> None:
         """Fill maps with what existed before the programs were attached."""
-        from ig_metrics.gadgets.seeders import SEEDERS
-
         for seed in self.spec.seeds:
-            SEEDERS[seed.seeder](self.table(seed.map), keep=self.process_filter.keeps)
+            SEEDERS[seed.seeder](self.table(seed.map), process_cgroup,
+                                 keep=self.process_filter.keeps)
 
     def detach(self) -> None:
         """Detach every attached program (idempotent); maps stay readable."""
@@ -270,7 +272,6 @@ class GadgetProgram:
             != ct.c_ulonglong(-1).value
 
     def program_stats(self) -> list[ProgramStats]:
-        from ig_metrics.bpf.maps import object_info
         stats = []
         for hook in self.spec.active_hooks:
             function = self.bpf.funcs.get(hook.program.encode())

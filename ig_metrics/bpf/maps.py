@@ -10,25 +10,45 @@ import errno
 import mmap
 import os
 
-from bcc import libbcc
-from bcc.utils import get_possible_cpus
+import functools
+from pathlib import Path
 
-_lib = libbcc.lib
-_lib.bpf_lookup_batch.restype = ct.c_int
-_lib.bpf_lookup_batch.argtypes = [ct.c_int, ct.c_void_p, ct.c_void_p, ct.c_void_p,
-                                  ct.c_void_p, ct.POINTER(ct.c_uint32)]
-_lib.bpf_lookup_and_delete_batch.restype = ct.c_int
-_lib.bpf_lookup_and_delete_batch.argtypes = _lib.bpf_lookup_batch.argtypes
-_lib.bpf_lookup_and_delete.restype = ct.c_int
-_lib.bpf_lookup_and_delete.argtypes = [ct.c_int, ct.c_void_p, ct.c_void_p]
-_lib.bpf_delete_elem.restype = ct.c_int
-_lib.bpf_delete_elem.argtypes = [ct.c_int, ct.c_void_p]
-_lib.bpf_lookup_elem.restype = ct.c_int
-_lib.bpf_lookup_elem.argtypes = [ct.c_int, ct.c_void_p, ct.c_void_p]
-_lib.bpf_obj_get_info.restype = ct.c_int
-_lib.bpf_obj_get_info.argtypes = [ct.c_int, ct.c_void_p, ct.POINTER(ct.c_uint32)]
 
-POSSIBLE_CPUS = len(get_possible_cpus())
+@functools.cache
+def _lib():
+    """libbcc, its batch calls typed; imported on first use, so that importing
+    this module costs nothing (bcc's import takes ~0.2 s, and doctor runs where
+    bcc is missing)."""
+    from bcc import libbcc
+
+    lib = libbcc.lib
+    lib.bpf_lookup_batch.restype = ct.c_int
+    lib.bpf_lookup_batch.argtypes = [ct.c_int, ct.c_void_p, ct.c_void_p, ct.c_void_p,
+                                     ct.c_void_p, ct.POINTER(ct.c_uint32)]
+    lib.bpf_lookup_and_delete_batch.restype = ct.c_int
+    lib.bpf_lookup_and_delete_batch.argtypes = lib.bpf_lookup_batch.argtypes
+    lib.bpf_lookup_and_delete.restype = ct.c_int
+    lib.bpf_lookup_and_delete.argtypes = [ct.c_int, ct.c_void_p, ct.c_void_p]
+    lib.bpf_delete_elem.restype = ct.c_int
+    lib.bpf_delete_elem.argtypes = [ct.c_int, ct.c_void_p]
+    lib.bpf_lookup_elem.restype = ct.c_int
+    lib.bpf_lookup_elem.argtypes = [ct.c_int, ct.c_void_p, ct.c_void_p]
+    lib.bpf_obj_get_info.restype = ct.c_int
+    lib.bpf_obj_get_info.argtypes = [ct.c_int, ct.c_void_p, ct.POINTER(ct.c_uint32)]
+    return lib
+
+
+def possible_cpus(path: Path = Path("/sys/devices/system/cpu/possible")) -> int:
+    """How many CPUs the kernel may bring online ("0-3,6" lists 5): the slots
+    of a per-CPU map's value, as bcc.utils.get_possible_cpus counts them."""
+    count = 0
+    for part in path.read_text().strip().split(","):
+        low, _, high = part.partition("-")
+        count += int(high or low) - int(low) + 1
+    return count
+
+
+POSSIBLE_CPUS = possible_cpus()
 
 
 def _untouched_buffer(size: int) -> ct.Array:
@@ -79,7 +99,7 @@ class MapReader:
 
     def read(self, delete: bool = False) -> Batch:
         """Every entry (and, with delete=True, atomically remove each one read)."""
-        call = _lib.bpf_lookup_and_delete_batch if delete else _lib.bpf_lookup_batch
+        call = _lib().bpf_lookup_and_delete_batch if delete else _lib().bpf_lookup_batch
         token = ct.c_uint64(0)
         total = 0
         first = True
@@ -106,14 +126,14 @@ class MapReader:
 
     def lookup(self, key: bytes) -> bytes | None:
         value = ct.create_string_buffer(self.value_size)
-        if _lib.bpf_lookup_elem(self.fd, key, value) != 0:
+        if _lib().bpf_lookup_elem(self.fd, key, value) != 0:
             return None
         return value.raw
 
     def take(self, key: bytes) -> bytes | None:
         """Atomically remove `key` and return the value it had (None if absent)."""
         value = ct.create_string_buffer(self.value_size)
-        if _lib.bpf_lookup_and_delete(self.fd, key, value) != 0:
+        if _lib().bpf_lookup_and_delete(self.fd, key, value) != 0:
             error = ct.get_errno()
             if error == errno.ENOENT:
                 return None
@@ -121,10 +141,10 @@ class MapReader:
         return value.raw
 
     def delete(self, key: bytes) -> bool:
-        return _lib.bpf_delete_elem(self.fd, key) == 0
+        return _lib().bpf_delete_elem(self.fd, key) == 0
 
 
 def object_info(fd: int, info: ct.Structure) -> bool:
     """Fill `info` (a bpf_*_info structure) for the BPF object behind `fd`."""
     size = ct.c_uint32(ct.sizeof(info))
-    return _lib.bpf_obj_get_info(fd, ct.byref(info), ct.byref(size)) == 0
+    return _lib().bpf_obj_get_info(fd, ct.byref(info), ct.byref(size)) == 0

@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
+from ig_metrics.catalog.directories import resolve_profiles_dir
 from ig_metrics.cli.common import ExitCode, ProfilesDirOption, fail
-from ig_metrics.config import resolve_profiles_dir
 from ig_metrics.config.suggest import did_you_mean
 from ig_metrics.gadgets import GadgetSpecError, builtin_names, resolve
 from ig_metrics.k8s.manifests import (

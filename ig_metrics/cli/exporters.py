@@ -5,17 +5,19 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import typer
 from rich.table import Table
 from rich.text import Text
+import typer
 
+from ig_metrics.catalog.directories import resolve_profiles_dir
 from ig_metrics.cli.common import (
     ExitCode, ProfilesDirOption, fail, plural, print_json, print_lines, print_table,
 )
-from ig_metrics.config import Catalog, json_schema, load_catalog, resolve_profiles_dir
-from ig_metrics.config.listing import exporter_summaries, profile_summaries
+
+if TYPE_CHECKING:
+    from ig_metrics.catalog.loading import Catalog
 
 exporters_app = typer.Typer(
     name="exporters",
@@ -61,6 +63,12 @@ def list_exporters(
 
     Header values and values taken from the environment are shown as ***.
     """
+    # Loading a catalog takes in every exporter type (grpc, requests,
+    # prometheus_client): imported by the commands that read one, not by every
+    # start of ig-metrics (--help, shell completion).
+    from ig_metrics.catalog.listing import exporter_summaries, profile_summaries
+    from ig_metrics.catalog.loading import load_catalog
+
     directory, chosen_by = resolve_profiles_dir(profiles_dir)
     catalog = load_catalog([directory])
     print_lines([str(problem) for problem in catalog.problems], err=True)
@@ -129,6 +137,8 @@ def validate(
 
     Exits 0 when there is no error (warnings allowed), 2 otherwise.
     """
+    from ig_metrics.catalog.loading import load_catalog   # start-up cost: see list_exporters
+
     if paths and profiles_dir is not None:
         fail("give FILE_OR_DIR arguments or --profiles-dir, not both")
     if not paths:
@@ -177,4 +187,6 @@ def _validation_report(catalog: Catalog) -> dict:
 def schema() -> None:
     """Print the JSON Schema (draft 2020-12) of a profiles file, so that an editor
     checks the file while you type."""
+    from ig_metrics.catalog.schema import json_schema   # start-up cost: see list_exporters
+
     print_json(json_schema())

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ig_metrics.cli.common import ExitCode, fail, print_json, print_table, stdout_console
 from ig_metrics.gadgets import GadgetSpecError, UnknownGadget, builtin_specs, resolve
-from ig_metrics.gadgets.catalog import describe, markdown_catalog, markdown_gadget
+from ig_metrics.app.gadget_catalog import describe, markdown_catalog, markdown_gadget
 
 gadgets_app = typer.Typer(
     name="gadgets",

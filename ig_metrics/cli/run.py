@@ -4,21 +4,21 @@ a live table on a terminal (or a one-line summary per interval in logs)."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 import signal
 import sys
 import threading
 from typing import Annotated
 
-from pathlib import Path
-
-import typer
 from rich.console import Console
 from rich.logging import RichHandler
+import typer
 
 from ig_metrics.bpf.filters import FilterError, ProcessFilter
+from ig_metrics.catalog.attributenames import builtin_attribute_names, selection_problems
+from ig_metrics.catalog.directories import resolve_profiles_dir
 from ig_metrics.cli.common import ExitCode, ProfilesDirOption, fail
-from ig_metrics.config import ConfigError, load_catalog, parse_duration, resolve_profiles_dir
-from ig_metrics.config.attributenames import builtin_attribute_names, selection_problems
+from ig_metrics.config import ConfigError, parse_duration
 from ig_metrics.gadgets import GadgetSpecError, UnknownGadget, resolve
 from ig_metrics.gadgets.parameters import ParameterError
 from ig_metrics.ui.rows import UnknownSortColumn, check_sort
@@ -111,6 +111,8 @@ def run(
     except FilterError as error:
         fail(str(error))
     directory, _rule = resolve_profiles_dir(profiles_dir)
+    from ig_metrics.catalog.loading import load_catalog   # every exporter type: start-up cost
+
     catalog = load_catalog([directory])
     try:
         chosen = catalog.profile(profile, interval_override=interval_seconds)
@@ -163,7 +165,7 @@ def _configure_logging(console: Console, use_tui: bool) -> None:
 
 def _run_agent(spec, profile, process_filter, *, console: Console, use_tui: bool,
                duration: float | None, top: int, sort: str, idle_expiry: float) -> int:
-    from ig_metrics.pipeline.agent import Agent, RunError
+    from ig_metrics.app.agent import Agent, RunError
     from ig_metrics.ui.live import LiveView, summary_line
 
     agent = Agent(spec, profile, idle_expiry=idle_expiry, console=console,

@@ -1,21 +1,16 @@
 """Typed, validated configuration: what the rest of ig-metrics is given once a
-profiles directory has been loaded. Nothing here parses YAML."""
+profiles directory has been loaded (each exporter type's own settings class is
+in its module in exporters/; what they all have is here). Nothing here parses
+YAML."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from ig_metrics.config.durations import format_duration
 
 DEFAULT_INTERVAL = 10.0          # seconds, when neither exporter nor profile sets one
-DEFAULT_PROMETHEUS_LISTEN = ("127.0.0.1", 9464)
-DEFAULT_OTLP_TIMEOUT = 10.0      # seconds
-DEFAULT_RETRY_INITIAL = 1.0      # seconds before the first retry
-DEFAULT_RETRY_MAX = 30.0         # the longest wait between two attempts
-DEFAULT_QUEUE_BATCHES = 360      # an hour of 10 s delta intervals
-DEFAULT_QUEUE_BYTES = 64 * 1024 * 1024
 DEFAULT_POINTS_PER_EXPORT = 1000
 DEFAULT_EXPORT_SHARE = 0.5       # of the interval an export may take before it widens
 DEFAULT_MAX_INTERVAL_FACTOR = 8  # load never widens an interval beyond 8 times itself
@@ -38,17 +33,6 @@ class Problem:
         where = f"{self.file}:{self.line}" if self.line else self.file
         prefix = "warning: " if self.severity == "warning" else ""
         return f"{where}: {prefix}{self.message}"
-
-
-@dataclass(frozen=True, slots=True)
-class TlsSettings:
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-
-    def as_written(self) -> dict[str, str]:
-        files = {"ca_file": self.ca_file, "cert_file": self.cert_file, "key_file": self.key_file}
-        return {key: str(path) for key, path in files.items() if path is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,114 +68,16 @@ class LimitSettings:
         return written
 
 
-@dataclass(frozen=True, slots=True)
-class RetrySettings:
-    """How a push exporter retries (`retry:`): exponential backoff with jitter."""
-
-    initial: float = DEFAULT_RETRY_INITIAL     # seconds
-    max: float = DEFAULT_RETRY_MAX             # seconds
-    max_elapsed: float | None = None           # seconds a batch is retried; None: no limit
-
-    def as_written(self) -> dict[str, Any]:
-        written = {"initial": format_duration(self.initial), "max": format_duration(self.max)}
-        if self.max_elapsed is not None:
-            written["max_elapsed"] = format_duration(self.max_elapsed)
-        return written
-
-
-@dataclass(frozen=True, slots=True)
-class QueueSettings:
-    """Where a delta exporter keeps the intervals it could not send yet (`queue:`)."""
-
-    max_batches: int = DEFAULT_QUEUE_BATCHES
-    max_bytes: int = DEFAULT_QUEUE_BYTES
-    dir: Path | None = None                    # None: in memory only
-
-    def as_written(self) -> dict[str, Any]:
-        written: dict[str, Any] = {"max_batches": self.max_batches,
-                                   "max_bytes": self.max_bytes}
-        if self.dir is not None:
-            written["dir"] = str(self.dir)
-        return written
-
-
-@dataclass(frozen=True, slots=True)
-class ServerTlsSettings:
-    """TLS of the Prometheus endpoint, as in Prometheus' own web config."""
-
-    cert_file: Path
-    key_file: Path
-    client_ca_file: Path | None = None         # set: clients must present a certificate
-
-    def as_written(self) -> dict[str, str]:
-        written = {"cert_file": str(self.cert_file), "key_file": str(self.key_file)}
-        if self.client_ca_file is not None:
-            written["client_ca_file"] = str(self.client_ca_file)
-        return written
-
-
-@dataclass(frozen=True, slots=True)
-class PrometheusSettings:
-    host: str = DEFAULT_PROMETHEUS_LISTEN[0]
-    port: int = DEFAULT_PROMETHEUS_LISTEN[1]
-    tls: ServerTlsSettings | None = None
-    # user name -> bcrypt hash of the password, as Prometheus' basic_auth_users
-    basic_auth: tuple[tuple[str, str], ...] = ()
-    limits: LimitSettings = field(default_factory=LimitSettings)
+class ExporterSettings(Protocol):
+    """What every exporter type's settings class has (each type's module
+    declares its own: exporters/prometheus.py's PrometheusSettings...)."""
 
     @property
-    def listen(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+    def limits(self) -> LimitSettings: ...
 
     def as_written(self) -> dict[str, Any]:
-        written: dict[str, Any] = {"listen": self.listen}
-        if self.tls is not None:
-            written["tls"] = self.tls.as_written()
-        if self.basic_auth:
-            written["basic_auth"] = dict(self.basic_auth)
-        written["limits"] = self.limits.as_written()
-        return written
-
-
-@dataclass(frozen=True, slots=True)
-class OtlpSettings:
-    # otlp-grpc: as written (host:port, [v6]:port or http(s)://host:port);
-    # otlp-http: the full URL, with /v1/metrics appended when no path was written.
-    endpoint: str
-    # True = plaintext. Already decided by the endpoint's scheme when it has one.
-    insecure: bool = False
-    tls: TlsSettings = field(default_factory=TlsSettings)
-    headers: tuple[tuple[str, str], ...] = ()
-    timeout: float = DEFAULT_OTLP_TIMEOUT  # seconds
-    compression: str = "none"              # "gzip" | "none"
-    temporality: str = "cumulative"        # "cumulative" | "delta"
-    retry: RetrySettings = field(default_factory=RetrySettings)
-    queue: QueueSettings = field(default_factory=QueueSettings)
-    limits: LimitSettings = field(default_factory=LimitSettings)
-
-    def as_written(self) -> dict[str, Any]:
-        written: dict[str, Any] = {"endpoint": self.endpoint, "insecure": self.insecure}
-        if self.tls.as_written():
-            written["tls"] = self.tls.as_written()
-        written.update(headers=dict(self.headers), timeout=format_duration(self.timeout),
-                       compression=self.compression, temporality=self.temporality,
-                       retry=self.retry.as_written())
-        if self.temporality == "delta":
-            written["queue"] = self.queue.as_written()
-        written["limits"] = self.limits.as_written()
-        return written
-
-
-@dataclass(frozen=True, slots=True)
-class ConsoleSettings:
-    format: str = "text"                   # "text" | "json"
-    limits: LimitSettings = field(default_factory=LimitSettings)
-
-    def as_written(self) -> dict[str, Any]:
-        return {"format": self.format, "limits": self.limits.as_written()}
-
-
-ExporterSettings = PrometheusSettings | OtlpSettings | ConsoleSettings
+        """The settings keyed as in a profiles file, defaults filled in."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,15 +6,18 @@ and the logs."""
 from __future__ import annotations
 
 from abc import ABC
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 import enum
 import logging
 from typing import Any, Generic, TypeVar
 
+from ig_metrics.config.fields import Field
 from ig_metrics.config.model import REDACTED, ExporterSettings, ResolvedExporter
+from ig_metrics.config.rules import Rule
 from ig_metrics.exporters.limits import SeriesLimiter
 from ig_metrics.exporters.telemetry import ExporterStats
-from ig_metrics.pipeline.snapshot import Snapshot
+from ig_metrics.model.snapshot import Snapshot
 
 # The longest an export may take for exporters that have no `timeout` setting
 # (prometheus swaps a reference, console prints).
@@ -214,3 +217,19 @@ class ExporterStatus:
     points_exported: int = 0
     points_dropped: int = 0         # overflow, queue full, rejected, expired
     retry_in: float = 0.0           # seconds until the next attempt after a failure (0: none)
+
+
+@dataclass(frozen=True)
+class ExporterType:
+    """One `type:` of exporter, as its module declares it in TYPE: the table of
+    its settings, how they become its settings object, the checks across
+    settings, and the class that exports (exporters/registry.py lists them)."""
+
+    name: str
+    doc: str
+    fields: tuple[Field, ...]
+    build: Callable[[Mapping[str, Any]], ExporterSettings]
+    implementation: type[Exporter]
+    rules: tuple[Rule, ...] = ()
+    address_key: str | None = None    # the setting `exporters list` shows as the address
+    fixed_address: str = ""           # shown instead when there is no such setting

@@ -3,17 +3,37 @@ people or as JSON lines for tools."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 import json
 import math
 import sys
-from datetime import datetime, timezone
 from typing import Any, TextIO
 
 from rich.console import Console
 
-from ig_metrics.config.model import ConsoleSettings
-from ig_metrics.exporters.base import Exporter, ExportFailure, ExportResult
-from ig_metrics.pipeline.snapshot import AttrValue, HistogramValue, Snapshot, bucket_quantile
+from ig_metrics.config.fieldkinds import Choice
+from ig_metrics.config.fields import Field
+from ig_metrics.config.model import LimitSettings
+from ig_metrics.config.rules import COMMON_RULES
+from ig_metrics.config.sections import build_limits, limits_field
+from ig_metrics.exporters.base import ExportFailure, ExportResult, Exporter, ExporterType
+from ig_metrics.model.snapshot import AttrValue, HistogramValue, Snapshot, bucket_quantile
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleSettings:
+    format: str = "text"                   # "text" | "json"
+    limits: LimitSettings = field(default_factory=LimitSettings)
+
+    def as_written(self) -> dict[str, Any]:
+        return {"format": self.format, "limits": self.limits.as_written()}
+
+
+def build_console(values: Mapping[str, Any]) -> ConsoleSettings:
+    return ConsoleSettings(format=values["format"], limits=build_limits(values))
+
 
 _NEEDS_QUOTES = frozenset(' ,{}="\t\n')
 
@@ -133,3 +153,11 @@ def _json_number(value: int | float) -> int | float | str:
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     return value
+
+
+TYPE = ExporterType(
+    "console", "Prints every export on standard output (for debugging).",
+    (Field("format", Choice(("text", "json")), "text for people, json for tools.",
+           "text", default="text", default_shown="text"),
+     limits_field(push=False)),
+    build_console, ConsoleExporter, COMMON_RULES, fixed_address="stdout")

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ig_metrics.pipeline.snapshot import (
-    GAUGE, Attributes, HistogramValue, MetricData, Point, Snapshot,
-)
+from ig_metrics.model.snapshot import GAUGE, Attributes, HistogramValue, MetricData, Point, Snapshot
 
 Value = int | float | HistogramValue
 

@@ -1,20 +1,21 @@
 """A snapshot as encoded OTLP requests of at most N points each, written by
-otlp_wire.py (the same bytes as the SDK's data classes, pipeline/otel.py,
-through the SDK's own protobuf encoder: `encode_with_sdk`, which the tests and
+otlp_wire.py (the same bytes as the SDK's data classes through the SDK's own
+protobuf encoder: tests/sdk_oracle.py's `encode_with_sdk`, which the tests and
 benchmarks compare with). Cumulative exporters that share a snapshot share its
 encoding: it is made once."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, replace
 
-from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.sdk.metrics.export import AggregationTemporality
 
 from ig_metrics.exporters.otlp_wire import WireEncoder
-from ig_metrics.pipeline.otel import to_metrics_data
-from ig_metrics.pipeline.snapshot import MetricData, Snapshot
+from ig_metrics.model.snapshot import MetricData, Snapshot
+
+log = logging.getLogger("ig_metrics.exporters")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,14 +72,9 @@ def encode(snapshot: Snapshot, temporality: AggregationTemporality, max_points: 
         max_points = max(1, int(max_points * MAX_REQUEST_BYTES / largest * 0.9))
 
 
-def encode_with_sdk(snapshot: Snapshot, temporality: AggregationTemporality,
-                    max_points: int) -> Encoded:
-    """What `encode` gives, made through the SDK's data classes and encoder:
-    the reference for tests and benchmarks (about 15 times slower)."""
-    chunks = split(snapshot, max_points)
-    return Encoded(tuple(encode_metrics(to_metrics_data(chunk, temporality)).SerializeToString()
-                         for chunk in chunks),
-                   tuple(chunk.series_count for chunk in chunks))
+# How long an exporter waits for another's encoding of the same snapshot when
+# it does not say (its export timeout).
+DEFAULT_WAIT = 10.0
 
 
 class SharedEncodings:
@@ -94,7 +90,11 @@ class SharedEncodings:
         self._entries: dict[tuple, tuple[Snapshot, threading.Event, list[Encoded]]] = {}
 
     def get(self, snapshot: Snapshot, temporality: AggregationTemporality,
-            max_points: int) -> Encoded:
+            max_points: int, timeout: float = DEFAULT_WAIT) -> Encoded:
+        """The encoding, made here or by the exporter already making it. No
+        exporter waits on another's thread longer than `timeout` seconds (its own
+        export timeout): past it, it encodes the snapshot itself, with an
+        encoder of its own (no cached attributes: slower, the same bytes)."""
         key = (id(snapshot), temporality, max_points)
         with self._lock:
             entry = self._entries.get(key)
@@ -120,8 +120,10 @@ class SharedEncodings:
                 result.append(encode(snapshot, temporality, max_points, self.encoder))
             finally:
                 done.set()
-        else:
-            done.wait()
+        elif not done.wait(timeout):
+            log.warning("exporter encoding: another exporter's encoding of snapshot %d took "
+                        "over %gs; encoding it again here", snapshot.seq, timeout)
+            return encode(snapshot, temporality, max_points, WireEncoder())
         if not result:      # the owner's encoding raised: do it here, for the error
             return encode(snapshot, temporality, max_points, self.encoder)
         return result[0]

@@ -7,9 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ig_metrics.config.model import LimitSettings
-from ig_metrics.pipeline.snapshot import (
-    GAUGE, Attributes, HistogramValue, MetricData, Point, Snapshot,
-)
+from ig_metrics.model.snapshot import GAUGE, Attributes, HistogramValue, MetricData, Point, Snapshot
 
 OVERFLOW_ATTRIBUTES: Attributes = (("otel.metric.overflow", True),)
 Value = int | float | HistogramValue

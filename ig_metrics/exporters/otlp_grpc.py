@@ -4,17 +4,18 @@ and compression of its settings. Status codes decide what is retried."""
 
 from __future__ import annotations
 
-import grpc
 from google.rpc.error_details_pb2 import RetryInfo
+import grpc
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
 
 from ig_metrics import __version__
 from ig_metrics.config.addresses import HostPort, parse_grpc_endpoint
-from ig_metrics.config.model import RetrySettings
+from ig_metrics.config.fieldkinds import GRPC_ENDPOINT
+from ig_metrics.exporters.backoff import RetrySettings
 from ig_metrics.exporters.base import ExportFailure
-from ig_metrics.exporters.otlp_common import OtlpExporter, read_tls_file
+from ig_metrics.exporters.otlp_common import OtlpExporter, otlp_type, read_tls_file
 from ig_metrics.exporters.transport import Delivery, Transport
 
 EXPORT_METHOD = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
@@ -154,3 +155,10 @@ class OtlpGrpcExporter(OtlpExporter):
         return GrpcTransport(self.channel_target, credentials=credentials,
                              headers=self.settings.headers, compression=compression,
                              retry=self.settings.retry)
+
+
+TYPE = otlp_type(
+    "otlp-grpc", "Pushes OTLP over gRPC to a collector.", GRPC_ENDPOINT,
+    "The collector: host:port, [ipv6]:port or http(s)://host:port. "
+    "host:port uses TLS unless insecure: true.",
+    "otel-collector.observability.svc:4317", OtlpGrpcExporter, grpc=True)

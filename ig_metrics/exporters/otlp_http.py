@@ -9,16 +9,17 @@ import gzip
 import time
 from urllib.parse import urlsplit
 
-import requests
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
+import requests
 
 from ig_metrics import __version__
 from ig_metrics.config.addresses import parse_http_endpoint
+from ig_metrics.config.fieldkinds import HTTP_ENDPOINT
 from ig_metrics.exporters.base import ExportFailure
-from ig_metrics.exporters.otlp_common import OtlpExporter, read_tls_file
+from ig_metrics.exporters.otlp_common import OtlpExporter, otlp_type, read_tls_file
 from ig_metrics.exporters.transport import Delivery, Transport
 
 PROTOBUF = "application/x-protobuf"
@@ -153,3 +154,10 @@ class OtlpHttpExporter(OtlpExporter):
                              gzip_body=self.settings.compression == "gzip",
                              verify=str(tls.ca_file) if tls.ca_file else True,
                              client_cert=client_cert)
+
+
+TYPE = otlp_type(
+    "otlp-http", "Pushes OTLP over HTTP (protobuf) to a collector.", HTTP_ENDPOINT,
+    "The collector's URL: http(s)://host[:port][/path]; without a path, "
+    "/v1/metrics is appended.",
+    "http://localhost:4318", OtlpHttpExporter, grpc=False)

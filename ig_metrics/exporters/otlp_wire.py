@@ -1,16 +1,16 @@
 """Snapshots written straight to the protobuf wire format of an OTLP
 ExportMetricsServiceRequest: the bytes the SDK's data classes and encoder make
-of them (pipeline/otel.py, `encode_metrics`), with each series' attributes
+of them (tests/sdk_oracle.py, `encode_metrics`), with each series' attributes
 encoded once and kept while it lives. Field numbers: opentelemetry-proto's."""
 
 from __future__ import annotations
 
-import logging
-import struct
-import threading
 from collections.abc import Iterable
 from itertools import chain, repeat
+import logging
 from operator import attrgetter
+import struct
+import threading
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.sdk.metrics.export import AggregationTemporality
@@ -18,11 +18,12 @@ from opentelemetry.sdk.resources import Resource
 
 from ig_metrics import __version__
 from ig_metrics.exporters.seriescache import PAYLOAD, SeriesCache
-from ig_metrics.pipeline.otel import SCOPE_NAME
-from ig_metrics.pipeline.snapshot import (
-    COUNTER, GAUGE, HISTOGRAM, Attributes, AttrValue, HistogramValue, MetricData, MetricInfo,
-    Point, Snapshot,
+from ig_metrics.model.snapshot import (
+    COUNTER, GAUGE, HISTOGRAM, AttrValue, Attributes, HistogramValue, MetricData,
+    MetricInfo, Snapshot,
 )
+
+SCOPE_NAME = "ig-metrics"           # the instrumentation scope of every metric we send
 
 log = logging.getLogger("ig_metrics.exporters")
 

@@ -4,32 +4,120 @@ and never touches the kernel."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 import errno
 import logging
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from ig_metrics.config.model import PrometheusSettings
-from ig_metrics.exporters.base import Exporter, ExporterStartError, ExportResult
+from ig_metrics.config.addresses import HostPort, is_loopback
+from ig_metrics.config.basicauth import BcryptUsersKind
+from ig_metrics.config.context import FileContext
+from ig_metrics.config.fieldkinds import LISTEN_ADDRESS, FilePathKind
+from ig_metrics.config.fields import Field, Section
+from ig_metrics.config.model import LimitSettings
+from ig_metrics.config.rules import COMMON_RULES, ExporterDraft, Rule
+from ig_metrics.config.sections import build_limits, limits_field
+from ig_metrics.exporters import prometheus_naming as naming
+from ig_metrics.exporters.base import ExportResult, Exporter, ExporterStartError, ExporterType
 from ig_metrics.exporters.prometheus_families import empty_family, fill_family, target_info
 from ig_metrics.exporters.prometheus_text import TextFormat, TextRenderer, gzipped, make_app
-from ig_metrics.exporters.webserver import serve
-from ig_metrics.pipeline import naming
-from ig_metrics.pipeline.snapshot import MetricData, Snapshot
+from ig_metrics.exporters.webserver import ServerTlsSettings, serve
+from ig_metrics.model.snapshot import MetricData, Snapshot
 
 log = logging.getLogger("ig_metrics.exporters")
+
+DEFAULT_PROMETHEUS_LISTEN = ("127.0.0.1", 9464)
+
+
+@dataclass(frozen=True, slots=True)
+class PrometheusSettings:
+    host: str = DEFAULT_PROMETHEUS_LISTEN[0]
+    port: int = DEFAULT_PROMETHEUS_LISTEN[1]
+    tls: ServerTlsSettings | None = None
+    # user name -> bcrypt hash of the password, as Prometheus' basic_auth_users
+    basic_auth: tuple[tuple[str, str], ...] = ()
+    limits: LimitSettings = field(default_factory=LimitSettings)
+
+    @property
+    def listen(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def as_written(self) -> dict[str, Any]:
+        written: dict[str, Any] = {"listen": self.listen}
+        if self.tls is not None:
+            written["tls"] = self.tls.as_written()
+        if self.basic_auth:
+            written["basic_auth"] = dict(self.basic_auth)
+        written["limits"] = self.limits.as_written()
+        return written
+
+_DEFAULT_LISTEN = HostPort(*DEFAULT_PROMETHEUS_LISTEN)
+
+# bcrypt("scrape-me"), a real hash so that examples validate.
+EXAMPLE_BCRYPT_HASH = "$2b$10$GtxjFJ/UsgGYYvOEgtzH1OYYI5vydIcZv/VDhtOg6RW.NTuZosJci"
+
+
+def prometheus_fields() -> tuple[Field, ...]:
+    tls = Section((
+        Field("cert_file", FilePathKind(), "Server certificate (PEM) of the endpoint.",
+              "/etc/ig-metrics/server.pem", required=True),
+        Field("key_file", FilePathKind(), "Private key (PEM) of cert_file.",
+              "/etc/ig-metrics/server-key.pem", required=True),
+        Field("client_ca_file", FilePathKind(),
+              "CA (PEM) that scrapers' client certificates must chain to; when set, a "
+              "scraper without one is refused (mutual TLS).",
+              "/etc/ig-metrics/scrapers-ca.pem"),
+    ), owner="prometheus tls")
+    return (
+        Field("listen", LISTEN_ADDRESS,
+              "Address and port to serve /metrics on: host:port, [ipv6]:port, or :port "
+              "for every interface.",
+              "127.0.0.1:9464", default=_DEFAULT_LISTEN, default_shown=str(_DEFAULT_LISTEN)),
+        Field("tls", tls,
+              "Serve /metrics over HTTPS, as Prometheus' own tls_server_config; relative "
+              "paths are relative to this YAML file's directory.",
+              {"cert_file": "server.pem", "key_file": "server-key.pem"}),
+        Field("basic_auth", BcryptUsersKind(),
+              "Users allowed to scrape, each with the bcrypt hash of its password, as "
+              "Prometheus' own basic_auth_users; a scrape without a valid user gets "
+              "401. ig-metrics never shows the hashes.",
+              {"prometheus": EXAMPLE_BCRYPT_HASH}, default=(), default_shown={}),
+        limits_field(push=False),
+    )
+
+
+def build_prometheus(values: Mapping[str, Any]) -> PrometheusSettings:
+    listen: HostPort = values["listen"]
+    tls = values.get("tls")
+    return PrometheusSettings(host=listen.host, port=listen.port,
+                              tls=ServerTlsSettings(**tls) if tls else None,
+                              basic_auth=values["basic_auth"],
+                              limits=build_limits(values))
+
+
+def passwords_not_in_clear(draft: ExporterDraft, ctx: FileContext) -> None:
+    listen: HostPort | None = draft.values.get("listen")
+    if (draft.values.get("basic_auth") and "tls" not in draft.values and listen is not None
+            and not is_loopback(listen.host)):
+        ctx.warning(draft.line_of("basic_auth"),
+                    f"{draft.site}: basic_auth without tls: scrapers send their password "
+                    "in clear to a listen address that is not loopback; add tls:")
+
+PROMETHEUS_RULES: tuple[Rule, ...] = (passwords_not_in_clear,)
 
 
 class SnapshotCollector(Collector):
     """Renders one snapshot as Prometheus metric families (classic histograms,
-    names translated as naming.py says, resource attributes as `target_info`)
+    names translated as prometheus_naming.py says, resource attributes as `target_info`)
     for prometheus_client's encoders, or straight to text (prometheus_text.py)
     for the formats that module writes."""
 
@@ -182,3 +270,9 @@ class PrometheusExporter(Exporter[PrometheusSettings]):
         server.server_close()
         if thread is not None:
             thread.join(timeout)
+
+
+TYPE = ExporterType(
+    "prometheus", "An HTTP endpoint that Prometheus scrapes (pull).",
+    prometheus_fields(), build_prometheus, PrometheusExporter,
+    COMMON_RULES + PROMETHEUS_RULES, address_key="listen")

@@ -1,5 +1,5 @@
 """A snapshot's metrics as prometheus_client metric families: names
-translated as naming.py says, classic histograms, resource attributes as
+translated as prometheus_naming.py says, classic histograms, resource attributes as
 `target_info`. What prometheus_client's own encoders render."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from prometheus_client.metrics_core import (
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-from ig_metrics.pipeline import naming
-from ig_metrics.pipeline.snapshot import (
-    COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Snapshot,
+from ig_metrics.exporters import prometheus_naming as naming
+from ig_metrics.model.snapshot import (
+    COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Snapshot
 )
 
 TARGET_INFO_HELP = "Target metadata"
@@ -41,10 +41,6 @@ def empty_family(info: MetricInfo) -> Metric:
     if info.kind == HISTOGRAM:
         return HistogramMetricFamily(name, help_text, unit=unit)
     raise ValueError(f"metric {info.name}: unknown kind {info.kind!r}")
-
-
-def render_family(data: MetricData) -> Metric:
-    return fill_family(empty_family(data.info), data)
 
 
 def fill_family(family: Metric, data: MetricData) -> Metric:

@@ -23,9 +23,9 @@ from prometheus_client.utils import floatToGoString
 
 from ig_metrics.exporters.prometheus_families import check_buckets
 from ig_metrics.exporters.seriescache import PAYLOAD, SeriesCache
-from ig_metrics.pipeline import naming
-from ig_metrics.pipeline.snapshot import (
-    COUNTER, GAUGE, HISTOGRAM, Attributes, HistogramValue, MetricData,
+from ig_metrics.exporters import prometheus_naming as naming
+from ig_metrics.model.snapshot import (
+    COUNTER, GAUGE, HISTOGRAM, Attributes, HistogramValue, MetricData
 )
 
 # floatToGoString gives "<n>.0" for these integers (and switches to exponents
@@ -103,7 +103,7 @@ def _escape_value(value: str) -> str:
 def _label_layout(attribute_names: tuple[str, ...], escaping: str,
                   ) -> tuple[naming.LabelPlan, tuple[tuple[int, str], ...], int, int]:
     """How the labels of series with these attribute names are written: their
-    plan (naming.py), the labels in the order the encoders write them (sorted
+    plan (prometheus_naming.py), the labels in the order the encoders write them (sorted
     by name) as (index in the plan, escaped name), and the slice of them a
     bucket's own `le` goes between (it replaces a label of that name)."""
     plan = naming.label_plan(attribute_names)

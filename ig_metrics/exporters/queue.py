@@ -4,23 +4,67 @@ directory, so that an ig-metrics restarted during an outage still sends them."""
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
 import errno
 import fcntl
 import json
 import logging
 import os
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from ig_metrics.config.model import QueueSettings
+from ig_metrics.config.fields import Field, Section
+from ig_metrics.config.quantities import DirectoryKind, IntKind, SizeKind
+
 
 log = logging.getLogger("ig_metrics.exporters")
 
 MAGIC = b"ig-metrics queue 1\n"
 SUFFIX = ".batch"
 LOCK_NAME = ".lock"
+
+DEFAULT_QUEUE_BATCHES = 360      # an hour of 10 s delta intervals
+
+DEFAULT_QUEUE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    """Where a delta exporter keeps the intervals it could not send yet (`queue:`)."""
+
+    max_batches: int = DEFAULT_QUEUE_BATCHES
+    max_bytes: int = DEFAULT_QUEUE_BYTES
+    dir: Path | None = None                    # None: in memory only
+
+    def as_written(self) -> dict[str, Any]:
+        written: dict[str, Any] = {"max_batches": self.max_batches,
+                                   "max_bytes": self.max_bytes}
+        if self.dir is not None:
+            written["dir"] = str(self.dir)
+        return written
+
+
+def queue_field() -> Field:
+    return Field("queue", Section((
+        Field("max_batches", IntKind(1),
+              "The most intervals kept while the collector cannot be reached; then the "
+              "oldest is dropped and counted (reason queue_full).",
+              360, default=DEFAULT_QUEUE_BATCHES, default_shown=DEFAULT_QUEUE_BATCHES),
+        Field("max_bytes", SizeKind(),
+              "The most bytes (encoded OTLP) those intervals may take; then the oldest "
+              "is dropped and counted (reason queue_full).",
+              "64MiB", default=DEFAULT_QUEUE_BYTES, default_shown="64MiB"),
+        Field("dir", DirectoryKind(),
+              "Keep the queue in this directory (a subdirectory per exporter, created if "
+              "missing) so that an ig-metrics restarted during an outage still delivers "
+              "it; relative to this YAML file. Default: in memory only.",
+              "/var/lib/ig-metrics/queue"),
+    ), owner="queue"),
+        "With temporality: delta, the intervals not delivered yet, sent oldest first "
+        "once the collector is back.",
+        {"max_batches": 360, "dir": "/var/lib/ig-metrics/queue"})
 
 
 class QueueDirectoryError(Exception):
@@ -202,3 +246,5 @@ def _read_batch(path: Path) -> Batch | None:
         except OSError as rename_error:
             log.warning("cannot move queue file %s aside: %s", path.name, rename_error.strerror)
         return None
+
+

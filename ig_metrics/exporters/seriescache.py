@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Sequence
 from operator import attrgetter, itemgetter
 
-from ig_metrics.pipeline.snapshot import Attributes, Point
+from ig_metrics.model.snapshot import Attributes, Point
 
 # An entry is a list: [the attributes tuple, the generation that last used it,
 # then what `make` returned, flattened]; `column` takes one field of each.

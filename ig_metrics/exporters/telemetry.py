@@ -9,8 +9,8 @@ import threading
 import time
 from collections import Counter
 
-from ig_metrics.pipeline.snapshot import (
-    COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point,
+from ig_metrics.model.snapshot import (
+    COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point
 )
 
 # Export durations in seconds: from a loopback round trip to a timed-out attempt.

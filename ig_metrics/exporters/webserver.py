@@ -5,23 +5,39 @@ behind basic auth checked against bcrypt hashes, as Prometheus' web config does.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 import hashlib
+from pathlib import Path
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterable
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import bcrypt
 from prometheus_client.exposition import ThreadingWSGIServer
 
-from ig_metrics.config.model import ServerTlsSettings
 
 # Checked against when the user is unknown, so that an unknown user costs as
 # much time as a wrong password (no telling which users exist). A well-formed
 # hash that no password of interest matches.
 _DUMMY_HASH = b"$2b$10$Xg2i4jVrE5ZVJRaIKV5AxO9HvS2J7p8qBvh9BSy2aNM6b6CEXhdDe"
 CACHE_LIMIT = 256          # remembered good (user, password) pairs: bcrypt is slow on purpose
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTlsSettings:
+    """TLS of the Prometheus endpoint, as in Prometheus' own web config."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None         # set: clients must present a certificate
+
+    def as_written(self) -> dict[str, str]:
+        written = {"cert_file": str(self.cert_file), "key_file": str(self.key_file)}
+        if self.client_ca_file is not None:
+            written["client_ca_file"] = str(self.client_ca_file)
+        return written
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -106,3 +122,5 @@ def serve(host: str, port: int, app: Callable, *, tls: ServerTlsSettings | None,
                               daemon=True)
     thread.start()
     return server, thread
+
+

@@ -1,23 +1,24 @@
 """One thread per exporter: hands it each new snapshot at its interval, sends
 what is pending, retries failures with backoff, widens the interval under load,
-keeps its health for the live table and logs each change of health once; and
-stops within a deadline even when the collector hangs."""
+keeps its health for the live table, logs each change of health once and tells
+an observer of it (`on_health`); and stops within a deadline even when the
+collector hangs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 import logging
 import threading
 import time
-from collections.abc import Callable
 
-from ig_metrics.config.model import RetrySettings
-from ig_metrics.exporters.backoff import Backoff
+from ig_metrics.exporters.backoff import Backoff, RetrySettings
 from ig_metrics.exporters.base import (
-    Exporter, ExporterStatus, ExportFailure, ExportResult, Health,
+    ExportFailure, ExportResult, Exporter, ExporterStatus, Health,
 )
 from ig_metrics.exporters.health import HealthTracker
 from ig_metrics.exporters.load import LoadGovernor
-from ig_metrics.pipeline.snapshot import Snapshot
+from ig_metrics.model.snapshot import Snapshot
 
 log = logging.getLogger("ig_metrics.exporters")
 
@@ -26,6 +27,16 @@ OVERRUN_GRACE = 1.0        # an export this far past its timeout shows as failin
 SHUTDOWN_SHARE = 0.25      # of stop()'s timeout, kept for shutdown after the final export
 SHUTDOWN_MAX = 1.0         # ... but never more than this many seconds
 LOSSES = ("queue_full", "expired", "rejected")    # drops that make an exporter degraded
+
+
+@dataclass(frozen=True, slots=True)
+class HealthChange:
+    """One change of an exporter's health, as the worker's `on_health` observer
+    is told of it (each is also logged), from its own thread."""
+
+    before: Health
+    after: Health
+    failure: ExportFailure | None = None    # the failure that made it, if one did
 
 
 class ExporterWorker:
@@ -40,15 +51,18 @@ class ExporterWorker:
     exporter itself (`export_timeout` per request); one that overruns it shows
     as failing in `status()`. `sampler_share`, when given, says which share of
     its interval the sampler's last reading took (the load governor widens the
-    interval when the process runs short).
+    interval when the process runs short). `on_health`, when given, is called
+    with each HealthChange (the seam tests observe instead of the log).
     """
 
     def __init__(self, exporter: Exporter, interval: float,
                  get_latest: Callable[[], Snapshot | None], *,
                  poll: float = POLL_SECONDS, max_interval: float | None = None,
                  sampler_share: Callable[[], float] | None = None,
-                 retry: RetrySettings | None = None) -> None:
+                 retry: RetrySettings | None = None,
+                 on_health: Callable[[HealthChange], None] | None = None) -> None:
         self.exporter = exporter
+        self._on_health = on_health or (lambda change: None)
         self.configured_interval = interval
         self._get_latest = get_latest
         self._poll = poll
@@ -57,7 +71,8 @@ class ExporterWorker:
         self.governor = LoadGovernor(interval, max_interval or exporter.config.max_interval,
                                      limits.max_export_share)
         self.retry: RetrySettings = retry or getattr(exporter.settings, "retry", RetrySettings())
-        self.backoff = Backoff(self.retry)
+        self._internal_error = ""          # the last internal error logged in full
+        self.backoff = Backoff.of(self.retry)
         self.tracker = HealthTracker()
         self.stats = exporter.stats
         self.stats.interval = interval
@@ -116,9 +131,10 @@ class ExporterWorker:
                 points_dropped=self.stats.points_dropped,
                 retry_in=max(0.0, self._retry_at - now) if self._retry_at else 0.0)
 
-    def stop(self, final: Snapshot | None, timeout: float) -> None:
+    def stop(self, final: Snapshot | None, timeout: float) -> bool:
         """Send `final` (unless already accepted), then shut the exporter down;
-        returns within `timeout` seconds whatever the collector does.
+        returns within `timeout` seconds whatever the collector does: True when
+        the worker thread had ended, False when its export was abandoned.
 
         The final send runs in the worker thread, joined until the deadline less
         a share kept for `shutdown`. If it is still running then, `shutdown` is
@@ -138,10 +154,12 @@ class ExporterWorker:
             if self._thread.is_alive():
                 log.warning("exporter %s: export still running at shutdown; "
                             "it is abandoned", self.name)
+        ended = not self._thread.is_alive()
         with self._lock:
             self._health = Health.STOPPED      # from now on the thread exports nothing
             self._retry_at = 0.0
         self.exporter.shutdown(max(0.0, deadline - time.monotonic()))
+        return ended
 
     # --- the worker thread ------------------------------------------------------
     def _run(self) -> None:
@@ -211,8 +229,8 @@ class ExporterWorker:
             failure = self.exporter.failure if result is ExportResult.FAILURE else None
         except Exception as error:
             # An exporter's bug must not end its worker: it counts as a failed
-            # export, its message becomes the status' error, its traceback is
-            # logged at debug level.
+            # export, its message becomes the status' error, and its traceback is
+            # logged as an error (again at debug level while it repeats itself).
             result = ExportResult.FAILURE
             failure = ExportFailure(self.exporter.redact(f"{type(error).__name__}: {error}"),
                                     "exception")
@@ -260,7 +278,11 @@ class ExporterWorker:
         self.stats.health = after.value
         self.stats.interval = self.governor.interval
         if error_for_log is not None:
-            log.debug("exporter %s: export raised", self.name, exc_info=error_for_log)
+            repeated = failure is not None and failure.message == self._internal_error
+            (log.debug if repeated else log.error)(
+                "exporter %s: internal error in export (a bug; the export counts as "
+                "failed and is retried)", self.name, exc_info=error_for_log)
+            self._internal_error = failure.message if failure is not None else ""
         if change is not None:
             log.warning("exporter %s: interval %s from %gs to %gs: %s", self.name,
                         "widened" if change.after > change.before else "narrowed",
@@ -272,6 +294,7 @@ class ExporterWorker:
                     failures: int, failing_for: float, delivered: int) -> None:
         if before is after or after is Health.STOPPED:
             return
+        self._on_health(HealthChange(before, after, failure))
         who = f"exporter {self.name} ({self.exporter.type} {self.exporter.target})"
         if after is Health.FAILING and failure is not None and not failure.retryable:
             log.error("%s: failing: %s (settings at %s)", who, failure.message,

@@ -1,5 +1,7 @@
 """The gadget catalog: one folder per gadget (BPF C source + gadget.yaml),
-found by name among the built-in folders or given as a path."""
+found by name among the built-in folders or given as a path. The spec reader
+(spec.py), the kinds of hooks a spec may name (hooks.py), key decoders and
+seeders are here; loading a gadget into the kernel is bpf/'s."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Seeders: fill a gadget's map, once its programs are attached, with what
 existed before they were (e.g. sockets already listening). Each is a small
 function registered by name in SEEDERS; a gadget spec names the seeder of a
-map under `seed:`."""
+map under `seed:`. A seeder is given how to find a process's cgroup id
+(bpf.cgroupfs.process_cgroup, passed by the loader)."""
 
 from __future__ import annotations
 
@@ -56,22 +57,9 @@ def _fd_dirs(proc: Path) -> Iterator[str]:
             yield f"{proc}/{name}/fd"
 
 
-def process_cgroup(pid: int, proc: Path = Path("/proc")) -> int:
-    """The cgroup id the kernel side would have taken for `pid`; 0 when it
-    cannot be known (no cgroup v2 hierarchy, the process gone)."""
-    from ig_metrics.k8s.cgroups import process_cgroup_id
-    from ig_metrics.k8s.mounts import NoCgroup2Mount, find_cgroup2_mount
-
-    try:
-        mount = find_cgroup2_mount()
-    except NoCgroup2Mount:
-        return 0
-    return process_cgroup_id(pid, mount, proc) or 0
-
-
-def seed_tcp_listeners(table, keep: Callable[[int], bool] = lambda pid: True,
-                       proc: Path = Path("/proc"),
-                       cgroup_of: Callable[[int], int] = process_cgroup) -> int:
+def seed_tcp_listeners(table, cgroup_of: Callable[[int], int],
+                       keep: Callable[[int], bool] = lambda pid: True,
+                       proc: Path = Path("/proc")) -> int:
     """Port -> the process listening on it (pid and cgroup), for listeners that
     opened before the gadget: without them, inbound connections to e.g. a web
     server started earlier would have no process. Entries already there are

@@ -10,7 +10,7 @@ import re
 
 import yaml
 
-from ig_metrics.bpf.hooks import HOOK_KINDS
+from ig_metrics.gadgets.hooks import HOOK_KINDS
 from ig_metrics.config.model import Problem
 from ig_metrics.config.suggest import did_you_mean
 from ig_metrics.config.yamlnodes import (compose_text, describe_node, line_of,
@@ -19,7 +19,7 @@ from ig_metrics.gadgets.decoders import DECODERS, EXPANDING
 from ig_metrics.gadgets.parameters import (PARAMETER_TYPES, ParameterError, ParameterSpec,
                                            Value, parse_assignments)
 from ig_metrics.gadgets.seeders import SEEDERS
-from ig_metrics.pipeline.snapshot import COUNTER, GAUGE, HISTOGRAM
+from ig_metrics.model.snapshot import COUNTER, GAUGE, HISTOGRAM
 
 SPEC_FILE = "gadget.yaml"
 SOURCE_KINDS = ("slots", "counters", "histogram")
@@ -43,7 +43,7 @@ class GadgetSpecError(Exception):
 @dataclass(frozen=True, slots=True)
 class Hook:
     program: str                   # the C function
-    kind: str                      # a name in bpf.hooks.HOOK_KINDS
+    kind: str                      # a name in gadgets.hooks.HOOK_KINDS
     target: str                    # "category:event" or the raw tracepoint's name
     when: str = ""                 # a parameter: attached only when it is set (not false, "" or 0)
 

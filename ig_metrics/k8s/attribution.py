@@ -17,10 +17,10 @@ from ig_metrics.k8s.apiclient import KubernetesUnavailable
 from ig_metrics.k8s.cgrouprecorder import (WITHOUT, CgroupRecorder, RecorderUnavailable,
                                            start_recorder)
 from ig_metrics.k8s.cgroups import CgroupResolver
-from ig_metrics.k8s.containers import CONTAINER_ID, CONTAINER_RUNTIME, POD_UID
-from ig_metrics.k8s.mounts import NoCgroup2Mount
-from ig_metrics.k8s.podinfo import CONTAINER_NAME, NAMESPACE, POD_NAME
-from ig_metrics.pipeline.snapshot import Attributes, AttrValue
+from ig_metrics.model.semconv import CONTAINER_ID, CONTAINER_RUNTIME, POD_UID
+from ig_metrics.bpf.cgroupfs import NoCgroup2Mount
+from ig_metrics.model.semconv import CONTAINER_NAME, NAMESPACE, POD_NAME
+from ig_metrics.model.snapshot import Attributes, AttrValue
 
 if TYPE_CHECKING:      # the kubernetes client is imported only when a pod cache starts
     from ig_metrics.k8s.pods import PodCache

@@ -13,6 +13,9 @@ import struct
 from pathlib import Path
 
 from ig_metrics.bpf.environment import DEFAULT_PATHS, HostPaths, find_tracefs
+from ig_metrics.bpf.loader import captured_stderr
+from ig_metrics.bpf.maps import MapReader
+from ig_metrics.bpf.memory import release_compiler_memory
 
 log = logging.getLogger("ig_metrics.k8s")
 
@@ -70,16 +73,12 @@ class CgroupRecorder:
         # recorded cgroup is found under it.
         self._prefix: str | None = "" if os.stat(mount).st_ino == ROOT_CGROUP_ID else None
         self._bpf = _load()
-        from ig_metrics.bpf.maps import MapReader
-
         table = self._bpf.get_table(MAP.encode())
         self._value = table.Leaf
         self._capacity = table.Leaf.path.size
         self._reader = MapReader(table, MAP)
 
     def attach(self) -> None:
-        from ig_metrics.bpf.loader import captured_stderr
-
         try:
             with captured_stderr():
                 self._bpf.attach_tracepoint(tp=TRACEPOINT.encode(), fn_name=FUNCTION.encode())
@@ -133,8 +132,6 @@ def _load():
         from bcc import BPF
     except ImportError as error:
         raise RecorderUnavailable(f"bcc cannot be imported: {error}") from error
-    from ig_metrics.bpf.loader import captured_stderr
-    from ig_metrics.bpf.memory import release_compiler_memory
 
     # As before a gadget's compile: what loading LLVM touched goes first,
     # else it adds to the peak of memory that compiling makes.

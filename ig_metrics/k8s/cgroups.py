@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ig_metrics.bpf.cgroupfs import find_cgroup2_mount
 from ig_metrics.k8s.containers import CgroupIdentity, identify
-from ig_metrics.k8s.mounts import find_cgroup2_mount
-from ig_metrics.pipeline.snapshot import Attributes
+from ig_metrics.model.snapshot import Attributes
 
 log = logging.getLogger("ig_metrics.k8s")
 
@@ -122,10 +122,6 @@ class CgroupPaths:
     def refresh(self) -> None:
         """Walk the whole hierarchy now (the first lookups then cost nothing)."""
         self._walk(0)
-
-    def full_path(self, cgroup_id: int) -> Path | None:
-        path = self.path(cgroup_id)
-        return None if path is None else self.mount / path.lstrip("/")
 
     def close(self) -> None:
         if self._handles is not None:
@@ -302,23 +298,6 @@ def proc_cgroup_path(pid: int, proc: Path = Path("/proc")) -> str | None:
     if v2 is not None and (v2 != ROOT or len(paths) == 1):
         return v2
     return paths.get("name=systemd", next(iter(paths.values()), None))
-
-
-def process_cgroup_id(pid: int, mount: Path, proc: Path = Path("/proc")) -> int | None:
-    """The id bpf_get_current_cgroup_id() gives for `pid` (the inode of its
-    cgroup v2 directory under `mount`); None when the process or its cgroup is
-    gone, or it has no cgroup v2 line (a v1-only host)."""
-    try:
-        lines = (proc / str(pid) / "cgroup").read_text().splitlines()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    path = next((line[3:] for line in lines if line.startswith("0::")), None)
-    if path is None or "/.." in path:
-        return None     # no v2 hierarchy, or a path seen from another cgroup namespace
-    try:
-        return os.stat(mount / path.lstrip("/")).st_ino
-    except FileNotFoundError:
-        return None
 
 
 def identify_process(pid: int, proc: Path = Path("/proc")) -> CgroupIdentity | None:

@@ -14,7 +14,7 @@ from ig_metrics.bpf.environment import (DEFAULT_PATHS, MOUNT_TRACEFS, Check, Hos
                                         find_tracefs)
 from ig_metrics.k8s.apiclient import KubernetesUnavailable, api_client
 from ig_metrics.k8s.cgrouprecorder import TRACEPOINT, WITHOUT, tracepoint_problem
-from ig_metrics.k8s.mounts import MOUNTS_FILE, NoCgroup2Mount, find_cgroup2_mount
+from ig_metrics.bpf.cgroupfs import MOUNTS_FILE, NoCgroup2Mount, find_cgroup2_mount
 
 API_TIMEOUT = 3.0           # seconds doctor waits for the API server
 KUBEPODS = ("kubepods.slice", "kubepods")      # kubelet's systemd and cgroupfs drivers

@@ -7,13 +7,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ig_metrics.pipeline.snapshot import Attributes
+from ig_metrics.model.semconv import CONTAINER_ID, CONTAINER_RUNTIME, POD_UID
+from ig_metrics.model.snapshot import Attributes
 
-# OpenTelemetry semantic-convention names. `container.runtime` was renamed
-# `container.runtime.name` (semconv 1.29); the new name is the one to emit.
-CONTAINER_ID = "container.id"
-CONTAINER_RUNTIME = "container.runtime.name"
-POD_UID = "k8s.pod.uid"
 
 _ID = r"(?P<id>[0-9a-f]{64})"                 # every runtime here names a container by 64 hex
 SHORTEST_CONTAINER_NAME = 64                  # so shorter names match no container rule

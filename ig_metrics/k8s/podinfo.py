@@ -9,18 +9,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from ig_metrics.pipeline.snapshot import Attributes
-
-POD_NAME = "k8s.pod.name"
-NAMESPACE = "k8s.namespace.name"
-NODE_NAME = "k8s.node.name"
-CONTAINER_NAME = "k8s.container.name"
-POD_LABEL_PREFIX = "k8s.pod.label."
-# A peer address that is a pod IP of the cluster. OpenTelemetry has no peer
-# pod attributes; these put "peer" where network.peer.address puts it, in the
-# k8s namespace, so they read as the peer's k8s.pod.name and k8s.namespace.name.
-PEER_POD_NAME = "k8s.peer.pod.name"
-PEER_NAMESPACE = "k8s.peer.namespace.name"
+from ig_metrics.model.semconv import (CONTAINER_NAME, NAMESPACE, NODE_NAME,
+                                       PEER_NAMESPACE, PEER_POD_NAME, POD_LABEL_PREFIX,
+                                       POD_NAME)
+from ig_metrics.model.snapshot import Attributes
 
 POD_TEMPLATE_HASH = "pod-template-hash"     # label the Deployment controller puts on its pods
 # A CronJob names its Jobs <cronjob>-<scheduled time in minutes since the epoch>.
@@ -160,10 +152,6 @@ OWNER_KINDS: dict[str, Callable[[str, Mapping[str, Any]], Attributes]] = {
     "Job": _job,
     "ReplicationController": _named("k8s.replicationcontroller.name"),
 }
-# Every attribute the owner kinds above may give (docs, attribute selection).
-OWNER_ATTRIBUTES = ("k8s.replicaset.name", "k8s.deployment.name", "k8s.daemonset.name",
-                    "k8s.statefulset.name", "k8s.job.name", "k8s.cronjob.name",
-                    "k8s.replicationcontroller.name")
 
 
 def owner_attributes(metadata: Mapping[str, Any]) -> Attributes:

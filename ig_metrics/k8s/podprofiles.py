@@ -4,20 +4,20 @@ pod's environment, the chosen profile's Prometheus endpoints moved off loopback
 
 from __future__ import annotations
 
-import re
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+import re
+import tempfile
 
 import yaml
 
-from ig_metrics.config import ConfigError, Profile, load_catalog
+from ig_metrics.config import ConfigError, Profile
 from ig_metrics.config.addresses import (
     ALL_INTERFACES, WILDCARD_HOSTS, Endpoint, is_loopback, parse_grpc_endpoint,
     parse_http_endpoint,
 )
-from ig_metrics.config.model import PrometheusSettings, ResolvedExporter
+from ig_metrics.config.model import ResolvedExporter
 
 POD_PROFILES_DIR = "/etc/ig-metrics/profiles"
 CONFIGMAP_KEY = re.compile(r"[-._a-zA-Z0-9]+")
@@ -62,6 +62,10 @@ class PodProfiles:
 def pod_profiles(directory: Path, profile_name: str, environ: Mapping[str, str]) -> PodProfiles:
     """Read and check `directory` as the pod will (its environment is `environ`);
     DeployInputError lists every problem as FILE:LINE: message."""
+    # Every exporter type comes with the catalog (grpc, requests...): only
+    # `deploy` needs it, not every start of the command line.
+    from ig_metrics.catalog.loading import load_catalog
+
     catalog = load_catalog([directory], environ=environ)
     if catalog.errors:
         raise DeployInputError([str(problem) for problem in catalog.problems])
@@ -76,12 +80,12 @@ def pod_profiles(directory: Path, profile_name: str, environ: Mapping[str, str])
                                 "digits, '-', '_' and '.'; rename the file" for name in bad_keys])
     notes = [str(problem) for problem in catalog.warnings]
     for exporter in profile.exporters:
-        if isinstance(exporter.settings, PrometheusSettings):
+        if exporter.type == "prometheus":
             _listen_on_every_interface(exporter, files, notes)
         notes.extend(_doubts(exporter))
     in_pod = _resolve_again(files, profile_name, environ)
     scrape = [scrape_endpoint(exporter) for exporter in in_pod.exporters
-              if isinstance(exporter.settings, PrometheusSettings)]
+              if exporter.type == "prometheus"]
     result = PodProfiles(files, in_pod, scrape, notes)
     if result.size > CONFIGMAP_MAX_BYTES:
         raise DeployInputError([f"{directory}: the profiles come to {result.size} bytes; a "
@@ -150,6 +154,8 @@ def _resolve_again(files: dict[str, str], profile_name: str,
     with tempfile.TemporaryDirectory(prefix="ig-metrics-deploy-") as scratch:
         for name, text in files.items():
             (Path(scratch) / name).write_text(text)
+        from ig_metrics.catalog.loading import load_catalog   # see pod_profiles
+
         catalog = load_catalog([Path(scratch)], environ=environ)
         if catalog.errors:
             # Two Prometheus exporters on one port, once both listen on 0.0.0.0.

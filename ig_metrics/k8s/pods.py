@@ -4,16 +4,18 @@ kept by background threads. Lookups never wait: they answer with what is known."
 
 from __future__ import annotations
 
-import os
-import time
 from dataclasses import dataclass, field
+import os
 from pathlib import Path
+import time
 
+from ig_metrics.exporters.backoff import Backoff
 from ig_metrics.k8s.apiclient import KubernetesUnavailable, api_client
 from ig_metrics.k8s.podinfo import PeerPod, PodInfo
 from ig_metrics.k8s.podstores import ChangeListener, PeerIndex, PodStore, Tee, no_listener
 from ig_metrics.k8s.reflector import (
-    DEFAULT_REQUEST_TIMEOUT, DEFAULT_WATCH_TIMEOUT, Backoff, Reflector,
+    DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_WATCH_TIMEOUT, Reflector,
 )
 
 # Where the peer index comes from: every pod of the cluster (one more watch,
@@ -36,8 +38,8 @@ class PodCacheConfig:
     max_peer_pods: int = DEFAULT_MAX_PEER_PODS
     watch_timeout: int = DEFAULT_WATCH_TIMEOUT
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
-    backoff_initial: float = 0.5       # seconds before the first reconnection
-    backoff_max: float = 30.0
+    backoff_initial: float = DEFAULT_BACKOFF_INITIAL   # seconds before the first reconnection
+    backoff_max: float = DEFAULT_BACKOFF_MAX
 
     def __post_init__(self) -> None:
         if self.peers not in PEER_SCOPES:

@@ -5,18 +5,18 @@ on its timeout, by a new watch from the last resourceVersion seen."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import json
 import logging
-import random
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
-import urllib3
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch import Watch
+import urllib3
 
+from ig_metrics.exporters.backoff import Backoff
 from ig_metrics.k8s.podstores import ADDED, DELETED, MODIFIED, Store
 
 log = logging.getLogger("ig_metrics.k8s")
@@ -26,27 +26,10 @@ APPLIED_EVENTS = frozenset({ADDED, MODIFIED, DELETED})
 DEFAULT_PAGE_SIZE = 500
 DEFAULT_WATCH_TIMEOUT = 300        # seconds the server keeps a watch open (client-go: 5-10 min)
 DEFAULT_REQUEST_TIMEOUT = 30.0     # seconds for a list, and to connect
+DEFAULT_BACKOFF_INITIAL = 0.5      # seconds before the first reconnection
+DEFAULT_BACKOFF_MAX = 30.0
 WATCH_READ_SLACK = 30              # a watch silent this long after its timeout is a dead connection
 STOP_POLL = 0.05                   # seconds between two attempts to cut a watch when stopping
-
-
-class Backoff:
-    """Exponential delays with jitter, so that every node's agent does not
-    reconnect at the same instant after an API server restart."""
-
-    def __init__(self, initial: float = 0.5, maximum: float = 30.0,
-                 jitter: Callable[[], float] = random.random) -> None:
-        self.initial, self.maximum = initial, maximum
-        self._jitter = jitter
-        self._failures = 0
-
-    def next(self) -> float:
-        delay = min(self.maximum, self.initial * 2 ** self._failures)
-        self._failures += 1
-        return delay * (0.5 + self._jitter() / 2)
-
-    def reset(self) -> None:
-        self._failures = 0
 
 
 class Reflector:
@@ -65,7 +48,7 @@ class Reflector:
         self.page_size = page_size
         self.watch_timeout = watch_timeout
         self.request_timeout = request_timeout
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or Backoff(DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX)
         self.synced = threading.Event()    # set once the first list is in the store
         self.last_error: str | None = None
         self.lists = 0                     # lists made, the first one included
@@ -135,7 +118,7 @@ class Reflector:
 
     def _retry_later(self, message: str) -> None:
         self.last_error = message
-        delay = self.backoff.next()
+        delay = self.backoff.next_wait()
         log.warning("pods (%s): %s; retrying in %.1f s", self.name, message, delay)
         self._stopping.wait(delay)
 

@@ -13,7 +13,7 @@ from ig_metrics.config.model import ALL_ATTRIBUTES, AttributeSelection
 from ig_metrics.gadgets.decoders import DECODERS
 from ig_metrics.gadgets.spec import GadgetSpec
 from ig_metrics.k8s.attribution import Attribution, Token
-from ig_metrics.pipeline.snapshot import Attributes, AttrValue
+from ig_metrics.model.snapshot import Attributes, AttrValue
 
 COMMAND_CACHE_LIMIT = 65536
 

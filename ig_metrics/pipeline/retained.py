@@ -9,7 +9,7 @@ included, to take a snapshot with it), so that none is lost."""
 
 from __future__ import annotations
 
-from ig_metrics.pipeline.snapshot import Attributes, HistogramValue, Point
+from ig_metrics.model.snapshot import Attributes, HistogramValue, Point
 
 
 def sum_values(a, b):

@@ -26,8 +26,9 @@ from ig_metrics.gadgets.spec import GadgetSpec, MetricSpec
 from ig_metrics.k8s.attribution import CGROUP, Attribution, Token
 from ig_metrics.pipeline.decoding import Decoded, KeyDecoder
 from ig_metrics.pipeline.retained import RetainedCounts, add_point, sum_points
-from ig_metrics.pipeline.snapshot import (COUNTER, HISTOGRAM, Attributes, HistogramValue,
-                                          MetricData, MetricInfo, Point, Snapshot)
+from ig_metrics.model.snapshot import (
+    COUNTER, HISTOGRAM, Attributes, HistogramValue, MetricData, MetricInfo, Point, Snapshot
+)
 from ig_metrics.pipeline.sources import (CountersSource, HistogramSource, SlotHistogram,
                                          SlotsSource, SourceLayoutError, index_key_type,
                                          index_series_key)

@@ -5,7 +5,7 @@ sampler's own work."""
 from __future__ import annotations
 
 from ig_metrics.bpf.maps import POSSIBLE_CPUS, MapReader
-from ig_metrics.pipeline.snapshot import COUNTER, GAUGE, MetricData, MetricInfo, Point
+from ig_metrics.model.snapshot import COUNTER, GAUGE, MetricData, MetricInfo, Point
 
 DROPPED = MetricInfo(
     "ig_metrics.kernel.dropped_events", COUNTER, "{event}",

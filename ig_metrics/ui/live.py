@@ -12,10 +12,11 @@ from rich.text import Text
 
 from ig_metrics.exporters.base import ExporterStatus, Health
 from ig_metrics.gadgets.spec import AttributeSpec, GadgetSpec
-from ig_metrics.k8s.containers import CONTAINER_ID
-from ig_metrics.k8s.podinfo import (CONTAINER_NAME, NAMESPACE, PEER_NAMESPACE, PEER_POD_NAME,
-                                    POD_NAME)
-from ig_metrics.pipeline.snapshot import HISTOGRAM, Snapshot
+from ig_metrics.model.semconv import CONTAINER_ID
+from ig_metrics.model.semconv import (
+    CONTAINER_NAME, NAMESPACE, PEER_NAMESPACE, PEER_POD_NAME, POD_NAME
+)
+from ig_metrics.model.snapshot import HISTOGRAM, Snapshot
 from ig_metrics.ui.rows import Row, build_rows
 
 # Health -> (label, style, mark)

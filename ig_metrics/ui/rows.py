@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ig_metrics.gadgets.spec import GadgetSpec
-from ig_metrics.pipeline.snapshot import COUNTER, GAUGE, HISTOGRAM, Snapshot, bucket_quantile
+from ig_metrics.model.snapshot import COUNTER, GAUGE, HISTOGRAM, Snapshot, bucket_quantile
 
 
 class UnknownSortColumn(ValueError):

@@ -20,7 +20,7 @@ from ig_metrics.gadgets.decoders.numbers import decode_enum, decode_int
 from ig_metrics.gadgets.decoders.peer_pod import PEER_POD_NAMES, decode_peer_pod
 from ig_metrics.gadgets.decoders.string import decode_string
 from ig_metrics.gadgets.decoders.syscall import decode_syscall
-from ig_metrics.pipeline.snapshot import Attributes, AttrValue
+from ig_metrics.model.snapshot import Attributes, AttrValue
 
 
 class DecodeContext(Protocol):

@@ -4,10 +4,11 @@ outside containers."""
 
 from __future__ import annotations
 
-from ig_metrics.k8s.containers import CONTAINER_ID, CONTAINER_RUNTIME, POD_UID
-from ig_metrics.k8s.podinfo import (CONTAINER_NAME, NAMESPACE, OWNER_ATTRIBUTES,
-                                    POD_LABEL_PREFIX, POD_NAME)
-from ig_metrics.pipeline.snapshot import Attributes
+from ig_metrics.model.semconv import CONTAINER_ID, CONTAINER_RUNTIME, POD_UID
+from ig_metrics.model.semconv import (
+    CONTAINER_NAME, NAMESPACE, OWNER_ATTRIBUTES, POD_LABEL_PREFIX, POD_NAME
+)
+from ig_metrics.model.snapshot import Attributes
 
 ALL_PARTS = "all"
 # What each `part` of the decoder may yield, in this order; "all" (the

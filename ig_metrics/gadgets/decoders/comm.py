@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ig_metrics.pipeline.snapshot import AttrValue
+from ig_metrics.model.snapshot import AttrValue
 
 
 def decode_comm(value, fields, spec, ctx) -> AttrValue:

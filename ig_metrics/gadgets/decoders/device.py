@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ig_metrics.pipeline.snapshot import AttrValue
+from ig_metrics.model.snapshot import AttrValue
 
 MINOR_BITS = 20               # the kernel's dev_t: major << 20 | minor (MINORBITS)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ig_metrics.pipeline.snapshot import AttrValue
+from ig_metrics.model.snapshot import AttrValue
 
 # IANA's DNS RR TYPEs (https://www.iana.org/assignments/dns-parameters), those
 # in use today; others show as TYPEnnn, the notation of RFC 3597.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 
-from ig_metrics.pipeline.snapshot import AttrValue
+from ig_metrics.model.snapshot import AttrValue
 
 # Codes of the kernel's own linux/errno.h that a tracepoint sees before the
 # return to user space turns them into EINTR or a restart; not in user headers.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from ig_metrics.pipeline.snapshot import AttrValue
+from ig_metrics.model.snapshot import AttrValue
 
 
 def decode_inet_ip(value, fields, spec, ctx) -> AttrValue:

@@ -5,8 +5,8 @@ k8s.peer.namespace.name; none when the address is no pod's."""
 from __future__ import annotations
 
 from ig_metrics.gadgets.decoders.inet_ip import decode_inet_ip
-from ig_metrics.k8s.podinfo import PEER_NAMESPACE, PEER_POD_NAME
-from ig_metrics.pipeline.snapshot import Attributes
+from ig_metrics.model.semconv import PEER_NAMESPACE, PEER_POD_NAME
+from ig_metrics.model.snapshot import Attributes
 
 PEER_POD_NAMES = (PEER_POD_NAME, PEER_NAMESPACE)
 

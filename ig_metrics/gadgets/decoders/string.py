@@ -3,7 +3,7 @@ first NUL."""
 
 from __future__ import annotations
 
-from ig_metrics.pipeline.snapshot import AttrValue
+from ig_metrics.model.snapshot import AttrValue
 
 
 def decode_string(value, fields, spec, ctx) -> AttrValue:

@@ -10,7 +10,7 @@ import platform
 import re
 from pathlib import Path
 
-from ig_metrics.pipeline.snapshot import AttrValue
+from ig_metrics.model.snapshot import AttrValue
 
 # The uapi header naming every syscall of an architecture, and the directory
 # of that architecture in a kernel tree.

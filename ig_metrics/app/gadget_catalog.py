@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from ig_metrics.gadgets.decoders import EXPANDING
 from ig_metrics.gadgets.spec import AttributeSpec, GadgetSpec, MetricSpec
-from ig_metrics.pipeline.naming import prometheus_metric_name
+from ig_metrics.pipeline.selfmetrics import SELF_METRICS
+from ig_metrics.exporters.prometheus_naming import prometheus_metric_name
 
 CATALOG_TITLE = "# Gadget catalog"
 
@@ -107,7 +108,6 @@ def markdown_gadget(spec: GadgetSpec) -> str:
 
 def markdown_self_metrics() -> str:
     """The metrics every run exports about itself, whatever the gadget."""
-    from ig_metrics.pipeline.selfmetrics import SELF_METRICS
 
     lines = ["## Metrics about ig-metrics itself", "",
              "Every run exports these beside its gadget's metrics, through the same "

@@ -1,5 +1,7 @@
-"""A Snapshot as OpenTelemetry SDK `MetricsData`, the public data classes that the
-SDK's OTLP exporters take in `export()`."""
+"""The SDK-path oracle: a Snapshot as OpenTelemetry SDK `MetricsData` (the public
+data classes that the SDK's OTLP exporters take in `export()`) and encoded by the
+SDK's own protobuf encoder, which the tests and benchmarks compare our own
+encoder (exporters/otlp_wire.py) with."""
 
 from __future__ import annotations
 
@@ -7,15 +9,17 @@ from opentelemetry.sdk.metrics.export import (
     AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric, MetricsData,
     NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
 )
+from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from ig_metrics import __version__
-from ig_metrics.pipeline.snapshot import (
-    COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, Point, Snapshot,
+from ig_metrics.exporters.encoding import Encoded, split
+from ig_metrics.exporters.otlp_wire import SCOPE_NAME
+from ig_metrics.model.snapshot import (
+    COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, Point, Snapshot
 )
 
-SCOPE_NAME = "ig-metrics"
 SCOPE = InstrumentationScope(SCOPE_NAME, __version__)
 
 
@@ -88,3 +92,13 @@ def _histogram_point(point: Point, time_ns: int, bounds: tuple[float, ...],
         min=None,  # type: ignore[arg-type]
         max=None,  # type: ignore[arg-type]
     )
+
+
+def encode_with_sdk(snapshot: Snapshot, temporality: AggregationTemporality,
+                    max_points: int) -> Encoded:
+    """What `encode` gives, made through the SDK's data classes and encoder:
+    the reference for tests and benchmarks (about 15 times slower)."""
+    chunks = split(snapshot, max_points)
+    return Encoded(tuple(encode_metrics(to_metrics_data(chunk, temporality)).SerializeToString()
+                         for chunk in chunks),
+                   tuple(chunk.series_count for chunk in chunks))

@@ -1,8 +1,10 @@
-"""Where the cgroup v2 hierarchy is mounted, read from /proc/self/mounts: at
-/sys/fs/cgroup on a pure v2 host, at /sys/fs/cgroup/unified on a v1/v2 hybrid."""
+"""The cgroup v2 hierarchy as BPF's cgroup ids see it: where it is mounted (read
+from /proc/self/mounts: /sys/fs/cgroup on a pure v2 host, /sys/fs/cgroup/unified
+on a v1/v2 hybrid), and the cgroup id of a process."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 MOUNTS_FILE = Path("/proc/self/mounts")
@@ -47,3 +49,30 @@ def _unescape(field: str) -> str:
     for escaped, plain in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
         field = field.replace(escaped, plain)
     return field
+
+
+def process_cgroup_id(pid: int, mount: Path, proc: Path = Path("/proc")) -> int | None:
+    """The id bpf_get_current_cgroup_id() gives for `pid` (the inode of its
+    cgroup v2 directory under `mount`); None when the process or its cgroup is
+    gone, or it has no cgroup v2 line (a v1-only host)."""
+    try:
+        lines = (proc / str(pid) / "cgroup").read_text().splitlines()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    path = next((line[3:] for line in lines if line.startswith("0::")), None)
+    if path is None or "/.." in path:
+        return None     # no v2 hierarchy, or a path seen from another cgroup namespace
+    try:
+        return os.stat(mount / path.lstrip("/")).st_ino
+    except FileNotFoundError:
+        return None
+
+
+def process_cgroup(pid: int, proc: Path = Path("/proc")) -> int:
+    """The cgroup id the kernel side would have taken for `pid`; 0 when it
+    cannot be known (no cgroup v2 hierarchy, the process gone)."""
+    try:
+        mount = find_cgroup2_mount()
+    except NoCgroup2Mount:
+        return 0
+    return process_cgroup_id(pid, mount, proc) or 0

@@ -18,7 +18,7 @@ from ig_metrics.bpf.filters import ProcessFilter
 from ig_metrics.bpf.loader import GadgetLoadError, GadgetProgram
 from ig_metrics.bpf.memory import release_compiler_memory
 from ig_metrics.config.model import DEFAULT_SAMPLER_MAX_SERIES, Profile
-from ig_metrics.exporters import create_exporter
+from ig_metrics.exporters.registry import create_exporter
 from ig_metrics.exporters.base import Exporter, ExporterStartError, ExporterStatus
 from ig_metrics.exporters.telemetry import ExportTelemetry
 from ig_metrics.exporters.worker import ExporterWorker
@@ -26,7 +26,7 @@ from ig_metrics.gadgets.spec import GadgetSpec
 from ig_metrics.k8s.attribution import Attribution, start_attribution
 from ig_metrics.pipeline.sampler import DEFAULT_IDLE_EXPIRY, DEFAULT_LINGER, Sampler
 from ig_metrics.pipeline.selfmetrics import KernelSelfMetrics
-from ig_metrics.pipeline.snapshot import Attributes, Snapshot
+from ig_metrics.model.snapshot import Attributes, Snapshot
 from ig_metrics.pipeline.sources import SourceLayoutError
 
 log = logging.getLogger("ig_metrics.agent")

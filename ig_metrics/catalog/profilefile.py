@@ -17,8 +17,8 @@ from ig_metrics.config.model import (
 )
 from ig_metrics.config.rules import ExporterDraft
 from ig_metrics.config.suggest import did_you_mean
-from ig_metrics.config.tables import (
-    EXPORTER_TYPES, NAME_PATTERN, NAME_RULE, PROFILE_FIELDS, TYPE_FIELD, exporter_fields,
+from ig_metrics.catalog.tables import (
+    EXPORTER_TYPES, NAME_PATTERN, NAME_RULE, PROFILE_FIELDS, TYPE_FIELD, exporter_fields
 )
 from ig_metrics.config.yamlnodes import Entry, compose_text, scalar_value
 

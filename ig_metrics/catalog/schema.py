@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from ig_metrics.config.fields import object_schema
-from ig_metrics.config.tables import (
-    EXPORTER_TYPES, NAME_PATTERN, PROFILE_FIELDS, SECTION_DOCS, TYPE_FIELD, exporter_fields,
+from ig_metrics.catalog.tables import (
+    EXPORTER_TYPES, NAME_PATTERN, PROFILE_FIELDS, SECTION_DOCS, TYPE_FIELD, exporter_fields
 )
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"

@@ -12,10 +12,10 @@ from ig_metrics.config.addresses import HostPort, listeners_collide
 from ig_metrics.config.errors import ConfigError
 from ig_metrics.config.fieldkinds import HIDDEN
 from ig_metrics.config.model import (
-    DEFAULT_INTERVAL, ExporterTemplate, Problem, Profile, ProfileConfig,
-    PrometheusSettings, ResolvedExporter,
+    DEFAULT_INTERVAL, ExporterTemplate, Problem, Profile, ProfileConfig, ResolvedExporter
 )
-from ig_metrics.config.profilefile import ProfilesFile, read_profiles_file
+from ig_metrics.exporters.prometheus import PrometheusSettings
+from ig_metrics.catalog.profilefile import ProfilesFile, read_profiles_file
 from ig_metrics.config.suggest import did_you_mean
 
 PROFILE_SUFFIXES = (".yaml", ".yml")

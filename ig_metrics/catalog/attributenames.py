@@ -9,6 +9,7 @@ from collections.abc import Iterable
 
 import yaml
 
+from ig_metrics import gadgets
 from ig_metrics.config.context import FileContext, Site
 from ig_metrics.config.fieldkinds import Kind, Parsed, read_text
 from ig_metrics.config.model import AttributeName, AttributeSelection, Problem
@@ -29,9 +30,7 @@ def is_known(name: str, known: Iterable[str]) -> bool:
 
 def builtin_attribute_names() -> tuple[str, ...]:
     """Every attribute of every built-in gadget."""
-    from ig_metrics.gadgets import builtin_attribute_names as names   # gadgets import config
-
-    return names()
+    return gadgets.builtin_attribute_names()
 
 
 def selection_problems(selection: AttributeSelection, known: Iterable[str],

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ig_metrics.config.catalog import Catalog
-from ig_metrics.config.tables import EXPORTER_TYPES
+from ig_metrics.catalog.loading import Catalog
+from ig_metrics.catalog.tables import EXPORTER_TYPES
 
 
 

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ig_metrics.pipeline.snapshot import COUNTER, GAUGE, AttrValue
+from ig_metrics.model.snapshot import COUNTER, GAUGE, AttrValue
 
 # UCUM units and the word Prometheus names carry for them.
 UNIT_WORDS: dict[str, str] = {
