@@ -10,7 +10,7 @@ import gc
 from opentelemetry.sdk.metrics.export import AggregationTemporality
 
 from ig_metrics.exporters.encoding import SharedEncodings
-from ig_metrics.pipeline.snapshot import COUNTER, MetricData, MetricInfo, Point, Snapshot
+from ig_metrics.model.snapshot import COUNTER, MetricData, MetricInfo, Point, Snapshot
 
 SENT = MetricInfo("tcp.sent", COUNTER, "By", "")
 CUMULATIVE = AggregationTemporality.CUMULATIVE
