@@ -32,7 +32,8 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# IG_METRICS_CODE: the code to measure (benchmarks/revision.py), this checkout by default
+sys.path.insert(0, os.environ.get("IG_METRICS_CODE", str(ROOT)))
 
 GADGET = ROOT / "tests" / "gadgets" / "userfilled"
 EXPORT_METHOD = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"

@@ -6,6 +6,11 @@ scale) are filled from user space (benchmarks/sampler_scale.py's fill) and
 changed between ticks with one batch update. CPU time (time.process_time) of
 this process, medians of --repeat runs.
 
+Side by side: --before REV (default main) measures that revision of this
+repository too (exported by `git archive`: benchmarks/revision.py), each size
+in turn; "before / after" is the ratio. Each tick's CPU includes collecting
+the youngest generation of Python's garbage right after it.
+
 Run as root from the repository root:
     .venv/bin/python benchmarks/sampler_read.py --series 1000 10000 100000
 """
@@ -13,13 +18,18 @@ Run as root from the repository root:
 from __future__ import annotations
 
 import argparse
+import gc
+import json
+import subprocess
 import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from revision import AFTER, code_for, environment, export, use_code  # noqa: E402
+
+use_code()
 
 from sampler_scale import GADGET, fill  # noqa: E402
 
@@ -55,8 +65,12 @@ def change(program: GadgetProgram, share: float, round_: int) -> None:
 
 
 def cpu(function) -> float:
+    """CPU time of function(), and of collecting the youngest generation of
+    Python's garbage right after: a tick that holds the collector off leaves
+    that collection to whatever runs next, and it is counted with the tick."""
     started = time.process_time()
     function()
+    gc.collect(0)
     return time.process_time() - started
 
 
@@ -86,14 +100,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--series", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--before", default="main",
+                        help="git revision to measure side by side ('' for this checkout only)")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # one side's rows
     args = parser.parse_args()
-    rows = [measure(series, args.repeat) for series in args.series]
-    columns = list(rows[0])
-    print("| " + " | ".join(columns) + " |")
-    print("|" + "---|" * len(columns))
-    for row in rows:
-        print(f"| {row['series']:,} | " + " | ".join(f"{row[name] * 1000:.1f} ms"
-                                                     for name in columns[1:]) + " |")
+    if args.json:
+        print(json.dumps([measure(series, args.repeat) for series in args.series]))
+        return
+    revisions = {f"before ({args.before})": export(args.before)} if args.before else {}
+    sides = [*revisions, AFTER]
+    rows = []
+    for turn, series in enumerate(args.series):
+        for side in sides if turn % 2 == 0 else sides[::-1]:     # in turn, each size
+            code = code_for(side, revisions)
+            out = subprocess.run([sys.executable, __file__, "--json", "--series", str(series),
+                                  "--repeat", str(args.repeat)], env=environment(code),
+                                 cwd="/", check=True, capture_output=True, text=True).stdout
+            rows += [{"code": side, **row} for row in json.loads(out)]
+    columns = [name for name in rows[0] if name not in ("code", "series")]
+    print("| series | code | " + " | ".join(columns) + " |")
+    print("|" + "---|" * (len(columns) + 2))
+    for series in args.series:
+        for side in sides:
+            row = next(row for row in rows if row["series"] == series and row["code"] == side)
+            print(f"| {series:,} | {side} | " + " | ".join(f"{row[name] * 1000:.1f} ms"
+                                                          for name in columns) + " |")
+        if len(sides) == 2:
+            before, after = (next(row for row in rows if row["series"] == series
+                                  and row["code"] == side) for side in sides)
+            print(f"| {series:,} | before / after | " + " | ".join(
+                f"{before[name] / after[name]:.2f}x" if after[name] else "–"
+                for name in columns) + " |")
 
 
 if __name__ == "__main__":

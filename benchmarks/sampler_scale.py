@@ -27,6 +27,7 @@ Run as root from the repository root:
 from __future__ import annotations
 
 import argparse
+import os
 import ctypes as ct
 import statistics
 import sys
@@ -34,7 +35,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# IG_METRICS_CODE: the code to measure (benchmarks/revision.py), this checkout by default
+sys.path.insert(0, os.environ.get("IG_METRICS_CODE", str(ROOT)))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from ig_metrics.bpf.loader import GadgetProgram  # noqa: E402

@@ -51,6 +51,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from export_cost import free_port, start_sinks  # noqa: E402
+from revision import AFTER, ROOT, code_for, environment as code_environment, export  # noqa: E402
 
 IG_METRICS = str(Path(sys.executable).parent / "ig-metrics")
 TARGETS = {"no-tui": 1.0, "tui": 4.0}            # % of one core
@@ -124,16 +125,15 @@ def cpu_seconds(pid: int) -> float:
 class Agent:
     """`ig-metrics run` in one of the two modes; its output is drained."""
 
-    def __init__(self, mode: str, profiles: Path, top: int) -> None:
+    def __init__(self, mode: str, profiles: Path, top: int, code: Path = ROOT) -> None:
         command = [IG_METRICS, "run", "--gadget", "tcp", "--profile", "bench-steady",
                    "--profiles-dir", str(profiles)]
-        environment = {name: value for name, value in os.environ.items()
-                       if not name.startswith("OTEL_") and not name.lower().endswith("_proxy")}
+        environment = code_environment(code)
         self.output_bytes = 0
         if mode == "no-tui":
             self.process = subprocess.Popen([*command, "--no-tui"], stdin=subprocess.DEVNULL,
                                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                            env=environment)
+                                            env=environment, cwd=profiles)
             self._output = self.process.stderr.fileno()
         else:
             controller, terminal = pty.openpty()
@@ -141,7 +141,7 @@ class Agent:
             environment["TERM"] = "xterm-256color"
             self.process = subprocess.Popen([*command, "--top", str(top)], stdin=terminal,
                                             stdout=terminal, stderr=terminal, env=environment,
-                                            start_new_session=True)
+                                            start_new_session=True, cwd=profiles)
             os.close(terminal)
             self._output = controller
         self.pid = self.process.pid
@@ -188,11 +188,11 @@ def series_counts(text: str) -> tuple[int, int]:
 
 
 def measure(mode: str, args, sinks, ports: tuple[int, int], workload_pid: int,
-            sinks_pid: int, scratch: Path) -> dict:
+            sinks_pid: int, scratch: Path, side: str = AFTER, code: Path = ROOT) -> dict:
     prom_port = free_port()
     (scratch / "bench.yaml").write_text(PROFILE.format(
         grpc_port=ports[0], http_port=ports[1], prom_port=prom_port, interval=INTERVAL))
-    agent = Agent(mode, scratch, args.top)
+    agent = Agent(mode, scratch, args.top, code)
     stop_scraping = threading.Event()
 
     def scraper() -> None:             # in the sinks' process: its CPU is not the agent's
@@ -221,7 +221,7 @@ def measure(mode: str, args, sinks, ports: tuple[int, int], workload_pid: int,
         stop_scraping.set()
         agent.stop()
     share = {pid: 100 * (after[pid] - before[pid]) / elapsed for pid in before}
-    return {"mode": mode, "agent": share[agent.pid], "workload": share[workload_pid],
+    return {"mode": mode, "side": side, "agent": share[agent.pid], "workload": share[workload_pid],
             "sinks": share[sinks_pid], "points": points, "flows": flows,
             "output_kb_s": written / elapsed / 1024, "seconds": elapsed}
 
@@ -237,7 +237,11 @@ def main() -> None:
     parser.add_argument("--peers", type=int, default=9)
     parser.add_argument("--ports", type=int, default=10)
     parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--before", default="",
+                        help="git revision to run side by side with this checkout (e.g. main)")
     args = parser.parse_args()
+    revisions = {f"before ({args.before})": export(args.before)} if args.before else {}
+    args.sides = [*revisions, AFTER]
     ours, sinks, *sink_ports = start_sinks()
     context = multiprocessing.get_context("spawn")
     ready, ready_theirs = context.Pipe()
@@ -252,11 +256,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="ig-metrics-steady-") as scratch:
             for round_number in range(args.rounds):
                 modes = args.modes if round_number % 2 == 0 else args.modes[::-1]
-                for mode in modes:
+                for mode, side in [(mode, side) for mode in modes for side in
+                                   (args.sides if round_number % 2 == 0 else args.sides[::-1])]:
                     run = measure(mode, args, ours, sink_ports, workload.pid, sinks.pid,
-                                  Path(scratch))
+                                  Path(scratch), side, code_for(side, revisions))
                     runs.append(run)
-                    print(f"round {round_number + 1} {mode}: agent {run['agent']:.2f}%, "
+                    print(f"round {round_number + 1} {side} {mode}: agent {run['agent']:.2f}%, "
                           f"workload {run['workload']:.2f}%, sinks {run['sinks']:.2f}%, "
                           f"{run['points']} series ({run['flows']} flows), terminal "
                           f"{run['output_kb_s']:.1f} KB/s", file=sys.stderr, flush=True)
@@ -270,19 +275,20 @@ def main() -> None:
 def report(runs: list[dict], args) -> None:
     print(f"\n{args.rounds} round(s) of {args.seconds:g} s after a {args.warmup:g} s warm-up; "
           "CPU as % of one core (medians)\n")
-    print("| mode | agent CPU % | target | ratio | series (flows) | workload CPU % "
+    print("| code | mode | agent CPU % | target | ratio | series (flows) | workload CPU % "
           "| sinks + scraper CPU % | terminal output KB/s |")
-    print("|---|---|---|---|---|---|---|---|")
-    for mode in args.modes:
-        mine = [run for run in runs if run["mode"] == mode]
+    print("|---|---|---|---|---|---|---|---|---|")
+    for side, mode in [(side, mode) for side in args.sides for mode in args.modes]:
+        mine = [run for run in runs if run["mode"] == mode and run["side"] == side]
         agent = statistics.median(run["agent"] for run in mine)
-        print(f"| {mode} | {agent:.2f} | < {TARGETS[mode]:g} | {agent / TARGETS[mode]:.2f} | "
+        print(f"| {side} | {mode} | {agent:.2f} | < {TARGETS[mode]:g} | {agent / TARGETS[mode]:.2f} | "
               f"{statistics.median(run['points'] for run in mine):,.0f} "
               f"({statistics.median(run['flows'] for run in mine):,.0f}) | "
               f"{statistics.median(run['workload'] for run in mine):.2f} | "
               f"{statistics.median(run['sinks'] for run in mine):.2f} | "
               f"{statistics.median(run['output_kb_s'] for run in mine):.1f} |")
-    print("\nEvery run: " + "; ".join(f"{run['mode']} {run['agent']:.2f}%" for run in runs))
+    print("\nEvery run: " + "; ".join(f"{run['side']} {run['mode']} {run['agent']:.2f}%"
+                                       for run in runs))
 
 
 if __name__ == "__main__":

@@ -103,6 +103,16 @@ class SharedEncodings:
             if owner:
                 entry = (snapshot, threading.Event(), [])
                 self._entries[key] = entry
+                # Only the latest tick's snapshots are asked for again (by the
+                # other exporters of that tick). An older entry is not pushed
+                # out by newer ones on its own: the id of a freed snapshot is
+                # often the next one's, which then takes that entry's place, so
+                # the snapshots of a burst stayed here, with their encodings,
+                # long after their series were gone (docs/performance.md).
+                newest = max(kept.time_ns for kept, _, _ in self._entries.values())
+                for stale in [name for name, (kept, _, _) in self._entries.items()
+                              if kept.time_ns < newest]:
+                    del self._entries[stale]
                 while len(self._entries) > self.keep:
                     self._entries.pop(next(iter(self._entries)))
         _, done, result = entry

@@ -50,6 +50,10 @@ class RetainedCounts:
             entry = (metric, point.attributes)
             self._lingering[entry] = max(self._lingering.get(entry, 0), linger_until)
 
+    def holds(self, metric: str) -> bool:
+        """Whether anything is kept for `metric`."""
+        return bool(self._points.get(metric))
+
     def add_to(self, metric: str, live: dict[Attributes, Point], now: int) -> None:
         """Adds what is kept for `metric` to the points keys made this tick,
         and what lingers on its own; forgets the rest."""

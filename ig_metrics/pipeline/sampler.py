@@ -11,7 +11,11 @@ under the new ones (docs/kubernetes.md, "series identity")."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 import ctypes
+import gc
+from itertools import chain
+from operator import attrgetter
 from dataclasses import dataclass, field
 import threading
 import time
@@ -38,6 +42,7 @@ DEFAULT_MAX_SERIES = DEFAULT_SAMPLER_MAX_SERIES
 # key_size bytes), exported with the attribute otel.metric.overflow=true.
 OVERFLOW_KEY = b""
 OVERFLOW_ATTRIBUTES: Attributes = (("otel.metric.overflow", True),)
+_ATTRIBUTES = attrgetter("attributes")
 
 
 @dataclass(slots=True)
@@ -57,12 +62,16 @@ class _Series:
     last_histograms: dict[str, object] | None = None
     # The points made from `points_of` (the counts they were made from): an
     # unchanged series reuses them. None after anything they depend on changed.
-    points: list[tuple[str, Point]] | None = None
+    # One entry per counter value of the spec (Sampler._plan), None for a
+    # counter still at zero.
+    points: list[Point | None] | None = None
     points_of: list[int] | None = None
+    # Its attributes per entry of the plan (the metric's, plus the value's extras).
+    point_attributes: list[Attributes] | None = None
     histogram_points: dict[str, tuple[object, Point | None]] | None = None
 
     def forget_points(self) -> None:
-        self.points = self.points_of = self.histogram_points = None
+        self.points = self.points_of = self.histogram_points = self.point_attributes = None
 
 
 @dataclass
@@ -99,6 +108,23 @@ class Sampler:
         self.clock = clock
         self.fields = _counter_fields(spec)
         self._field_index = {name: index for index, name in enumerate(self.fields)}
+        # Every counter or gauge value of the spec: (metric name, metric index,
+        # index in the counts, key in _Series.started_ns, is a counter).
+        self._plan = tuple(
+            (metric.name, index, self._field_index[value.field], f"{metric.name}/{value.field}",
+             metric.kind == COUNTER)
+            for index, metric in enumerate(spec.metrics) if metric.kind != HISTOGRAM
+            for value in metric.values)
+        # Each plan entry's index among its metric's values (for the decoder's extras).
+        self._value_indexes = tuple(
+            value_index for metric in spec.metrics if metric.kind != HISTOGRAM
+            for value_index, _ in enumerate(metric.values))
+        # Each metric's MetricInfo, made once (a histogram's bounds are computed).
+        self._infos = {metric.name: _info(metric) for metric in spec.metrics}
+        self._layout: list[list[Attributes]] = []   # _alike_metrics: what it was found for
+        self._alike: set[str] = set()
+        self._fields_of_plan = tuple(field for _, _, field, _, _ in self._plan)
+        self._counter_of_plan = tuple(counter for *_, counter in self._plan)
         self.slots: list[SlotsSource] = []
         self.counters: list[CountersSource] = []
         self.histograms: dict[str, HistogramSource] = {}
@@ -115,6 +141,7 @@ class Sampler:
         self._waiting: dict[Token, set[bytes]] = {}
         self._retained = RetainedCounts()
         self._histogram_carried: dict[str, set[bytes]] = {}   # map -> keys with a carry
+        self._carried: set[bytes] = set()                    # keys whose counts carry may be non-zero
         self.redecoded = 0                   # keys decoded again (tests, docs)
         self._seq = 0
         self._previous_ns = clock()          # counting started (about) now
@@ -225,6 +252,7 @@ class Sampler:
         self._retain(series, counts, histograms, linger_until=now + self.linger_ns)
         if counts is not None:
             _add_into(series.carry, [-value for value in counts])
+            self._carried.add(key)
             reading.counters[key] = [0] * len(counts)
         for name, total in histograms.items():
             if total is not None:
@@ -299,7 +327,7 @@ class Sampler:
 
     # --- the tick ---------------------------------------------------------------
     def tick(self, final: bool = False) -> Snapshot:
-        with self._lock:
+        with self._lock, _collector_paused():
             started = time.perf_counter()
             now = self.clock()
             reading = self._read()
@@ -325,7 +353,9 @@ class Sampler:
             live = source.read()
             for record in source.take_retired():
                 live.pop(record.id, None)
-                _add_into(self._series_for(self._kept(record.key)).carry, record.values)
+                kept = self._kept(record.key)
+                _add_into(self._series_for(kept).carry, record.values)
+                self._carried.add(kept)
             for record in live.values():
                 live_keys.add(record.key)
                 _accumulate(totals, record.key, record.values)
@@ -335,12 +365,16 @@ class Sampler:
             per_source.append(values)
             if source.indexed:
                 live_keys.update(values)     # array entries are never removed
+            if not totals:
+                totals = dict(values)      # the first source's lists, as _accumulate keeps them
+                continue
             for key, counts in values.items():
                 _accumulate(totals, key, counts)
         totals = self._fold(totals, _summed_counts)
-        for key, series in self._series.items():
-            if any(series.carry):
-                _accumulate(totals, key, list(series.carry))
+        for key in self._carried:
+            carry = self._series[key].carry
+            if any(carry):
+                _accumulate(totals, key, list(carry))
         histograms = {name: self._fold(source.read(), _summed_slots)
                       for name, source in self.histograms.items()}
         for name, source in self.histograms.items():
@@ -359,11 +393,8 @@ class Sampler:
         return SlotHistogram(slots, kernel.sum + carry[-1])
 
     def _note_changes(self, reading: _Reading, now: int) -> None:
-        for key, counts in reading.counters.items():
-            series = self._series_for(key)
-            if counts is not series.last_counts and counts != series.last_counts:
-                series.last_counts = counts
-                series.last_change_ns = now
+        """Notes when each series' histograms last changed (its counts:
+        _counter_metrics, in the same pass as their points)."""
         for name, histograms in reading.histograms.items():
             for key, histogram in histograms.items():
                 series = self._series_for(key)
@@ -383,42 +414,89 @@ class Sampler:
         return start
 
     def _counter_metrics(self, reading: _Reading, now: int) -> list[MetricData]:
-        metrics = [metric for metric in self.spec.metrics if metric.kind != HISTOGRAM]
-        points: dict[str, dict[Attributes, Point]] = {metric.name: {} for metric in metrics}
+        """The counter and gauge points of every series key (and when its
+        counts last changed). A key whose counts are the very list of the last
+        tick keeps its points; otherwise each point whose value is as before
+        is kept too, so that exporters see unchanged points by identity."""
+        known, remake = self._series, self._counter_points
+        rows: list[list[Point | None]] = []
+        layout: list[list[Attributes]] = []
+        append, append_layout = rows.append, layout.append
         for key, values in reading.counters.items():
-            series = self._series_for(key)
+            series = known.get(key) or self._series_for(key)
             made = series.points
-            if made is None or series.points_of is not values:
-                made = series.points = self._counter_points(series, values)
+            if series.points_of is not values or made is None:
+                if values != series.last_counts:
+                    series.last_counts = values
+                    series.last_change_ns = now
+                made = series.points = remake(series, values, made)
                 series.points_of = values
-            # Keys whose attributes are alike (after the metric's own list and
-            # the run's selection) are summed into one point.
-            for name, point in made:
-                alike = points[name]
-                other = alike.get(point.attributes)
-                alike[point.attributes] = point if other is None else sum_points(other, point)
+            append(made)
+            append_layout(series.point_attributes)
+        alike = self._alike_metrics(layout)
+        columns = list(zip(*rows)) if rows else [() for _ in self._plan]
         out = []
-        for metric in metrics:
-            if metric.kind == COUNTER:
-                self._retained.add_to(metric.name, points[metric.name], now)
-            out.append(MetricData(_info(metric), tuple(points[metric.name].values())))
-        return out
-
-    def _counter_points(self, series: _Series, values: list[int]) -> list[tuple[str, Point]]:
-        """The points of one series key's counts, for every counter and gauge."""
-        made = []
-        for index, metric in enumerate(self.spec.metrics):
+        for metric in self.spec.metrics:
             if metric.kind == HISTOGRAM:
                 continue
-            attributes = series.decoded.by_metric[index]
-            for value_index, value_spec in enumerate(metric.values):
-                value = values[self._field_index[value_spec.field]]
-                if value == 0 and metric.kind == COUNTER:
-                    continue     # a series exists once it has counted something
-                start = self._start_of(series, f"{metric.name}/{value_spec.field}")
-                made.append((metric.name, Point(
-                    attributes + self.decoder.extras[index][value_index], value, start)))
+            made = chain.from_iterable(column for entry, column in zip(self._plan, columns)
+                                       if entry[0] == metric.name)
+            retained = metric.kind == COUNTER and self._retained.holds(metric.name)
+            if metric.name in alike or retained:
+                points = _by_attributes(made)
+                if retained:
+                    self._retained.add_to(metric.name, points, now)
+                out.append(MetricData(self._infos[metric.name], tuple(points.values())))
+            else:      # every point's attributes its own: nothing to sum
+                out.append(MetricData(self._infos[metric.name], tuple(filter(None, made))))
+        return out
+
+    def _alike_metrics(self, layout: list[list[Attributes]]) -> set[str]:
+        """The metrics in which some series keys have alike attributes, found
+        again only when the keys or their attributes changed since the last
+        tick (hashing every point's attributes costs more than building it).
+        `layout` is each key's attributes, per entry of the plan."""
+        if layout != self._layout:        # the same lists: compared by identity
+            self._layout = layout
+            columns = list(zip(*layout)) if layout else [() for _ in self._plan]
+            self._alike = set()
+            for name in {entry[0] for entry in self._plan}:
+                attributes = [item for entry, column in zip(self._plan, columns)
+                              if entry[0] == name for item in column]
+                if len(set(attributes)) < len(attributes):
+                    self._alike.add(name)
+        return self._alike
+
+    def _counter_points(self, series: _Series, values: list[int],
+                        before: list[Point | None] | None) -> list[Point | None]:
+        """The points of one series key's counts, one per entry of the plan
+        (None for a counter at zero: a series exists once it has counted
+        something); a point of `before` (the last ones) whose value is the
+        same is kept."""
+        attributes = series.point_attributes
+        if attributes is None:
+            by_metric, extras = series.decoded.by_metric, self.decoder.extras
+            attributes = series.point_attributes = [
+                by_metric[index] + extras[index][value_index]
+                for value_index, (_, index, *_) in zip(self._value_indexes, self._plan)]
+        made = list(before) if before is not None else [None] * len(self._plan)
+        entry = 0
+        for old, field, counter in zip(made, self._fields_of_plan, self._counter_of_plan):
+            value = values[field]
+            if old is None or old.value != value:
+                made[entry] = self._point(series, entry, attributes, value) \
+                    if value or not counter else None
+            entry += 1
         return made
+
+    def _point(self, series: _Series, entry: int, attributes: list[Attributes],
+               value: int) -> Point:
+        start_key = self._plan[entry][3]
+        start = series.started_ns.get(start_key)
+        if start is None:
+            # It began counting after the previous read (or at attach).
+            start = series.started_ns[start_key] = self._previous_ns
+        return Point(attributes[entry], value, start)
 
     def _histogram_metrics(self, reading: _Reading, now: int) -> list[MetricData]:
         out = []
@@ -443,7 +521,7 @@ class Sampler:
                 if point is not None:
                     add_point(points, point)
             self._retained.add_to(metric.name, points, now)
-            out.append(MetricData(_info(metric), tuple(points.values())))
+            out.append(MetricData(self._infos[metric.name], tuple(points.values())))
         return out
 
     def _histogram_point(self, series: _Series, metric: MetricSpec, index: int,
@@ -472,6 +550,7 @@ class Sampler:
                 if taken is not None:
                     raced |= taken != read.get(key)
                     _add_into(series.carry, taken)
+                    self._carried.add(key)
             for name, source in self.histograms.items():
                 taken = source.take(key)
                 if taken is not None:
@@ -491,7 +570,37 @@ class Sampler:
                 for name in series.histogram_carry:
                     self._histogram_carried[name].discard(key)
                 del self._series[key]
+                self._carried.discard(key)
                 self.expired_series += 1
+
+
+@contextmanager
+def _collector_paused():
+    """Python's cyclic garbage collector held off for the tick: a tick at 100k
+    series makes hundreds of thousands of objects that live until the next
+    one, and each few thousand of them would start a collection, several a
+    tick of the whole heap (about 0.5 s each at 100k series). The tick makes
+    no cycles; the collector sees its objects once, after it."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _by_attributes(points: Iterable[Point | None]) -> dict[Attributes, Point]:
+    """The points by their attributes, those with the same attributes summed
+    (keys that differ only in what a metric or the run's selection leaves out)."""
+    present = list(filter(None, points))          # a Point is true, None is not
+    out = dict(zip(map(_ATTRIBUTES, present), present))
+    if len(out) < len(present):
+        out = {}
+        for point in present:
+            add_point(out, point)
+    return out
 
 
 def _summed_counts(a: list[int], b: list[int]) -> list[int]:

@@ -8,7 +8,6 @@ import math
 
 from rich.console import Console, Group
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
 from ig_metrics.exporters.base import ExporterStatus, Health
@@ -158,29 +157,65 @@ def sampler_line(snapshot: Snapshot) -> Text | None:
     return Text("; ".join(parts), style="red" if dropped else "dim")
 
 
+WIDEST_CELL = 48          # an attribute value longer than this is cut, with an ellipsis
+_GAP = "  "
+
+
 def render(spec: GadgetSpec, rows: list[Row], snapshot: Snapshot,
            statuses: list[ExporterStatus], *, title: str, sort: str) -> Group:
-    table = Table(title=title, title_justify="left", expand=False, pad_edge=False)
+    """The table as lines of text whose columns are laid out here, once per
+    snapshot: a Rich Table measures and wraps every cell at every draw, which
+    cost about 20 ms of CPU a draw for 20 rows, most of what the live view
+    cost (docs/performance.md)."""
     cells = [[attribute_cell(attribute, dict(row.attributes)) for attribute in spec.attributes]
              for row in rows]
     # An expanding attribute's column only where a row has it (no container
     # column on a host without containers).
     shown = [index for index, attribute in enumerate(spec.attributes)
              if not attribute.expands or any(row[index] for row in cells)]
-    for index in shown:
-        name = spec.attributes[index].name
-        table.add_column(short_name(name), overflow="fold",
-                         style="bold" if name == sort else None)
-    for name in spec.table.columns:
-        table.add_column(column_title(spec, name), justify="right",
-                         style="bold cyan" if name == sort else None)
-    for row, row_cells in zip(rows, cells):
-        table.add_row(*(row_cells[index] for index in shown),
-                      *(format_cell(spec, name, row.cells.get(name))
-                        for name in spec.table.columns))
+    columns = [_Column([short_name(spec.attributes[index].name)],
+                       [_cut(row_cells[index]) for row_cells in cells], right=False,
+                       style="bold" if spec.attributes[index].name == sort else "")
+               for index in shown]
+    columns += [_Column(column_title(spec, name).split("\n"),
+                        [format_cell(spec, name, row.cells.get(name)) for row in rows],
+                        right=True, style="bold cyan" if name == sort else "")
+                for name in spec.table.columns]
+    table = Text(title, no_wrap=True, overflow="ellipsis")
+    for line in range(max(len(column.title) for column in columns) if columns else 0):
+        table.append("\n")
+        _line(table, columns, [column.title[line] if line < len(column.title) else ""
+                               for column in columns], "bold")
+    table.append("\n")
+    table.append(_GAP.join("─" * column.width for column in columns), style="dim")
+    for index in range(len(rows)):
+        table.append("\n")
+        _line(table, columns, [column.cells[index] for column in columns], None)
     footer = [exporter_line(status, snapshot.time_ns) for status in statuses]
     sampler = sampler_line(snapshot)
     return Group(table, *footer, *([sampler] if sampler else []))
+
+
+class _Column:
+    def __init__(self, title: list[str], cells: list[str], *, right: bool, style: str) -> None:
+        self.title, self.cells, self.right, self.style = title, cells, right, style
+        self.width = max(len(text) for text in (*title, *cells))
+
+
+def _cut(value: str) -> str:
+    return value if len(value) <= WIDEST_CELL else value[:WIDEST_CELL - 1] + "…"
+
+
+def _line(text: Text, columns: list[_Column], values: list[str], header_style: str | None) -> None:
+    for position, (column, value) in enumerate(zip(columns, values)):
+        if position:
+            text.append(_GAP)
+        padded = value.rjust(column.width) if column.right else value.ljust(column.width)
+        style = header_style or column.style
+        if style:
+            text.append(padded, style=style)
+        else:
+            text.append(padded)
 
 
 class LiveView:
@@ -198,6 +233,7 @@ class LiveView:
         self._previous: Snapshot | None = None
         self._current: Snapshot | None = None
         self._rows: list[Row] = []
+        self._totals: dict = {}                 # build_rows' per-snapshot sums, kept for the next
         self._shown: tuple | None = None        # what the screen shows now
 
     def __enter__(self) -> LiveView:
@@ -221,7 +257,7 @@ class LiveView:
         if self._current is None or snapshot.seq != self._current.seq:
             self._previous, self._current = self._current, snapshot
             self._rows = build_rows(self.spec, self._previous, self._current, top=self.top,
-                                    sort=self.sort)
+                                    sort=self.sort, totals=self._totals)
         shown = (self._current.seq, *(_news(status) for status in statuses))
         if shown == self._shown:
             return

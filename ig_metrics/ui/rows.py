@@ -44,12 +44,23 @@ def check_sort(spec: GadgetSpec, sort: str | None) -> str:
 
 
 def build_rows(spec: GadgetSpec, previous: Snapshot | None, current: Snapshot,
-               *, top: int, sort: str) -> list[Row]:
+               *, top: int, sort: str, totals: dict | None = None) -> list[Row]:
+    """The `top` rows by `sort`. `totals`, a dict the caller keeps from one
+    call to the next, holds the sums per series of the current snapshot for
+    the next call, whose previous snapshot it is (summed once, not twice)."""
     attribute_names = [attribute.name for attribute in spec.attributes]
     elapsed = (current.time_ns - previous.time_ns) / 1e9 if previous else 0.0
     names = series_names(spec)
-    before = _totals(spec, previous, names) if previous else {}
+    known = (totals or {}).get("snapshot")
+    if previous is None:
+        before = {}
+    elif known is not None and known[0] is previous:
+        before = known[1]
+    else:
+        before = _totals(spec, previous, names)
     now = _totals(spec, current, names)
+    if totals is not None:
+        totals["snapshot"] = (current, now)
     columns = _columns(spec)
     # Every row's sort column first; the other cells of the rows shown only.
     ranked = [column for column in columns if column.name == sort]
