@@ -4,7 +4,8 @@ queries (query_range). They are renderings of the queries with matplotlib,
 not Grafana screenshots (Grafana is not available on these machines).
 
 The run is tests/test_mixin_prometheus.py's (the tcp gadget with a known
-workload, Prometheus 2.42 scraping it, the recording rules loaded, an OTLP
+workload, Prometheus 2.42 scraping it, the recording rules loaded, a second
+one with native histograms answering the native queries, an OTLP
 exporter sending nowhere so that the health panels show failures and drops);
 it writes what it queried to a capture file, which this script draws.
 

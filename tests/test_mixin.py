@@ -161,6 +161,7 @@ def test_a_gadget_dashboard_covers_every_metric_of_its_spec(committed_boards, sp
             if metric.kind == "histogram":
                 assert any(f"rate({metric.bucket}{{" in expr and "histogram_quantile" in expr
                            for expr in mine), metric.name
+                assert metric.native, metric.name       # the kernel's log2 slots
                 assert any(f"rate({metric.prometheus}{{" in expr and "histogram_quantile" in expr
                            for expr in mine), f"{metric.name}: no native quantile"
                 assert any(panel["type"] == "heatmap" and metric.bucket in json.dumps(panel)
@@ -176,6 +177,27 @@ def test_a_gadget_dashboard_covers_every_metric_of_its_spec(committed_boards, sp
     assert units["tcp.sent per second by process_command"] == "Bps"
     assert units["tcp.connections.opened per second by process_command"] == "cps"
     assert units["tcp.connect.duration quantiles"] == "s"
+
+
+def test_native_queries_only_for_histograms_that_can_be_native(committed_boards,
+                                                               specs) -> None:
+    """The export duration's fixed buckets stay classic on every scrape
+    (exporters/log2native.py): a native query of it could never answer, so the
+    health dashboard has none; every native query reads a log2 histogram."""
+    native_names = {metric.prometheus for spec in specs
+                    for metric in rules.gadget_metrics(spec) if metric.native}
+    duration = rules.SELF["ig_metrics.export.duration"]
+    assert not duration.native
+    health = committed_boards["ig-metrics-health"]
+    assert duration.bucket in json.dumps(health)
+    assert not any("native" in target["legendFormat"]
+                   for panel in panels(health) for target in panel["targets"])
+    for uid, board in committed_boards.items():
+        for panel in panels(board):
+            for target in panel["targets"]:
+                if "native" in target["legendFormat"]:
+                    assert any(f"({name}{{" in target["expr"] for name in native_names), \
+                        (uid, panel["title"], target["expr"])
 
 
 def test_a_renamed_metric_makes_the_committed_dashboard_fail(tmp_path: Path,

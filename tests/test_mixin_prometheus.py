@@ -2,7 +2,9 @@
 every dashboard and rule is accepted, and, after a real run of the tcp gadget
 with a known workload and Prometheus scraping it (the recording and alerting
 rules loaded), every panel the run feeds returns data. The exceptions are
-listed in EXPECTED_EMPTY with why (docs/monitoring.md lists them too).
+listed in EXPECTED_EMPTY with why (docs/monitoring.md lists them too). The
+native-histogram targets are asked of a second Prometheus, started with
+native histograms, that scrapes the same endpoint.
 
 With IG_METRICS_MIXIN_CAPTURE=FILE the real run's query_range results are
 written to FILE, from which scripts/render-monitoring.py draws the pictures
@@ -34,27 +36,24 @@ SUBSTITUTIONS = {"$__rate_interval": "10s", "$job": ".*", "$node": ".*", "$names
                  "$pod": ".*", "$command": ".*"}
 # Queries that a tcp run on loopback may leave empty, and why (docs/monitoring.md
 # says the same). Any other empty query fails the test.
-NATIVE_LEGEND = "native"
 EXPECTED_EMPTY = {
-    # by a target's legend
-    NATIVE_LEGEND: "native-histogram queries: this Prometheus scrapes the text format, "
-                   "which has classic buckets only (they answer with "
-                   "--enable-feature=native-histograms and a native exposition)",
-    # by a metric the expression reads
     "tcp_retransmits": "loopback loses no packet, so nothing is retransmitted and the "
                        "series exist only where a flow's other counts bring a zero "
                        "(test_tcp_gadget counts retransmits under packet loss)",
 }
-
-
 # Variables with no value on this machine: no pod runs here.
 NO_VALUES_HERE = {"variable namespace": "no Kubernetes here: no process is in a pod",
                   "variable pod": "no Kubernetes here: no process is in a pod"}
+NATIVE_FLAGS = ("--enable-feature=native-histograms",)
 
 
-def expected_empty(legend: str, expr: str) -> bool:
-    return NATIVE_LEGEND in legend or any(name in expr for name in EXPECTED_EMPTY
-                                          if name != NATIVE_LEGEND)
+def is_native(legend: str) -> bool:
+    """A native-histogram target (dashboards.py marks their legends so)."""
+    return legend == "native" or legend.endswith("(native)")
+
+
+def expected_empty(expr: str) -> bool:
+    return any(name in expr for name in EXPECTED_EMPTY)
 
 
 def substituted(expr: str) -> str:
@@ -157,9 +156,15 @@ def test_every_panel_returns_data_after_a_real_tcp_run(tmp_path: Path) -> None:
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     server = EchoCountServer(reply_bytes=5_000)
     try:
-        with PrometheusServer([f"127.0.0.1:{prom_port}"], tmp_path / "prometheus",
-                              rule_files=RULE_FILES) as prometheus:
+        # Two Prometheus servers scrape the same endpoint: one without native
+        # histograms (text: classic buckets; the rules loaded) and one with them
+        # (it asks for the protobuf exposition and keeps whole histograms).
+        target = [f"127.0.0.1:{prom_port}"]
+        with PrometheusServer(target, tmp_path / "prometheus", rule_files=RULE_FILES
+                              ) as prometheus, \
+                PrometheusServer(target, tmp_path / "native", flags=NATIVE_FLAGS) as native:
             _wait_for_scrape(prometheus, run)
+            _wait_for_scrape(native, run)
             start = time.time()
             # Known traffic: 2 connections of 200 kB out, 5 kB back each, in waves
             # (three; more for the pictures), so that rates see several scrapes.
@@ -186,34 +191,43 @@ def test_every_panel_returns_data_after_a_real_tcp_run(tmp_path: Path) -> None:
             assert all(0.0 <= value < 0.5 for value in fill.values()), fill
             time.sleep(3)
             end = time.time()
-            empty, captured = [], {}
-            for uid, title, legend, expr in every_dashboard_query(boards):
-                if title.startswith("variable "):
-                    # As Grafana asks: the label's values among the selector's series.
-                    label = expr.rsplit(",", 1)[1].strip(" )")
-                    values = prometheus.api(f"label/{label}/values", start=start, end=end,
-                                            **{"match[]": substituted(expr)})
-                    if not values and title not in NO_VALUES_HERE:
-                        empty.append(f"{uid} / {title}: {expr}")
-                    continue
-                result = prometheus.api("query_range", query=substituted(expr), start=start,
-                                        end=end, step=1)["result"]
-                captured.setdefault(uid, {}).setdefault(title, []).append(
-                    {"legend": legend, "expr": expr, "result": result})
-                if not result and not expected_empty(legend, expr):
-                    empty.append(f"{uid} / {title} [{legend}]: {expr}")
+            # The connect durations, a whole native histogram per series there.
+            connects = native.query("sum(histogram_count(tcp_connect_duration_seconds))")
+            assert connects and float(connects[0]["value"][1]) >= 2 * waves, connects
+            assert any(is_native(legend) for *_, legend, _ in every_dashboard_query(boards))
+            empty, captured = query_every_panel(boards, {False: prometheus, True: native},
+                                                start, end)
             if os.environ.get("IG_METRICS_MIXIN_CAPTURE"):
                 Path(os.environ["IG_METRICS_MIXIN_CAPTURE"]).write_text(
                     json.dumps({"start": start, "end": end, "dashboards": captured}))
             assert empty == []
-            # The native queries really are empty here: they read what only a
-            # native histogram has (the plain name), not the classic buckets.
-            for uid, panels in captured.items():
-                for title, targets in panels.items():
-                    for target in targets:
-                        if NATIVE_LEGEND in target["legend"]:
-                            assert target["result"] == [], (uid, title, target["legend"])
     finally:
         server.close()
         run.terminate()
         run.communicate(timeout=30)
+
+
+def query_every_panel(boards: dict[str, dict], servers: dict[bool, PrometheusServer],
+                      start: float, end: float) -> tuple[list[str], dict]:
+    """Every target's query_range over [start, end] and every variable's values,
+    each asked of servers[is_native(legend)]: (what came back empty that should
+    not have, every target's result by dashboard and panel)."""
+    empty: list[str] = []
+    captured: dict = {}
+    for uid, title, legend, expr in every_dashboard_query(boards):
+        prometheus = servers[is_native(legend)]
+        if title.startswith("variable "):
+            # As Grafana asks: the label's values among the selector's series.
+            label = expr.rsplit(",", 1)[1].strip(" )")
+            values = prometheus.api(f"label/{label}/values", start=start, end=end,
+                                    **{"match[]": substituted(expr)})
+            if not values and title not in NO_VALUES_HERE:
+                empty.append(f"{uid} / {title}: {expr}")
+            continue
+        result = prometheus.api("query_range", query=substituted(expr), start=start,
+                                end=end, step=1)["result"]
+        captured.setdefault(uid, {}).setdefault(title, []).append(
+            {"legend": legend, "expr": expr, "result": result})
+        if not result and not expected_empty(expr):
+            empty.append(f"{uid} / {title} [{legend}]: {expr}")
+    return empty, captured

@@ -77,6 +77,12 @@ def layout_of(info: MetricInfo) -> Layout | None:
     return _layout(info.bounds)
 
 
+def is_log2(bounds: tuple[float, ...]) -> bool:
+    """Whether histograms with these bounds are exported as native (exponential)
+    histograms where a format has them: only the kernel's log2 slots are."""
+    return _layout(tuple(bounds)) is not None
+
+
 @lru_cache(maxsize=256)
 def _layout(bounds: tuple[float, ...]) -> Layout | None:
     if len(bounds) < 2 or bounds[0] != 0 or bounds[1] <= 0:

@@ -188,20 +188,22 @@ def metric_panels(metric: Metric, variables: tuple[str, ...]) -> list[Panel]:
     unit = grafana_unit(metric.unit, False)
     quantiles = [Target(classic_quantile(metric, q, selector), f"p{q * 100:g}")
                  for q in QUANTILES]
-    quantiles += [Target(native_quantile(metric, q, selector), f"p{q * 100:g} (native)")
-                  for q in QUANTILES]
-    return [Panel(f"{metric.name} quantiles", f"{metric.description} Classic buckets and, "
-                  "where Prometheus scrapes native histograms, the native histogram.",
-                  unit, quantiles),
-            Panel(f"{metric.name} distribution", metric.description, unit,
-                  [Target(classic_heatmap(metric, selector), "{{le}}", heatmap=True),
-                   Target(native_heatmap(metric, selector), "native", heatmap=True)],
+    heatmap = [Target(classic_heatmap(metric, selector), "{{le}}", heatmap=True)]
+    by_group = [Target(classic_quantile(metric, 0.99, selector, (group,)), f"{{{{{group}}}}}")]
+    described = metric.description
+    if metric.native:
+        quantiles += [Target(native_quantile(metric, q, selector), f"p{q * 100:g} (native)")
+                      for q in QUANTILES]
+        heatmap.append(Target(native_heatmap(metric, selector), "native", heatmap=True))
+        by_group.append(Target(native_quantile(metric, 0.99, selector, (group,)),
+                               f"{{{{{group}}}}} (native)"))
+        described += (" Classic buckets and, where Prometheus scrapes native histograms, "
+                      "the native histogram.")
+    return [Panel(f"{metric.name} quantiles", described, unit, quantiles),
+            Panel(f"{metric.name} distribution", metric.description, unit, heatmap,
                   kind="heatmap"),
-            Panel(f"{metric.name} p99 by {group}", metric.description, unit,
-                  [Target(classic_quantile(metric, 0.99, selector, (group,)),
-                          f"{{{{{group}}}}}"),
-                   Target(native_quantile(metric, 0.99, selector, (group,)),
-                          f"{{{{{group}}}}} (native)")], width=24)]
+            Panel(f"{metric.name} p99 by {group}", metric.description, unit, by_group,
+                  width=24)]
 
 
 def gadget_dashboard(spec: GadgetSpec) -> Dashboard:
@@ -252,13 +254,15 @@ def overview_dashboard(specs: list[GadgetSpec]) -> Dashboard:
                                             f"{recorded})", "{{instance}}")], width=8))
             else:
                 selector = matchers(JOB, NODE)
-                panels.append(Panel(
-                    f"{spec.name}: {metric.name} p99 by node", metric.description,
-                    grafana_unit(metric.unit, False),
-                    [Target(f"histogram_quantile(0.99, sum by (instance, le) "
-                            f"({recorded_bucket_rate_name(metric)}{recorded}))", "{{instance}}"),
-                     Target(native_quantile(metric, 0.99, selector, ("instance",)),
-                            "{{instance}} (native)")], width=8))
+                targets = [Target(f"histogram_quantile(0.99, sum by (instance, le) "
+                                  f"({recorded_bucket_rate_name(metric)}{recorded}))",
+                                  "{{instance}}")]
+                if metric.native:
+                    targets.append(Target(native_quantile(metric, 0.99, selector, ("instance",)),
+                                          "{{instance}} (native)"))
+                panels.append(Panel(f"{spec.name}: {metric.name} p99 by node",
+                                    metric.description, grafana_unit(metric.unit, False),
+                                    targets, width=8))
         dashboard.rows.append((f"{spec.name}: {spec.summary}", panels))
     return dashboard
 
@@ -295,14 +299,12 @@ def health_dashboard() -> Dashboard:
         Panel("Export failures per second by error", attempts.description, "cps",
               [Target(rate(attempts, matchers(JOB, NODE, 'outcome="failure"'),
                            (*exporter, "error_type")), f"{legend} {{{{error_type}}}}")]),
+        # Its buckets are fixed bounds, not log2 slots: classic on every scrape.
         Panel("Export duration p50 / p99", duration.description, "s",
               [Target(classic_quantile(duration, 0.5, own, exporter), f"p50 {legend}"),
-               Target(classic_quantile(duration, 0.99, own, exporter), f"p99 {legend}"),
-               Target(native_quantile(duration, 0.99, own, exporter),
-                      f"p99 {legend} (native)")]),
+               Target(classic_quantile(duration, 0.99, own, exporter), f"p99 {legend}")]),
         Panel("Export duration distribution", duration.description, "s",
-              [Target(classic_heatmap(duration, own), "{{le}}", heatmap=True),
-               Target(native_heatmap(duration, own), "native", heatmap=True)], kind="heatmap"),
+              [Target(classic_heatmap(duration, own), "{{le}}", heatmap=True)], kind="heatmap"),
         Panel("Points delivered per second", points.description, "cps",
               [Target(rate(points, own, exporter), legend)]),
         Panel("Export interval", interval.description, "s",

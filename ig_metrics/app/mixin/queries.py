@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ig_metrics.exporters.log2native import is_log2
 from ig_metrics.exporters.prometheus_naming import label_name, prometheus_metric_name
+from ig_metrics.gadgets.spec import MetricSpec
 from ig_metrics.model.snapshot import HISTOGRAM, MetricInfo
 
 # Which scrape jobs are ig-metrics: `ig-metrics` as a static job, or
@@ -39,6 +41,9 @@ class Metric:
     unit: str
     description: str
     labels: tuple[str, ...]     # the Prometheus labels its points may carry
+    # A histogram of log2 slots: a native histogram where Prometheus scrapes them
+    # (exporters/log2native.py); other histograms stay classic everywhere.
+    native: bool = False
 
     @property
     def prometheus(self) -> str:
@@ -62,9 +67,11 @@ class Metric:
         return self.prometheus.removesuffix("_total")
 
 
-def metric_of(info: MetricInfo, attributes: tuple[str, ...]) -> Metric:
+def metric_of(info: MetricInfo | MetricSpec, attributes: tuple[str, ...]) -> Metric:
+    """The mixin's view of a self-metric's MetricInfo or a gadget's MetricSpec."""
     return Metric(info.name, info.kind, info.unit, info.description,
-                  tuple(label_name(name) for name in attributes if not name.endswith("*")))
+                  tuple(label_name(name) for name in attributes if not name.endswith("*")),
+                  native=info.kind == HISTOGRAM and is_log2(info.bounds))
 
 
 def matchers(*parts: str) -> str:

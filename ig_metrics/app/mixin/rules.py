@@ -195,10 +195,7 @@ def alert_groups(runbook_base: str = DEFAULT_RUNBOOK_BASE) -> list[dict]:
 
 
 def gadget_metrics(spec: GadgetSpec) -> list[Metric]:
-    return [Metric(metric.name, metric.kind, metric.unit, metric.description,
-                   tuple(label_name(name) for name in metric_attributes(spec, metric)
-                         if not name.endswith("*")))
-            for metric in spec.metrics]
+    return [metric_of(metric, metric_attributes(spec, metric)) for metric in spec.metrics]
 
 
 @dataclass(frozen=True, slots=True)
