@@ -237,7 +237,7 @@ def grown(snapshot: Snapshot, seq: int, **changes: int) -> Snapshot:
     """`snapshot` read 10 s later, with tcp.sent of pid 4242 grown by `sent`."""
     sent = snapshot.metrics[0]
     first = sent.points[0]
-    points = (replace(first, value=first.value + changes.get("sent", 0)),) + sent.points[1:]
+    points = (first._replace(value=first.value + changes.get("sent", 0)),) + sent.points[1:]
     return replace(snapshot, seq=seq, time_ns=snapshot.time_ns + 10_000_000_000,
                    metrics=(replace(sent, points=points),) + snapshot.metrics[1:])
 
@@ -258,7 +258,7 @@ def test_delta_exports_differences_between_snapshots(type_, grpc_receiver, http_
     second = grown(first, 2, sent=500)
     # pid 4343's histogram-less series restarted: new start time, smaller value.
     peer6 = second.metrics[0].points[1]
-    restarted = replace(peer6, value=40, start_time_ns=first.time_ns + 5)
+    restarted = peer6._replace(value=40, start_time_ns=first.time_ns + 5)
     second = replace(second, metrics=(replace(second.metrics[0], points=(
         second.metrics[0].points[0], restarted, second.metrics[0].points[2])),)
         + second.metrics[1:])

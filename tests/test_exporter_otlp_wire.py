@@ -120,7 +120,7 @@ def test_delta_intervals_with_restarts_and_unchanged_series():
         snapshot = many_series_snapshot(40, seq, attributes)
         if seq == 3:      # some series restarted: a new start time, a smaller value
             sent = snapshot.metrics[0]
-            restarted = tuple(replace(point, value=5, start_time_ns=START_NS + 7)
+            restarted = tuple(point._replace(value=5, start_time_ns=START_NS + 7)
                               if index % 3 == 0 else point
                               for index, point in enumerate(sent.points))
             snapshot = replace(snapshot, metrics=(MetricData(sent.info, restarted),

@@ -165,7 +165,7 @@ def test_snapshot_after_snapshot_with_series_coming_and_going():
         assert_same_as_library(snapshot, collector)
     # Equal attributes in new tuples (built anew each tick) are found by value.
     copied = replace(base, metrics=tuple(
-        MetricData(data.info, tuple(replace(point, attributes=tuple(list(point.attributes)))
+        MetricData(data.info, tuple(point._replace(attributes=tuple(list(point.attributes)))
                                     for point in data.points)) for data in base.metrics))
     assert_same_as_library(copied, collector)
 

@@ -123,8 +123,10 @@ class Sampler:
         self._infos = {metric.name: _info(metric) for metric in spec.metrics}
         self._layout: list[list[Attributes]] = []   # _alike_metrics: what it was found for
         self._alike: set[str] = set()
-        self._fields_of_plan = tuple(field for _, _, field, _, _ in self._plan)
-        self._counter_of_plan = tuple(counter for *_, counter in self._plan)
+        # What the points loop of _counter_metrics needs of each plan entry:
+        # (entry, index in the counts, key in _Series.started_ns, is a counter).
+        self._point_plan = tuple((entry, field, counter, start_key) for entry, (
+            _, _, field, start_key, counter) in enumerate(self._plan))
         self.slots: list[SlotsSource] = []
         self.counters: list[CountersSource] = []
         self.histograms: dict[str, HistogramSource] = {}
@@ -418,18 +420,42 @@ class Sampler:
         counts last changed). A key whose counts are the very list of the last
         tick keeps its points; otherwise each point whose value is as before
         is kept too, so that exporters see unchanged points by identity."""
-        known, remake = self._series, self._counter_points
+        # One pass in one frame (no call per series): at 100k changed series
+        # every call and every copy here is tens of milliseconds a tick.
+        known, new_series, plan = self._series, self._series_for, self._point_plan
+        width, previous = len(self._plan), self._previous_ns
+        # Point(...) without its Python-level __new__: the tuple made directly.
+        make = tuple.__new__
         rows: list[list[Point | None]] = []
         layout: list[list[Attributes]] = []
         append, append_layout = rows.append, layout.append
         for key, values in reading.counters.items():
-            series = known.get(key) or self._series_for(key)
+            series = known.get(key) or new_series(key)
             made = series.points
-            if series.points_of is not values or made is None:
+            if made is None or series.points_of is not values:
                 if values != series.last_counts:
                     series.last_counts = values
                     series.last_change_ns = now
-                made = series.points = remake(series, values, made)
+                attributes = series.point_attributes or self._point_attributes(series)
+                if made is None:
+                    made = series.points = [None] * width
+                started = series.started_ns
+                # The points are this series' own list, changed in place: the
+                # snapshot holds tuples made from the rows below, never the list.
+                for entry, field, counter, start_key in plan:
+                    value = values[field]
+                    old = made[entry]
+                    if old is not None:
+                        if old.value != value:
+                            made[entry] = make(Point, (attributes[entry], value,
+                                                       old.start_time_ns)) \
+                                if value or not counter else None
+                    elif value or not counter:
+                        start = started.get(start_key)
+                        if start is None:
+                            # It began counting after the previous read (or at attach).
+                            start = started[start_key] = previous
+                        made[entry] = make(Point, (attributes[entry], value, start))
                 series.points_of = values
             append(made)
             append_layout(series.point_attributes)
@@ -467,36 +493,14 @@ class Sampler:
                     self._alike.add(name)
         return self._alike
 
-    def _counter_points(self, series: _Series, values: list[int],
-                        before: list[Point | None] | None) -> list[Point | None]:
-        """The points of one series key's counts, one per entry of the plan
-        (None for a counter at zero: a series exists once it has counted
-        something); a point of `before` (the last ones) whose value is the
-        same is kept."""
-        attributes = series.point_attributes
-        if attributes is None:
-            by_metric, extras = series.decoded.by_metric, self.decoder.extras
-            attributes = series.point_attributes = [
-                by_metric[index] + extras[index][value_index]
-                for value_index, (_, index, *_) in zip(self._value_indexes, self._plan)]
-        made = list(before) if before is not None else [None] * len(self._plan)
-        entry = 0
-        for old, field, counter in zip(made, self._fields_of_plan, self._counter_of_plan):
-            value = values[field]
-            if old is None or old.value != value:
-                made[entry] = self._point(series, entry, attributes, value) \
-                    if value or not counter else None
-            entry += 1
-        return made
-
-    def _point(self, series: _Series, entry: int, attributes: list[Attributes],
-               value: int) -> Point:
-        start_key = self._plan[entry][3]
-        start = series.started_ns.get(start_key)
-        if start is None:
-            # It began counting after the previous read (or at attach).
-            start = series.started_ns[start_key] = self._previous_ns
-        return Point(attributes[entry], value, start)
+    def _point_attributes(self, series: _Series) -> list[Attributes]:
+        """The series' attributes per entry of the plan (its metric's, plus the
+        value's extras), made once per decoding."""
+        by_metric, extras = series.decoded.by_metric, self.decoder.extras
+        attributes = series.point_attributes = [
+            by_metric[index] + extras[index][value_index]
+            for value_index, (_, index, *_) in zip(self._value_indexes, self._plan)]
+        return attributes
 
     def _histogram_metrics(self, reading: _Reading, now: int) -> list[MetricData]:
         out = []

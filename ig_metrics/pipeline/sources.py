@@ -94,9 +94,12 @@ def exact_sums(words: np.ndarray) -> list[list[int]]:
     of Python ints: u64 arithmetic wraps at 2**64, so the high and low 32-bit
     halves are summed apart (neither can wrap below 2**32 CPUs) and the few
     sums that do not fit in 64 bits are put together by Python."""
-    if words.shape[1] == 1:
+    cpus = words.shape[1]
+    if cpus == 1:
         return words[:, 0, :].tolist()
     total = words.sum(axis=1, dtype=np.uint64)
+    if not words.size or int(words.max()) < (1 << 64) // cpus:
+        return total.tolist()       # no sum reaches 2**64: none wrapped (the usual case)
     high = (words >> _HALF).sum(axis=1, dtype=np.uint64)
     low = (words & _LOW).sum(axis=1, dtype=np.uint64)
     rows = total.tolist()
@@ -143,12 +146,16 @@ class ReadCache:
             def decode_many(values: bytes, indexes: list[int]) -> list:
                 return [decode(values, index * size) for index in indexes]
         if batch.keys == self._keys and size == self._size:
-            key_list, decoded_list = self._key_list, list(self._decoded_list)
+            key_list, decoded_list = self._key_list, self._decoded_list
             changed = changed_entries(self._values, batch.values, size)
         else:
             key_list, decoded_list, changed = self._moved(batch)
-        for index, value in zip(changed, decode_many(batch.values, changed) if changed else ()):
-            decoded_list[index] = value
+        if len(changed) == batch.count:
+            decoded_list = decode_many(batch.values, changed) if changed else []
+        elif changed:
+            decoded_list = list(decoded_list)        # the last read's stays as it was
+            for index, value in zip(changed, decode_many(batch.values, changed)):
+                decoded_list[index] = value
         self._keys, self._values, self._size = batch.keys, batch.values, size
         self._key_list, self._decoded_list = key_list, decoded_list
         return dict(zip(key_list, decoded_list))
