@@ -124,7 +124,7 @@ class Sampler:
         self._layout: list[list[Attributes]] = []   # _alike_metrics: what it was found for
         self._alike: set[str] = set()
         # What the points loop of _counter_metrics needs of each plan entry:
-        # (entry, index in the counts, key in _Series.started_ns, is a counter).
+        # (entry, index in the counts, is a counter, key in _Series.started_ns).
         self._point_plan = tuple((entry, field, counter, start_key) for entry, (
             _, _, field, start_key, counter) in enumerate(self._plan))
         self.slots: list[SlotsSource] = []
