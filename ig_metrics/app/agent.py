@@ -6,7 +6,6 @@ gives every exporter a bounded final export."""
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import socket
@@ -181,12 +180,6 @@ class Agent:
             raise RunError(str(error)) from error
         self.program = program
         release_compiler_memory()          # compiling is over for this process
-        # What start-up made (modules, bcc's tables, the SDK, the exporters) lives
-        # as long as the process. Frozen, Python's full collections no longer walk
-        # it: each tick's snapshot outlives a tick, so one comes every few ticks,
-        # and at ~60k start-up objects it cost ~35 ms (docs/performance.md).
-        gc.collect()
-        gc.freeze()
         self.workers = [ExporterWorker(exporter, config.interval, self.latest,
                                        max_interval=config.max_interval,
                                        sampler_share=self._sampler_share)

@@ -253,12 +253,11 @@ def overview_dashboard(specs: list[GadgetSpec]) -> Dashboard:
                                     [Target(f"sum by (instance) ({recorded_rate_name(metric)}"
                                             f"{recorded})", "{{instance}}")], width=8))
             else:
-                selector = matchers(JOB, NODE)
                 targets = [Target(f"histogram_quantile(0.99, sum by (instance, le) "
                                   f"({recorded_bucket_rate_name(metric)}{recorded}))",
                                   "{{instance}}")]
                 if metric.native:
-                    targets.append(Target(native_quantile(metric, 0.99, selector, ("instance",)),
+                    targets.append(Target(native_quantile(metric, 0.99, recorded, ("instance",)),
                                           "{{instance}} (native)"))
                 panels.append(Panel(f"{spec.name}: {metric.name} p99 by node",
                                     metric.description, grafana_unit(metric.unit, False),
