@@ -30,8 +30,10 @@ class MetricInfo:
     bounds: tuple[float, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class HistogramValue:
+class HistogramValue(NamedTuple):
+    """A histogram point's buckets (the Point's value): a named tuple, as Point
+    is, since the sampler makes one per changed histogram series per tick."""
+
     counts: tuple[int, ...]
     sum: float
     count: int

@@ -123,6 +123,8 @@ class Sampler:
         self._infos = {metric.name: _info(metric) for metric in spec.metrics}
         self._layout: list[list[Attributes]] = []   # _alike_metrics: what it was found for
         self._alike: set[str] = set()
+        # Each histogram metric's point attributes at the last tick, and whether some are alike.
+        self._histogram_layout: dict[str, tuple[list[Attributes], bool]] = {}
         # What the points loop of _counter_metrics needs of each plan entry:
         # (entry, index in the counts, is a counter, key in _Series.started_ns).
         self._point_plan = tuple((entry, field, counter, start_key) for entry, (
@@ -397,9 +399,10 @@ class Sampler:
     def _note_changes(self, reading: _Reading, now: int) -> None:
         """Notes when each series' histograms last changed (its counts:
         _counter_metrics, in the same pass as their points)."""
+        known, new_series = self._series, self._series_for
         for name, histograms in reading.histograms.items():
             for key, histogram in histograms.items():
-                series = self._series_for(key)
+                series = known.get(key) or new_series(key)
                 last = series.last_histograms
                 if last is None:
                     last = series.last_histograms = {}
@@ -407,13 +410,6 @@ class Sampler:
                 if histogram is not before and histogram != before:
                     last[name] = histogram
                     series.last_change_ns = now
-
-    def _start_of(self, series: _Series, metric_key: str) -> int:
-        start = series.started_ns.get(metric_key)
-        if start is None:
-            # It began counting after the previous read (or at attach).
-            start = series.started_ns[metric_key] = self._previous_ns
-        return start
 
     def _counter_metrics(self, reading: _Reading, now: int) -> list[MetricData]:
         """The counter and gauge points of every series key (and when its
@@ -503,37 +499,63 @@ class Sampler:
         return attributes
 
     def _histogram_metrics(self, reading: _Reading, now: int) -> list[MetricData]:
+        """The histogram points of every series key, one pass per metric as for
+        the counters: a key whose histogram is the very object of the last
+        tick (sources.ReadCache) keeps its point."""
+        known, new_series, previous = self._series, self._series_for, self._previous_ns
+        make = tuple.__new__            # Point(...) without its Python-level __new__
         out = []
         for index, metric in enumerate(self.spec.metrics):
             if metric.kind != HISTOGRAM:
                 continue
-            kernel = reading.histograms[metric.source]
-            keys = set(kernel).union(self._histogram_carried.get(metric.source, ()))
-            points: dict[Attributes, Point] = {}
-            for key in keys:
-                series = self._series_for(key)
-                total = self._histogram_total(series, metric.source, kernel.get(key))
-                made = series.histogram_points
-                if made is None:
-                    made = series.histogram_points = {}
-                cached = made.get(metric.name)
+            name, source = metric.name, metric.source
+            kernel = reading.histograms[source]
+            carried = self._histogram_carried.get(source)
+            made: list[Point] = []
+            append = made.append
+            for key in set(kernel).union(carried) if carried else kernel:
+                series = known.get(key) or new_series(key)
+                total = kernel.get(key)
+                if series.histogram_carry:
+                    total = self._histogram_total(series, source, total)
+                cache = series.histogram_points
+                if cache is None:
+                    cache = series.histogram_points = {}
+                cached = cache.get(name)
                 if cached is not None and cached[0] is total:
                     point = cached[1]
                 else:
-                    point = self._histogram_point(series, metric, index, total)
-                    made[metric.name] = (total, point)
+                    value = _histogram_value(metric, total)
+                    point = None           # None: nothing recorded since its attributes changed
+                    if value.count:
+                        started = series.started_ns
+                        start = started.get(name)
+                        if start is None:
+                            start = started[name] = previous
+                        point = make(Point, (series.decoded.by_metric[index], value, start))
+                    cache[name] = (total, point)
                 if point is not None:
-                    add_point(points, point)
-            self._retained.add_to(metric.name, points, now)
-            out.append(MetricData(self._infos[metric.name], tuple(points.values())))
+                    append(point)
+            retained = self._retained.holds(name)
+            if retained or self._alike_histograms(name, made):
+                points = _by_attributes(made)
+                if retained:
+                    self._retained.add_to(name, points, now)
+                out.append(MetricData(self._infos[name], tuple(points.values())))
+            else:        # every point's attributes its own: nothing to sum
+                out.append(MetricData(self._infos[name], tuple(made)))
         return out
 
-    def _histogram_point(self, series: _Series, metric: MetricSpec, index: int,
-                         total: SlotHistogram) -> Point | None:
-        value = _histogram_value(metric, total)
-        if not value.count:
-            return None             # nothing recorded since its attributes changed
-        return Point(series.decoded.by_metric[index], value, self._start_of(series, metric.name))
+    def _alike_histograms(self, name: str, points: list[Point]) -> bool:
+        """Whether some of histogram metric `name`'s points have alike
+        attributes: found again only when the points' attributes are not
+        those of the last tick (compared by identity first, as in
+        _alike_metrics)."""
+        layout = list(map(_ATTRIBUTES, points))
+        known = self._histogram_layout.get(name)
+        if known is None or known[0] != layout:
+            known = self._histogram_layout[name] = (layout, len(set(layout)) < len(layout))
+        return known[1]
 
     # --- expiry -----------------------------------------------------------------
     def _expire(self, reading: _Reading, now: int) -> None:
@@ -643,7 +665,9 @@ def _info(metric: MetricSpec) -> MetricInfo:
 def _histogram_value(metric: MetricSpec, histogram: SlotHistogram) -> HistogramValue:
     """The kernel's log2 slots as explicit buckets: slot k for k < buckets is the
     bucket bounded by 2^k - 1 kernel units; higher slots go to the +Inf bucket."""
-    exported = list(histogram.slots[:metric.buckets])
-    exported += [0] * (metric.buckets - len(exported))
-    exported.append(sum(histogram.slots[metric.buckets:]))
-    return HistogramValue(tuple(exported), histogram.sum / metric.divisor, sum(exported))
+    slots, buckets = histogram.slots, metric.buckets
+    counts = slots[:buckets]
+    if len(counts) < buckets:
+        counts += (0,) * (buckets - len(counts))
+    return HistogramValue(counts + (sum(slots[buckets:]),), histogram.sum / metric.divisor,
+                          sum(slots))

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import math
 
-from rich.console import Console, Group
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group
 from rich.live import Live
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 
 from ig_metrics.exporters.base import ExporterStatus, Health
@@ -159,6 +162,8 @@ def sampler_line(snapshot: Snapshot) -> Text | None:
 
 WIDEST_CELL = 48          # an attribute value longer than this is cut, with an ellipsis
 _GAP = "  "
+_GAP_SEGMENT = Segment(_GAP)
+_BOLD, _DIM = Style.parse("bold"), Style.parse("dim")
 
 
 def render(spec: GadgetSpec, rows: list[Row], snapshot: Snapshot,
@@ -181,24 +186,22 @@ def render(spec: GadgetSpec, rows: list[Row], snapshot: Snapshot,
                         [format_cell(spec, name, row.cells.get(name)) for row in rows],
                         right=True, style="bold cyan" if name == sort else "")
                 for name in spec.table.columns]
-    table = Text(title, no_wrap=True, overflow="ellipsis")
+    lines = [[Segment(title)]]
     for line in range(max(len(column.title) for column in columns) if columns else 0):
-        table.append("\n")
-        _line(table, columns, [column.title[line] if line < len(column.title) else ""
-                               for column in columns], "bold")
-    table.append("\n")
-    table.append(_GAP.join("─" * column.width for column in columns), style="dim")
+        lines.append(_line(columns, [column.title[line] if line < len(column.title) else ""
+                                     for column in columns], _BOLD))
+    lines.append([Segment(_GAP.join("─" * column.width for column in columns), _DIM)])
     for index in range(len(rows)):
-        table.append("\n")
-        _line(table, columns, [column.cells[index] for column in columns], None)
+        lines.append(_line(columns, [column.cells[index] for column in columns], None))
     footer = [exporter_line(status, snapshot.time_ns) for status in statuses]
     sampler = sampler_line(snapshot)
-    return Group(table, *footer, *([sampler] if sampler else []))
+    return Group(_Lines(lines), *footer, *([sampler] if sampler else []))
 
 
 class _Column:
     def __init__(self, title: list[str], cells: list[str], *, right: bool, style: str) -> None:
-        self.title, self.cells, self.right, self.style = title, cells, right, style
+        self.title, self.cells, self.right = title, cells, right
+        self.style = Style.parse(style) if style else None
         self.width = max(len(text) for text in (*title, *cells))
 
 
@@ -206,16 +209,35 @@ def _cut(value: str) -> str:
     return value if len(value) <= WIDEST_CELL else value[:WIDEST_CELL - 1] + "…"
 
 
-def _line(text: Text, columns: list[_Column], values: list[str], header_style: str | None) -> None:
+def _line(columns: list[_Column], values: list[str], header_style: Style | None) -> list[Segment]:
+    """One line of the table: each value padded to its column, in its style."""
+    line = []
     for position, (column, value) in enumerate(zip(columns, values)):
         if position:
-            text.append(_GAP)
+            line.append(_GAP_SEGMENT)
         padded = value.rjust(column.width) if column.right else value.ljust(column.width)
-        style = header_style or column.style
-        if style:
-            text.append(padded, style=style)
-        else:
-            text.append(padded)
+        line.append(Segment(padded, header_style or column.style))
+    return line
+
+
+class _Lines:
+    """Lines of styled segments, drawn as they are, each cut with an ellipsis
+    at the terminal's width: the table's layout is done by render(), and
+    going through a Text had Rich divide, wrap and restyle it again at every
+    draw (about half of what a redraw cost)."""
+
+    def __init__(self, lines: list[list[Segment]]) -> None:
+        self.lines = lines
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions):
+        width = options.max_width
+        newline = Segment.line()
+        for line in self.lines:
+            if cell_len("".join(segment.text for segment in line)) > width:
+                line = Segment.adjust_line_length(line, width - 1)
+                line.append(Segment("…", line[-1].style if line else None))
+            yield from line
+            yield newline
 
 
 class LiveView:

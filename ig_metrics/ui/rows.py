@@ -51,16 +51,17 @@ def build_rows(spec: GadgetSpec, previous: Snapshot | None, current: Snapshot,
     attribute_names = [attribute.name for attribute in spec.attributes]
     elapsed = (current.time_ns - previous.time_ns) / 1e9 if previous else 0.0
     names = series_names(spec)
-    known = (totals or {}).get("snapshot")
+    kept = totals if totals is not None else {}
+    known = kept.get("snapshot")
+    identities = kept.setdefault("identities", {})
     if previous is None:
         before = {}
     elif known is not None and known[0] is previous:
         before = known[1]
     else:
-        before = _totals(spec, previous, names)
-    now = _totals(spec, current, names)
-    if totals is not None:
-        totals["snapshot"] = (current, now)
+        before = _totals(spec, previous, names, identities)
+    now = _totals(spec, current, names, identities)
+    kept["snapshot"] = (current, now)
     columns = _columns(spec)
     # Every row's sort column first; the other cells of the rows shown only.
     ranked = [column for column in columns if column.name == sort]
@@ -117,23 +118,34 @@ def _sort_value(row: Row, sort: str, attribute_names: list[str]):
 
 
 def _totals(spec: GadgetSpec, snapshot: Snapshot,
-            names: tuple[frozenset[str], tuple[str, ...]]) -> dict:
+            names: tuple[frozenset[str], tuple[str, ...]], identities: dict) -> dict:
     """identity -> metric -> value, summing points whose extra attributes (like
-    network.io.direction on tcp.resets) differ."""
+    network.io.direction on tcp.resets) differ. `identities` maps id(a point's
+    attributes) -> (those attributes, their identity) from one call to the
+    next: a series' attributes are the same object from tick to tick, and
+    picking their identity out again for every point was most of this call;
+    it keeps only the attributes of this snapshot (and holds them, so that an
+    id is not reused while it is in the map)."""
     out: dict[tuple, dict[str, object]] = {}
     wanted = set(spec.table.columns)
     exact, prefixes = names
+    seen: dict[int, tuple] = {}
     for data in snapshot.metrics:
         if data.info.name not in wanted:
             continue
+        name, kind = data.info.name, data.info.kind
         for point in data.points:
-            identity = tuple(item for item in point.attributes
-                             if item[0] in exact or item[0].startswith(prefixes))
-            metrics = out.setdefault(identity, {})
-            if data.info.kind == COUNTER:
-                metrics[data.info.name] = metrics.get(data.info.name, 0) + point.value
-            elif data.info.kind == HISTOGRAM and data.info.name not in metrics:
-                metrics[data.info.name] = point.value
-            else:
-                metrics[data.info.name] = point.value
+            attributes = point.attributes
+            known = identities.get(id(attributes))
+            if known is None or known[0] is not attributes:
+                known = (attributes, tuple(item for item in attributes
+                                           if item[0] in exact or item[0].startswith(prefixes)))
+            seen[id(attributes)] = known
+            metrics = out.setdefault(known[1], {})
+            if kind == COUNTER:
+                metrics[name] = metrics.get(name, 0) + point.value
+            elif kind != HISTOGRAM or name not in metrics:
+                metrics[name] = point.value
+    identities.clear()
+    identities.update(seen)
     return out
