@@ -432,21 +432,24 @@ class Sampler:
                 if values != series.last_counts:
                     series.last_counts = values
                     series.last_change_ns = now
-                attributes = series.point_attributes or self._point_attributes(series)
                 if made is None:
+                    attributes = series.point_attributes or self._point_attributes(series)
                     made = series.points = [None] * width
-                started = series.started_ns
+                else:       # points are made (and forgotten) with their attributes
+                    attributes = series.point_attributes
                 # The points are this series' own list, changed in place: the
                 # snapshot holds tuples made from the rows below, never the list.
+                # A point is (attributes, value, start_time_ns): indexed, not
+                # named, in this loop.
                 for entry, field, counter, start_key in plan:
                     value = values[field]
                     old = made[entry]
                     if old is not None:
-                        if old.value != value:
-                            made[entry] = make(Point, (attributes[entry], value,
-                                                       old.start_time_ns)) \
+                        if old[1] != value:
+                            made[entry] = make(Point, (attributes[entry], value, old[2])) \
                                 if value or not counter else None
                     elif value or not counter:
+                        started = series.started_ns
                         start = started.get(start_key)
                         if start is None:
                             # It began counting after the previous read (or at attach).
