@@ -1,11 +1,15 @@
 """Giving back the memory the compiler leaves behind: only read-only mappings of
 LLVM's and clang's libraries that hold nothing but file pages are dropped, and
-after a real compile they hold no resident page while compiling still works."""
+after a real compile they hold no resident page while compiling still works.
+And with malloc's thresholds fixed, the big buffers of a burst are given back
+when freed."""
 
 from __future__ import annotations
 
 from pathlib import Path
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -75,3 +79,36 @@ def test_after_a_compile_the_compiler_code_is_not_resident_and_compiling_still_w
         second.close()
     finally:
         first.close()
+
+
+# A burst, in a process of its own (malloc's settings are the process'): one
+# 8 MiB block freed (by default, the mmap threshold rises to its size), then
+# 24 MiB of 1 MiB blocks, one small block after each (as a tick's long-lived
+# objects land after its buffers), and the big ones freed. Prints the KiB of
+# resident memory that stays.
+BURST = """
+import sys
+from ig_metrics.bpf.memory import fix_malloc_thresholds, resident_kib
+if sys.argv[1] == "fixed":
+    assert fix_malloc_thresholds()
+before = resident_kib()
+block = bytearray(8 << 20)
+del block
+blocks, pins = [], []
+for _ in range(24):
+    blocks.append(bytearray(1 << 20))
+    pins.append(bytearray(1024))
+del blocks
+print(resident_kib() - before)
+"""
+
+
+def kib_left_by_burst(mode: str) -> int:
+    done = subprocess.run([sys.executable, "-c", BURST, mode], capture_output=True, text=True,
+                          check=True)
+    return int(done.stdout)
+
+
+def test_with_fixed_malloc_thresholds_a_burst_s_big_blocks_are_given_back_when_freed():
+    assert kib_left_by_burst("default") > 20 * 1024     # what the dynamic threshold keeps
+    assert kib_left_by_burst("fixed") < 2 * 1024

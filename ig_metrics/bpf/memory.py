@@ -1,8 +1,9 @@
-"""Giving back the memory that compiling a gadget leaves behind. bcc compiles
-with LLVM and clang inside this process: loading their libraries and compiling
+"""Giving back memory. What compiling a gadget leaves behind: bcc compiles with
+LLVM and clang inside this process: loading their libraries and compiling
 leave ~80 MB of their code resident, and malloc keeps the heap the compiler
 freed. Neither is used again once the programs are loaded (a later compile
-faults the code back in from the page cache, unchanged)."""
+faults the code back in from the page cache, unchanged). And what a burst of
+series leaves behind in malloc's heaps (`fix_malloc_thresholds`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ import re
 log = logging.getLogger("ig_metrics.bpf")
 
 MADV_DONTNEED = 4
+M_TRIM_THRESHOLD = -1           # mallopt parameters (glibc's malloc.h)
+M_MMAP_THRESHOLD = -3
+MALLOC_THRESHOLD = 128 * 1024   # glibc's defaults, kept fixed
 # The compiler's libraries, as bcc links them (libLLVM-14.so.1, libclang-cpp.so.14).
 COMPILER_LIBRARY = re.compile(r"/lib(LLVM|clang)[^/]*\.so[^/]*$")
 _MAPPING = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$")
@@ -48,13 +52,39 @@ def resident_kib() -> int:
     return 0
 
 
+def _libc():
+    libc_name = ctypes.util.find_library("c")
+    return None if libc_name is None else ctypes.CDLL(libc_name, use_errno=True)
+
+
+def fix_malloc_thresholds() -> bool:
+    """Keep glibc's mmap and trim thresholds at their defaults (128 KiB) instead
+    of letting them follow the allocations. By default, freeing a block malloc
+    had mapped on its own raises the mmap threshold to that block's size (up to
+    32 MiB) and the trim threshold to twice that: after one tick of a burst freed
+    its multi-MB buffers (batch reads, encoded requests, scrape bodies), buffers
+    of that size come from the heaps, and a thread's heap keeps a free top of up
+    to twice that size resident for good, the main heap its free chunks between
+    live ones. A burst of 3,000 processes left ~30 MB so (docs/performance.md,
+    "Memory after churn"). Fixed, each block over 128 KiB is mapped and unmapped
+    on its own and a heap gives back its top past 128 KiB; the cost is a map and
+    page faults per such block, a few per tick. Returns whether malloc took it
+    (False where the C library is not glibc's)."""
+    libc = _libc()
+    if libc is None or not hasattr(libc, "mallopt"):
+        return False
+    libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    # Setting either one is what turns the adjustment off; both, to be plain.
+    return (libc.mallopt(M_MMAP_THRESHOLD, MALLOC_THRESHOLD) == 1
+            and libc.mallopt(M_TRIM_THRESHOLD, MALLOC_THRESHOLD) == 1)
+
+
 def release_compiler_memory() -> int:
     """Unmap the compiler's resident code pages and hand freed heap back to the
     system; returns the KiB of resident memory this gave back."""
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
+    libc = _libc()
+    if libc is None:
         return 0
-    libc = ctypes.CDLL(libc_name, use_errno=True)
     try:
         before = resident_kib()
         with open("/proc/self/smaps", encoding="utf-8", errors="replace") as smaps:
