@@ -3,7 +3,7 @@ LLVM and clang inside this process: loading their libraries and compiling
 leave ~80 MB of their code resident, and malloc keeps the heap the compiler
 freed. Neither is used again once the programs are loaded (a later compile
 faults the code back in from the page cache, unchanged). And what a burst of
-series leaves behind in malloc's heaps (`fix_malloc_thresholds`)."""
+series leaves behind in malloc's heaps (`fix_malloc_thresholds`, `BurstTrim`)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import ctypes
 import ctypes.util
 import logging
 import re
+from collections.abc import Callable
 
 log = logging.getLogger("ig_metrics.bpf")
 
@@ -77,6 +78,53 @@ def fix_malloc_thresholds() -> bool:
     # Setting either one is what turns the adjustment off; both, to be plain.
     return (libc.mallopt(M_MMAP_THRESHOLD, MALLOC_THRESHOLD) == 1
             and libc.mallopt(M_TRIM_THRESHOLD, MALLOC_THRESHOLD) == 1)
+
+
+def trim_heaps() -> int:
+    """malloc_trim(0): every whole free page in malloc's heaps given back, not only
+    those at a heap's top; returns the KiB of resident memory this gave back."""
+    libc = _libc()
+    if libc is None or not hasattr(libc, "malloc_trim"):
+        return 0
+    before = resident_kib()
+    libc.malloc_trim(0)
+    return max(0, before - resident_kib())
+
+
+class BurstTrim:
+    """Trims malloc's heaps once after the series of a burst are gone. By itself
+    glibc gives memory back only from a heap's top, and the main heap's top is
+    held since start-up (compiling left live blocks there): what a burst's
+    series used below it (their blocks of 0.5 to 128 KiB: tables of dicts and
+    sets, lists, the reads' bytes) stays resident, free, when they expire, 11 to
+    13 MB after 3,000 processes, which malloc_trim gives back
+    (docs/performance.md, "Memory after churn"). Armed when the series fell to
+    less than half of their peak, by at least `at_least`; trims `delay` seconds
+    later, once the exporters have let go of the last snapshots that held them."""
+
+    def __init__(self, delay: float, *, at_least: int = 1000,
+                 trim: Callable[[], int] = trim_heaps) -> None:
+        self.delay = delay
+        self.at_least = at_least
+        self._trim = trim
+        self._peak = 0
+        self._due: float | None = None
+
+    def after_tick(self, series: int, now: float) -> int | None:
+        """The KiB given back if this tick trimmed, else None."""
+        self._peak = max(self._peak, series)
+        if self._due is None:
+            if self._peak - series >= max(series, self.at_least):
+                self._due = now + self.delay
+            return None
+        if now < self._due:
+            return None
+        self._due = None
+        self._peak = series
+        given_back = self._trim()
+        log.debug("malloc_trim after a burst's series expired: %d MiB given back",
+                  given_back // 1024)
+        return given_back
 
 
 def release_compiler_memory() -> int:
