@@ -1,16 +1,20 @@
 """Giving back the memory the compiler leaves behind: only read-only mappings of
 LLVM's and clang's libraries that hold nothing but file pages are dropped, and
-after a real compile they hold no resident page while compiling still works."""
+after a real compile they hold no resident page while compiling still works.
+And with malloc's thresholds fixed, the big buffers of a burst are given back
+when freed; its smaller ones by a trim, once, after its series are gone."""
 
 from __future__ import annotations
 
 from pathlib import Path
 import re
+import subprocess
+import sys
 
 import pytest
 
 from ig_metrics.bpf.loader import GadgetProgram
-from ig_metrics.bpf.memory import compiler_mappings, release_compiler_memory
+from ig_metrics.bpf.memory import BurstTrim, compiler_mappings, release_compiler_memory
 from ig_metrics.gadgets import resolve
 
 MAPPING = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) ")
@@ -75,3 +79,75 @@ def test_after_a_compile_the_compiler_code_is_not_resident_and_compiling_still_w
         second.close()
     finally:
         first.close()
+
+
+# A burst, in a process of its own (malloc's settings are the process'): one
+# 8 MiB block freed (by default, the mmap threshold rises to its size), then
+# 24 MiB of blocks of `size` bytes, one small block after each (as a tick's
+# long-lived objects land after its buffers), and the others freed. Prints
+# the KiB of resident memory that stays (after a trim, with "trim").
+BURST = """
+import sys
+from ig_metrics.bpf.memory import fix_malloc_thresholds, resident_kib, trim_heaps
+mode, size = sys.argv[1], int(sys.argv[2])
+if mode != "default":
+    assert fix_malloc_thresholds()
+before = resident_kib()
+block = bytearray(8 << 20)
+del block
+blocks, pins = [], []
+for _ in range((24 << 20) // size):
+    blocks.append(bytearray(size))
+    pins.append(bytearray(1024))
+del blocks
+if mode == "trim":
+    trim_heaps()
+print(resident_kib() - before)
+"""
+
+
+def kib_left_by_burst(mode: str, size: int) -> int:
+    done = subprocess.run([sys.executable, "-c", BURST, mode, str(size)], capture_output=True,
+                          text=True, check=True)
+    return int(done.stdout)
+
+
+def test_with_fixed_malloc_thresholds_a_burst_s_big_blocks_are_given_back_when_freed():
+    assert kib_left_by_burst("default", 1 << 20) > 20 * 1024    # the dynamic threshold's
+    assert kib_left_by_burst("fixed", 1 << 20) < 2 * 1024
+
+
+def test_smaller_blocks_freed_between_live_ones_stay_until_a_trim():
+    assert kib_left_by_burst("fixed", 64 << 10) > 20 * 1024
+    assert kib_left_by_burst("trim", 64 << 10) < 4 * 1024
+
+
+class Trims:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> int:
+        self.count += 1
+        return 4096
+
+
+def test_a_trim_comes_once_a_delay_after_the_series_fell_below_half_of_their_peak():
+    trims = Trims()
+    burst = BurstTrim(4.0, trim=trims)
+    for now, series in enumerate([100, 5000, 9000, 6000, 4600]):
+        assert burst.after_tick(series, float(now)) is None      # not below half yet
+    assert burst.after_tick(300, 5.0) is None                    # armed
+    assert burst.after_tick(200, 8.0) is None                    # exporters may still hold them
+    assert burst.after_tick(200, 9.0) == 4096
+    assert trims.count == 1
+    for now in range(10, 30):
+        assert burst.after_tick(200, float(now)) is None         # once
+    assert trims.count == 1
+
+
+def test_no_trim_for_small_drops_or_a_steady_count():
+    trims = Trims()
+    burst = BurstTrim(0.0, trim=trims)
+    for now, series in enumerate([800, 100, 800, 100, 800, 100] + [50_000] * 10):
+        burst.after_tick(series, float(now))
+    assert trims.count == 0          # 700 fewer: below `at_least`

@@ -357,6 +357,8 @@ def test_idle_series_expire_from_kernel_and_export(bpf_available):
         later = sampler.tick()
         assert points(later, "tcp.sent", **mine) == []
         assert points(later, "tcp.connections.opened", **mine) == []
+        # Nor is its process' name kept (its pid may be another process' by now).
+        assert client.pid not in sampler.decoder._commands
         flows = MapReader(program.table("flows"), "flows").read()
         pids = {int.from_bytes(flows.key(i)[:4], "little") for i in range(flows.count)}
         assert client.pid not in pids

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from ig_metrics import __version__
 from ig_metrics.bpf.filters import ProcessFilter
 from ig_metrics.bpf.loader import GadgetLoadError, GadgetProgram
-from ig_metrics.bpf.memory import release_compiler_memory
+from ig_metrics.bpf.memory import BurstTrim, release_compiler_memory
 from ig_metrics.config.model import DEFAULT_SAMPLER_MAX_SERIES, Profile
 from ig_metrics.exporters.registry import create_exporter
 from ig_metrics.exporters.base import Exporter, ExporterStartError, ExporterStatus
@@ -124,6 +124,10 @@ class Agent:
         self._readings = 0               # for the health endpoint (pipeline/probes.py)
         self._last_reading: float | None = None
         self._stopped = False
+        # Two of the longest interval: each exporter has exported, and let go of,
+        # the snapshots that still held the expired series.
+        self._burst_trim = BurstTrim(2 * max((config.interval for config in profile.exporters),
+                                             default=10.0))
 
     # --- start ------------------------------------------------------------------
     def start(self) -> None:
@@ -210,6 +214,7 @@ class Agent:
             self._latest = snapshot
             self._readings += 1
             self._last_reading = time.monotonic()
+        self._burst_trim.after_tick(snapshot.series_count, self._last_reading)
         return snapshot
 
     def latest(self) -> Snapshot | None:

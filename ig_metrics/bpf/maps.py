@@ -51,11 +51,35 @@ def possible_cpus(path: Path = Path("/sys/devices/system/cpu/possible")) -> int:
 POSSIBLE_CPUS = possible_cpus()
 
 
-def _untouched_buffer(size: int) -> ct.Array:
+class _Buffer:
     """`size` zero bytes whose pages take memory only once written: a batch read
     fills only as much as the map holds, and a map sized for 16k entries that
-    holds 100 should not cost the process 16k entries of memory."""
-    return (ct.c_char * size).from_buffer(mmap.mmap(-1, max(size, 1)))
+    holds 100 should not cost the process 16k entries of memory. The pages a
+    burst had the kernel write stay resident once the map holds few entries
+    again (a burst of 3,000 processes left ~4 MB in the tcp gadget's histogram
+    buffers), so those past what the map fills now are given back once that
+    shrank to less than half of what was written."""
+
+    __slots__ = ("_map", "array", "_written")
+
+    def __init__(self, size: int) -> None:
+        # Private: the pages of a shared anonymous mapping are shared memory,
+        # which MADV_DONTNEED only unmaps and does not free.
+        self._map = mmap.mmap(-1, max(size, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self.array = (ct.c_char * size).from_buffer(self._map)
+        self._written = 0           # bytes from the start that may be resident
+
+    def filled(self, length: int) -> None:
+        """The first `length` bytes hold what the last read wrote."""
+        keep = -(-length // mmap.PAGESIZE) * mmap.PAGESIZE
+        if self._written - keep >= max(keep, GIVE_BACK_AT_LEAST):
+            # Zero-fill pages from now on: reading them again costs a fault each.
+            self._map.madvise(mmap.MADV_DONTNEED, keep, self._written - keep)
+            self._written = keep
+        self._written = max(self._written, length)
+
+
+GIVE_BACK_AT_LEAST = 64 * 1024      # below this, a read's shrink is not worth a syscall
 
 
 class MapReadError(OSError):
@@ -94,8 +118,8 @@ class MapReader:
         self.per_cpu = hasattr(table, "total_cpu")
         self.cpu_stride = self.value_size // POSSIBLE_CPUS if self.per_cpu else 0
         self.max_entries = table.max_entries
-        self._keys = _untouched_buffer(self.key_size * self.max_entries)
-        self._values = _untouched_buffer(self.value_size * self.max_entries)
+        self._keys = _Buffer(self.key_size * self.max_entries)
+        self._values = _Buffer(self.value_size * self.max_entries)
 
     def read(self, delete: bool = False) -> Batch:
         """Every entry (and, with delete=True, atomically remove each one read)."""
@@ -106,8 +130,8 @@ class MapReader:
         while total < self.max_entries:
             count = ct.c_uint32(self.max_entries - total)
             result = call(self.fd, None if first else ct.byref(token), ct.byref(token),
-                          ct.byref(self._keys, total * self.key_size),
-                          ct.byref(self._values, total * self.value_size),
+                          ct.byref(self._keys.array, total * self.key_size),
+                          ct.byref(self._values.array, total * self.value_size),
                           ct.byref(count))
             error = ct.get_errno()
             total += count.value
@@ -120,9 +144,12 @@ class MapReader:
                 break
             raise MapReadError(error, f"reading map {self.name}: {os.strerror(error)}")
         # string_at copies only what was read (.raw would copy the whole buffer).
-        return Batch(ct.string_at(self._keys, total * self.key_size),
-                     ct.string_at(self._values, total * self.value_size),
-                     total, self.key_size, self.value_size, self.cpu_stride)
+        batch = Batch(ct.string_at(self._keys.array, total * self.key_size),
+                      ct.string_at(self._values.array, total * self.value_size),
+                      total, self.key_size, self.value_size, self.cpu_stride)
+        self._keys.filled(total * self.key_size)
+        self._values.filled(total * self.value_size)
+        return batch
 
     def lookup(self, key: bytes) -> bytes | None:
         value = ct.create_string_buffer(self.value_size)

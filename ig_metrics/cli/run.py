@@ -16,6 +16,7 @@ from rich.logging import RichHandler
 import typer
 
 from ig_metrics.bpf.filters import FilterError, ProcessFilter
+from ig_metrics.bpf.memory import fix_malloc_thresholds
 from ig_metrics.catalog.attributenames import builtin_attribute_names, selection_problems
 from ig_metrics.catalog.directories import resolve_profiles_dir
 from ig_metrics.cli.cluster import ContextOption, KubeconfigOption, NamespaceOption, run_cluster
@@ -227,6 +228,9 @@ def _run_agent(spec, profile, process_filter, *, console: Console, use_tui: bool
     from ig_metrics.app.agent import Agent
     from ig_metrics.pipeline.probes import HealthServer    # http.server: start-up cost
 
+    # The process' malloc policy, as gc.freeze below is its collector's: set
+    # before the compiler's allocations, so that they too are mapped apart.
+    fix_malloc_thresholds()
     agent = Agent(spec, profile, idle_expiry=idle_expiry, console=console,
                   process_filter=process_filter)
     health = None

@@ -102,6 +102,15 @@ class KeyDecoder:
         self._commands[pid] = name
         return name
 
+    def forget_commands(self) -> None:
+        """Drop the process names asked so far: once series expired, some of
+        their processes are gone and their pids free for new ones, which would
+        be given the old names. A burst's thousands of pids and names would
+        also stay, spread over the memory the burst took, and keep it
+        (docs/performance.md, "Memory after churn"). A new dict: one that grew
+        keeps its table when emptied."""
+        self._commands = {}
+
     def _kernel_command(self, pid: int) -> str:
         if not self.program.has_table("comms"):
             return ""

@@ -569,6 +569,7 @@ class Sampler:
         live slot (an open socket) never expires."""
         if self.idle_expiry_ns <= 0:
             return
+        expired = self.expired_series
         for key, series in list(self._series.items()):
             if (not series.last_change_ns or now - series.last_change_ns < self.idle_expiry_ns
                     or key in reading.live_keys or key == OVERFLOW_KEY):
@@ -601,6 +602,8 @@ class Sampler:
                 del self._series[key]
                 self._carried.discard(key)
                 self.expired_series += 1
+        if self.expired_series != expired:
+            self.decoder.forget_commands()
 
 
 @contextmanager
