@@ -331,7 +331,7 @@ class SlotsSource:
 
     def _records(self, data: bytes, *, occupied_only: bool) -> list[SlotRecord]:
         """The records of the slots copied in `data`, all at once (numpy: a
-        Python loop over the slots' fields cost ~3 µs a slot at every read),
+        Python loop over the slots' fields cost a few µs a slot at every read),
         less those reused while they were copied (id != id_end: read next
         time) and, with occupied_only, those not occupied when copied."""
         rows = np.frombuffer(data, dtype=np.uint8).reshape(-1, self.slot_size)
