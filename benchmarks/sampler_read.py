@@ -9,7 +9,8 @@ this process, medians of --repeat runs.
 Side by side: --before REV (default main) measures that revision of this
 repository too (exported by `git archive`: benchmarks/revision.py), each size
 in turn; "before / after" is the ratio. Each tick's CPU includes collecting
-the youngest generation of Python's garbage right after it.
+the youngest generation of Python's garbage right after it, and malloc is
+set as `ig-metrics run` sets it (its thresholds fixed: bpf/memory.py).
 
 Run as root from the repository root:
     .venv/bin/python benchmarks/sampler_read.py --series 1000 10000 100000
@@ -74,7 +75,19 @@ def cpu(function) -> float:
     return time.process_time() - started
 
 
+def malloc_as_run() -> None:
+    """This process' malloc set as `ig-metrics run` sets it (the thresholds
+    fixed at 128 KiB: each multi-MB buffer of a tick is mapped and unmapped on
+    its own), where the revision measured does so."""
+    try:
+        from ig_metrics.bpf.memory import fix_malloc_thresholds
+    except ImportError:          # a revision from before it: its run did not either
+        return
+    fix_malloc_thresholds()
+
+
 def measure(series: int, repeat: int) -> dict:
+    malloc_as_run()
     spec = resolve(str(GADGET))
     program = GadgetProgram(spec, cflags=(f"-DMAX_SERIES={max(series, 1024) * 2}",))
     program.load()
