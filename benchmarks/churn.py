@@ -11,8 +11,9 @@ otlp-grpc exporter sending to a sink in another process (benchmarks/
 export_cost.py's), both every 2 s, --no-tui. Memory is VmRSS (and RssAnon)
 from /proc/PID/status every 0.25 s: before (median over 5 s after a warm-up),
 the peak during the burst, and after (median over 5 s once the series are
-back to where they were, and three more intervals). "KB per live series" is
-(peak - before) / (peak series - series before).
+back to where they were, and three more intervals) and, with --later S, over
+5 s another S seconds on (whether it keeps going down). "KB per live series"
+is (peak - before) / (peak series - series before).
 
 Side by side: --before REV (default main) runs the agent from that revision
 of this repository (exported by `git archive`, benchmarks/revision.py), in
@@ -174,14 +175,23 @@ def measure(side: str, code: Path, burst: int, args, sink_port: int, commands, r
         time.sleep(3 * INTERVAL)
         settled = time.monotonic()
         time.sleep(5)
+        later = None
+        if args.later:             # and again, --later seconds on
+            time.sleep(args.later)
+            later_from = time.monotonic()
+            time.sleep(5)
+            later = statistics.median(watch.since(later_from))
         watch.stop()
         during = [sample["VmRSS"] for when, sample in watch.samples
                   if burst_started <= when < settled]
         peak_series = max(count for when, count in watch.series if when >= burst_started)
-        after = statistics.median(watch.since(settled))
+        after = statistics.median([sample["VmRSS"] for when, sample in watch.samples
+                                   if settled <= when < settled + 5])
         return {"side": side, "burst": burst, "before": before, "peak": max(during),
-                "after": after, "before_anon": before_anon,
-                "after_anon": statistics.median(watch.since(settled, "RssAnon")),
+                "after": after, "later": later, "before_anon": before_anon,
+                "after_anon": statistics.median([sample["RssAnon"] for when, sample
+                                                 in watch.samples
+                                                 if settled <= when < settled + 5]),
                 "series_before": series_before, "peak_series": peak_series,
                 "series_after": watch.series[-1][1], "burst_seconds": burst_seconds}
     finally:
@@ -198,6 +208,8 @@ def main() -> None:
     parser.add_argument("--burst", type=int, nargs="+", default=[3000])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=float, default=15.0)
+    parser.add_argument("--later", type=float, default=0.0, metavar="SECONDS",
+                        help="VmRSS also this long after 'after' (whether it keeps going down)")
     parser.add_argument("--before", default="main",
                         help="git revision to compare with ('' for this checkout only)")
     args = parser.parse_args()
@@ -222,7 +234,10 @@ def main() -> None:
                         runs.append(run)
                         print(f"round {round_number + 1} {side} burst {burst}: VmRSS "
                               f"{run['before']:.1f} -> peak {run['peak']:.1f} -> "
-                              f"{run['after']:.1f} MB; series {run['series_before']:.0f} -> "
+                              f"{run['after']:.1f}"
+                              + (f" -> {run['later']:.1f} {args.later:g}s later"
+                                 if run["later"] is not None else "")
+                              + f" MB; series {run['series_before']:.0f} -> "
                               f"{run['peak_series']} -> {run['series_after']}; burst took "
                               f"{run['burst_seconds']:.1f}s", file=sys.stderr, flush=True)
     finally:
@@ -235,9 +250,10 @@ def main() -> None:
 
 def report(runs: list[dict], sides: list[str], args) -> None:
     print(f"\n{args.rounds} round(s); MB, medians\n")
-    print("| burst | code | VmRSS before | peak | after | after - before | RssAnon before "
-          "| after | series before | peak | after | KB per live series |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    later = f" {args.later:g} s later | later - before |" if args.later else ""
+    print("| burst | code | VmRSS before | peak | after | after - before |" + later
+          + " RssAnon before | after | series before | peak | after | KB per live series |")
+    print("|---|---|---|---|---|---|" + "---|---|" * bool(args.later) + "---|---|---|---|---|---|")
     for burst in args.burst:
         for side in sides:
             mine = [run for run in runs if run["side"] == side and run["burst"] == burst]
@@ -250,7 +266,9 @@ def report(runs: list[dict], sides: list[str], args) -> None:
                 for run in mine)
             print(f"| {burst:,} | {side} | {median('before'):.1f} | {median('peak'):.1f} | "
                   f"{median('after'):.1f} | **{median('after') - median('before'):+.1f}** | "
-                  f"{median('before_anon'):.1f} | {median('after_anon'):.1f} | "
+                  + (f"{median('later'):.1f} | **{median('later') - median('before'):+.1f}** | "
+                     if args.later else "")
+                  + f"{median('before_anon'):.1f} | {median('after_anon'):.1f} | "
                   f"{median('series_before'):,.0f} | {median('peak_series'):,.0f} | "
                   f"{median('series_after'):,.0f} | {per_series * 1024:.2f} KB |")
     print("\nEvery run: " + "; ".join(

@@ -9,7 +9,8 @@ snapshots the sampler made, sending to sinks in another process (a gRPC
 server and an HTTP server that discard what they get, and a scraper that GETs
 the Prometheus endpoint once per interval), so that only ig-metrics' own
 work is measured. CPU is the process' user+system time (time.process_time:
-every thread, gRPC's included) around each step; medians over the intervals.
+every thread, gRPC's included) around each step; medians over the intervals;
+malloc is set as `ig-metrics run` sets it (benchmarks/revision.py).
 
     1 exporter:  otlp-grpc (cumulative)
     3 exporters: + otlp-http (cumulative, gzip) + prometheus (scraped)
@@ -159,7 +160,9 @@ def measure(series: int, exporter_counts: list[int], intervals: int, connection,
     from ig_metrics.exporters.registry import create_exporter
     from ig_metrics.gadgets import resolve
     from ig_metrics.pipeline.sampler import Sampler
+    from revision import malloc_as_run
 
+    malloc_as_run()
     spec = resolve(str(GADGET))
     program = GadgetProgram(spec, cflags=(f"-DMAX_FLOWS={max(1024, series * 2)}",))
     program.load()

@@ -51,3 +51,14 @@ def environment(code: Path) -> dict[str, str]:
     env["PYTHONPATH"] = str(code)
     env["IG_METRICS_CODE"] = str(code)
     return env
+
+
+def malloc_as_run() -> None:
+    """This process' malloc set as `ig-metrics run` sets it (the thresholds
+    fixed at 128 KiB: each multi-MB buffer of a tick is mapped and unmapped on
+    its own), where the revision measured does so."""
+    try:
+        from ig_metrics.bpf.memory import fix_malloc_thresholds
+    except ImportError:          # a revision from before it: its run did not either
+        return
+    fix_malloc_thresholds()

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from revision import AFTER, code_for, environment, export, use_code  # noqa: E402
+from revision import AFTER, code_for, environment, export, malloc_as_run, use_code  # noqa: E402
 
 use_code()
 
@@ -73,17 +73,6 @@ def cpu(function) -> float:
     function()
     gc.collect(0)
     return time.process_time() - started
-
-
-def malloc_as_run() -> None:
-    """This process' malloc set as `ig-metrics run` sets it (the thresholds
-    fixed at 128 KiB: each multi-MB buffer of a tick is mapped and unmapped on
-    its own), where the revision measured does so."""
-    try:
-        from ig_metrics.bpf.memory import fix_malloc_thresholds
-    except ImportError:          # a revision from before it: its run did not either
-        return
-    fix_malloc_thresholds()
 
 
 def measure(series: int, repeat: int) -> dict:
