@@ -7,7 +7,6 @@ in k8s/clusterchecks.py); the table in ui/cluster.py."""
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import threading
 import time
@@ -17,7 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from ig_metrics.cli.common import ExitCode, fail
+from ig_metrics.cli.common import ExitCode, StopOnSignals, fail
 from ig_metrics.config import parse_duration
 from ig_metrics.config.suggest import did_you_mean
 from ig_metrics.gadgets import GadgetSpec, GadgetSpecError, builtin_names, resolve
@@ -77,7 +76,7 @@ def run_cluster(gadget: str, spec: GadgetSpec, profile: str, directory: Path, *,
     stop = threading.Event()
     created: list[tuple[str, str]] = []
     console = _console_and_logging(use_tui)
-    with _stop_on_signals(stop):
+    with StopOnSignals(stop):
         try:
             missing = cluster.missing(RUN_ACCESS, namespace)
             if missing:
@@ -153,7 +152,7 @@ def top_cluster(gadget: str | None, *, kubeconfig: Path | None, context: str | N
         fail(f"unknown gadget '{gadget}'{did_you_mean(gadget, builtin_names())}")
     cluster = _connect(kubeconfig, context)
     stop = threading.Event()
-    with _stop_on_signals(stop):
+    with StopOnSignals(stop):
         try:
             missing = cluster.missing(TOP_ACCESS, namespace)
             if missing:
@@ -275,23 +274,6 @@ def _show(watch, stop: threading.Event, *, console: Console, use_tui: bool, titl
         typer.echo("error: no node was read: see each node's line above", err=True)
         return ExitCode.RUNTIME_FAILURE
     return ExitCode.OK
-
-
-class _stop_on_signals:
-    """SIGINT and SIGTERM set `stop` (the run then deletes what it made)."""
-
-    def __init__(self, stop: threading.Event) -> None:
-        self.stop = stop
-        self.old: dict = {}
-
-    def __enter__(self):
-        self.old = {sig: signal.signal(sig, lambda *_: self.stop.set())
-                    for sig in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self.old.items():
-            signal.signal(sig, handler)
 
 
 def _console_and_logging(use_tui: bool) -> Console:

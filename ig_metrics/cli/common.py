@@ -1,11 +1,13 @@
 """What every command module shares: exit codes, failing with a message, JSON and
-table output, and the --profiles-dir option."""
+table output, the --profiles-dir option, and Ctrl-C / SIGTERM asking a run to stop."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 from enum import IntEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -63,3 +65,41 @@ def stdout_console() -> Console:
 
 def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+class StopOnSignals:
+    """While entered, SIGINT and SIGTERM set `stop` (the run then detaches and
+    deletes what it made). Not from the signal handler itself: Python runs a
+    handler in the main thread between two of its bytecodes, which may be
+    inside `stop.wait()` with the event's lock held, and `stop.set()` there
+    would wait for that lock for ever (seen: a SIGTERM a cluster run never
+    acted on). The handler writes a byte to a pipe, which takes no lock, and a
+    thread of its own reads it and sets `stop`."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self._old: dict = {}
+
+    def __enter__(self) -> StopOnSignals:
+        self._read, self._write = os.pipe()
+        self._relay = threading.Thread(target=self._set_stop, name="stop-on-signal",
+                                       daemon=True)
+        self._relay.start()
+        self._old = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        os.write(self._write, b"s")
+
+    def _set_stop(self) -> None:
+        while os.read(self._read, 1):         # b"": the pipe closed by __exit__
+            self.stop.set()
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        os.close(self._write)
+        self._relay.join(1.0)
+        os.close(self._read)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gc
 import logging
 from pathlib import Path
-import signal
 import sys
 import threading
 from typing import Annotated
@@ -20,7 +19,7 @@ from ig_metrics.bpf.memory import fix_malloc_thresholds
 from ig_metrics.catalog.attributenames import builtin_attribute_names, selection_problems
 from ig_metrics.catalog.directories import resolve_profiles_dir
 from ig_metrics.cli.cluster import ContextOption, KubeconfigOption, NamespaceOption, run_cluster
-from ig_metrics.cli.common import ExitCode, ProfilesDirOption, fail
+from ig_metrics.cli.common import ExitCode, ProfilesDirOption, StopOnSignals, fail
 from ig_metrics.config import ConfigError, parse_duration
 from ig_metrics.config.addresses import HostPort, parse_listen
 from ig_metrics.gadgets import GadgetSpecError, UnknownGadget, resolve
@@ -259,12 +258,7 @@ def _run_started(agent, spec, profile, process_filter, *, console: Console, use_
     stop = threading.Event()
     previous = {}
 
-    def request_stop(signum, frame) -> None:
-        stop.set()
-
-    old_handlers = {sig: signal.signal(sig, request_stop)
-                    for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with StopOnSignals(stop):
         try:
             agent.start()
         except RunError as error:
@@ -300,9 +294,6 @@ def _run_started(agent, spec, profile, process_filter, *, console: Console, use_
                 log.info("stopped: programs detached; final reading of %d series "
                          "handed to the exporters", final.series_count)
         return ExitCode.OK
-    finally:
-        for sig, handler in old_handlers.items():
-            signal.signal(sig, handler)
 
 
 def register(app: typer.Typer) -> None:
