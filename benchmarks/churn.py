@@ -43,7 +43,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from export_cost import free_port, start_sinks  # noqa: E402
-from revision import AFTER, code_for, environment, export  # noqa: E402
+from revision import AFTER, code_for, environment, revisions_for  # noqa: E402
 
 IG_METRICS = str(Path(sys.executable).parent / "ig-metrics")
 INTERVAL = 2.0
@@ -131,8 +131,10 @@ class Watch:
                 next_scrape = now + INTERVAL
                 self.series.append((now, live_series(self.prom_port)))
 
-    def since(self, started: float, key: str = "VmRSS") -> list[float]:
-        return [sample[key] for when, sample in self.samples if when >= started]
+    def since(self, started: float, key: str = "VmRSS", *, until: float | None = None
+              ) -> list[float]:
+        return [sample[key] for when, sample in self.samples
+                if when >= started and (until is None or when < until)]
 
     def stop(self) -> None:
         self._stop.set()
@@ -182,16 +184,13 @@ def measure(side: str, code: Path, burst: int, args, sink_port: int, commands, r
             time.sleep(5)
             later = statistics.median(watch.since(later_from))
         watch.stop()
-        during = [sample["VmRSS"] for when, sample in watch.samples
-                  if burst_started <= when < settled]
+        during = watch.since(burst_started, until=settled)
         peak_series = max(count for when, count in watch.series if when >= burst_started)
-        after = statistics.median([sample["VmRSS"] for when, sample in watch.samples
-                                   if settled <= when < settled + 5])
+        after = statistics.median(watch.since(settled, until=settled + 5))
         return {"side": side, "burst": burst, "before": before, "peak": max(during),
                 "after": after, "later": later, "before_anon": before_anon,
-                "after_anon": statistics.median([sample["RssAnon"] for when, sample
-                                                 in watch.samples
-                                                 if settled <= when < settled + 5]),
+                "after_anon": statistics.median(watch.since(settled, "RssAnon",
+                                                            until=settled + 5)),
                 "series_before": series_before, "peak_series": peak_series,
                 "series_after": watch.series[-1][1], "burst_seconds": burst_seconds}
     finally:
@@ -214,7 +213,7 @@ def main() -> None:
                         help="git revision to compare with ('' for this checkout only)")
     args = parser.parse_args()
     ours, sinks, grpc_port, _ = start_sinks()
-    revisions = {f"before ({args.before})": export(args.before)} if args.before else {}
+    revisions = revisions_for(args.before)
     sides = [*revisions, AFTER]
     context = multiprocessing.get_context("spawn")
     commands, theirs = context.Pipe()

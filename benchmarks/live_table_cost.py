@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from revision import AFTER, code_for, environment, export, malloc_as_run, use_code  # noqa: E402
+from revision import (  # noqa: E402
+    AFTER, code_for, environment, malloc_as_run, revisions_for, use_code)
 
 use_code()
 
@@ -121,7 +122,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(measure(args.seconds, args.peers, args.ports)))
         return
-    revisions = {f"before ({args.before})": export(args.before)} if args.before else {}
+    revisions = revisions_for(args.before)
     rows = []
     for side in [*revisions, AFTER]:
         out = subprocess.run([sys.executable, __file__, "--json", "--seconds", str(args.seconds),

@@ -40,6 +40,11 @@ def export(revision: str) -> Path:
     return directory
 
 
+def revisions_for(before: str) -> dict[str, Path]:
+    """The "before" side's name -> its exported code (none when `before` is '')."""
+    return {f"before ({before})": export(before)} if before else {}
+
+
 def code_for(side: str, revisions: dict[str, Path]) -> Path:
     return ROOT if side == AFTER else revisions[side]
 

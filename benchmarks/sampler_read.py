@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from revision import AFTER, code_for, environment, export, malloc_as_run, use_code  # noqa: E402
+from revision import (  # noqa: E402
+    AFTER, code_for, environment, malloc_as_run, revisions_for, use_code)
 
 use_code()
 
@@ -109,7 +110,7 @@ def main() -> None:
     if args.json:
         print(json.dumps([measure(series, args.repeat) for series in args.series]))
         return
-    revisions = {f"before ({args.before})": export(args.before)} if args.before else {}
+    revisions = revisions_for(args.before)
     sides = [*revisions, AFTER]
     rows = []
     for turn, series in enumerate(args.series):

@@ -51,7 +51,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from export_cost import free_port, start_sinks  # noqa: E402
-from revision import AFTER, ROOT, code_for, environment as code_environment, export  # noqa: E402
+from revision import (  # noqa: E402
+    AFTER, ROOT, code_for, environment as code_environment, revisions_for)
 
 IG_METRICS = str(Path(sys.executable).parent / "ig-metrics")
 TARGETS = {"no-tui": 1.0, "tui": 4.0}            # % of one core
@@ -240,7 +241,7 @@ def main() -> None:
     parser.add_argument("--before", default="",
                         help="git revision to run side by side with this checkout (e.g. main)")
     args = parser.parse_args()
-    revisions = {f"before ({args.before})": export(args.before)} if args.before else {}
+    revisions = revisions_for(args.before)
     args.sides = [*revisions, AFTER]
     ours, sinks, *sink_ports = start_sinks()
     context = multiprocessing.get_context("spawn")
