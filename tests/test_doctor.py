@@ -32,7 +32,8 @@ def expected_names() -> set[str]:
     return {"privileges", "bcc", "bpf-syscall", "tracefs", "kernel-headers", "btf", "debugfs",
             "kprobes", "bpf-stats", "unprivileged-bpf", "cgroup-v2", "cgroup-mkdir",
             "kubernetes-api",
-            *(f"tracepoints:{name}" for name in builtin_names())}
+            *(f"hooks:{name}" for name in builtin_names()),
+            *(f"loads:{name}" for name in builtin_names())}
 
 
 # --- a fake host ---------------------------------------------------------------------
@@ -92,7 +93,7 @@ def assert_fails_with_fix(check, *words: str) -> None:
 
 def test_healthy_fake_host_passes_the_checks_that_read_files(host: HostPaths) -> None:
     checks = {check.name: check for check in run_checks(builtin_specs(), host)}
-    for name in (*PATH_CHECKS, *(f"tracepoints:{n}" for n in builtin_names())):
+    for name in (*PATH_CHECKS, *(f"hooks:{n}" for n in builtin_names())):
         assert checks[name].ok and checks[name].status == "ok", checks[name]
     assert "another kernel's headers" in checks["kernel-headers"].detail
 
@@ -182,7 +183,9 @@ def test_missing_tracepoint_is_named(host: HostPaths) -> None:
     (host.root / "sys/kernel/tracing/events" / hook.tracefs_path).rmdir()
     check = check_gadget_hooks(tcp, host)
     assert_fails_with_fix(check, hook.target, "gadget tcp")
-    assert check.name == "tracepoints:tcp"
+    assert check.name == "hooks:tcp"
+    assert f"this kernel ({RELEASE}) lacks tracepoint {hook.target} (Linux 4.16+)" in check.detail
+    assert "Linux 4.16 or later" in check.fix
 
 
 def test_raw_tracepoint_found_through_kallsyms_or_missing(host: HostPaths) -> None:
@@ -235,7 +238,8 @@ def test_preflight_gives_one_line_per_problem_with_its_fix(host: HostPaths) -> N
     (host.root / "sys/kernel/tracing/events" / hook.tracefs_path).rmdir()
     problems = preflight(tcp, host)
     assert any("uid 1000" in line and "sudo" in line for line in problems), problems
-    assert any(f"gadget tcp: this kernel lacks {hook.target}" in line for line in problems)
+    assert any(f"gadget tcp: this kernel ({RELEASE}) lacks tracepoint {hook.target}" in line
+               for line in problems)
     assert all("\n" not in line for line in problems)
     assert preflight(None, host) == [line for line in problems if "gadget tcp" not in line]
 

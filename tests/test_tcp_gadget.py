@@ -18,15 +18,20 @@ from tests.tcp_workload import EchoCountServer, run_client
 pytestmark = pytest.mark.bpf
 
 
-@pytest.fixture(scope="module")
-def tcp(bpf_available):
-    """The tcp gadget compiled, attached and sampled for this module's tests."""
+@pytest.fixture(scope="module", params=["atomics", "locks"])
+def tcp(bpf_available, request):
+    """The tcp gadget compiled, attached and sampled for this module's tests:
+    as this kernel builds it (with BPF atomics), and as kernels before 5.12
+    do, whose verifiers refuse them (a slot's claim takes a lock map instead)."""
+    from ig_metrics.bpf.hookplan import plan_hooks
     from ig_metrics.bpf.loader import GadgetProgram
     from ig_metrics.gadgets import resolve
     from ig_metrics.pipeline.sampler import Sampler
 
     spec = resolve("tcp")
-    program = GadgetProgram(spec)
+    plan = plan_hooks(spec, atomics=request.param == "atomics")
+    assert ("-DIG_ATOMICS" in plan.cflags()) == (request.param == "atomics")
+    program = GadgetProgram(spec, plan=plan)
     program.load()
     program.attach()
     sampler = Sampler(spec, program, resource=(("service.name", "test"),), idle_expiry=0)

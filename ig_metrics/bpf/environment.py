@@ -6,19 +6,26 @@ under a second (`compile_checks`, which runs the compiler, is the exception)."""
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import importlib
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from ig_metrics.bpf.hookplan import HookPlan, plan_hooks
+from ig_metrics.bpf.kernel import (DEFAULT_PATHS, HostPaths, create_probe_map, find_tracefs,
+                                   kernel_version, kprobes_available)
 from ig_metrics.bpf.loader import GadgetLoadError, GadgetProgram
-from ig_metrics.gadgets.spec import GadgetSpec, Hook
+from ig_metrics.gadgets import PROVEN_SINCE, GadgetSpec, is_builtin
+
+__all__ = ["CAP_BPF", "CAP_PERFMON", "CAP_SYS_ADMIN", "Check", "HostPaths", "base_checks",
+           "check_bcc", "check_bpf_stats", "check_bpf_syscall", "check_debugfs",
+           "check_gadget_hooks", "check_gadget_loads", "check_kernel_headers", "check_kprobes",
+           "check_privileges", "check_tracefs", "compile_checks", "info_checks", "preflight",
+           "run_checks"]
 
 SETUP_HINT = "scripts/setup.sh does this"
 DEBIAN_DIST_PACKAGES = Path("/usr/lib/python3/dist-packages")
@@ -30,15 +37,6 @@ MOUNT_DEBUGFS = f"mount -t debugfs nodev {DEBUGFS_MOUNTPOINT}"
 CAP_SYS_ADMIN = 21
 CAP_PERFMON = 38
 CAP_BPF = 39
-
-# bpf(2) has no libc wrapper: its number per machine (asm/unistd*.h).
-BPF_SYSCALL_NUMBERS = {
-    "x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "ppc64": 361,
-    "s390x": 351, "armv7l": 386, "armv6l": 386, "i686": 357, "i386": 357,
-}
-BPF_MAP_CREATE = 0
-BPF_MAP_TYPE_ARRAY = 2
-
 
 @dataclass(frozen=True, slots=True)
 class Check:
@@ -70,53 +68,6 @@ class Check:
     def as_dict(self) -> dict[str, object]:
         return {"name": self.name, "status": self.status, "ok": self.ok,
                 "required": self.required, "detail": self.detail, "fix": self.fix}
-
-
-@dataclass(frozen=True, slots=True)
-class HostPaths:
-    """Where the checks look. The defaults are the real host; tests point
-    `root` at a directory laid out like one."""
-
-    root: Path = Path("/")
-    release: str = field(default_factory=lambda: os.uname().release)
-
-    def at(self, absolute: str) -> Path:
-        return self.root / absolute.lstrip("/")
-
-    @property
-    def proc_status(self) -> Path:
-        return self.at("/proc/self/status")
-
-    @property
-    def mounts(self) -> Path:
-        return self.at("/proc/self/mounts")
-
-    @property
-    def kallsyms(self) -> Path:
-        return self.at("/proc/kallsyms")
-
-    @property
-    def tracefs_candidates(self) -> tuple[Path, ...]:
-        """Where bcc looks for tracefs, in its order of preference."""
-        return (self.at("/sys/kernel/debug/tracing"), self.at("/sys/kernel/tracing"))
-
-    @property
-    def btf(self) -> Path:
-        return self.at("/sys/kernel/btf/vmlinux")
-
-    @property
-    def kheaders(self) -> Path:
-        return self.at("/sys/kernel/kheaders.tar.xz")
-
-    @property
-    def modules(self) -> Path:
-        return self.at(f"/lib/modules/{self.release}")
-
-    def sysctl(self, name: str) -> Path:
-        return self.at("/proc/sys/" + name.replace(".", "/"))
-
-
-DEFAULT_PATHS = HostPaths()
 
 
 # --- required: without these no gadget runs ------------------------------------------
@@ -218,27 +169,6 @@ def _bpf_syscall_fix(code: int | None, paths: HostPaths) -> str:
     return "see dmesg for what the kernel says about bpf()"
 
 
-def create_probe_map() -> None:
-    """bpf(BPF_MAP_CREATE) for an array of one 4-byte value; raises OSError."""
-    number = BPF_SYSCALL_NUMBERS.get(platform.machine())
-    if number is None:
-        raise NotImplementedError(f"no bpf() syscall number known for {platform.machine()}")
-    attr = (ctypes.c_uint32 * 18)()   # union bpf_attr: map_type, key_size, value_size,
-    attr[0:4] = [BPF_MAP_TYPE_ARRAY, 4, 4, 1]   # max_entries; the rest must be zero
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = libc.syscall(ctypes.c_long(number), ctypes.c_long(BPF_MAP_CREATE),
-                      ctypes.byref(attr), ctypes.c_uint(ctypes.sizeof(attr)))
-    if fd < 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code))
-    os.close(fd)
-
-
-def find_tracefs(paths: HostPaths) -> Path | None:
-    """The mounted tracefs bcc will use, or None."""
-    return next((path for path in paths.tracefs_candidates if (path / "events").is_dir()), None)
-
-
 def check_tracefs(paths: HostPaths) -> Check:
     tracefs = find_tracefs(paths)
     if tracefs is None:
@@ -293,52 +223,50 @@ def _describe_headers(build: Path, source: Path, release: str) -> str:
 
 
 def check_gadget_hooks(spec: GadgetSpec, paths: HostPaths) -> Check:
-    """Every tracepoint and raw tracepoint the gadget attaches to exists here."""
-    name = f"tracepoints:{spec.name}"
-    tracefs = find_tracefs(paths)
-    if tracefs is None:
+    """Every hook the gadget attaches exists here, or its fallback does."""
+    name = f"hooks:{spec.name}"
+    if find_tracefs(paths) is None:
         return Check(name, False, f"cannot tell whether the {len(spec.hooks)} hooks of gadget "
                      f"{spec.name} exist: tracefs is not mounted",
                      f"mount it: {MOUNT_TRACEFS} ({SETUP_HINT})")
-    missing = [_hook_label(hook) for hook in spec.hooks
-               if not _hook_exists(hook, tracefs / "events", paths.kallsyms)]
-    if missing:
-        return Check(name, False, f"gadget {spec.name}: this kernel lacks {', '.join(missing)}",
-                     f"run this gadget on a kernel that has them (see {tracefs}/events/)")
-    kinds = [hook.kind for hook in spec.hooks]
-    found = [_count(kinds.count(kind), kind.replace("_", " "))
-             for kind in ("tracepoint", "raw_tracepoint", "socket_filter")
-             if kinds.count(kind) or kind != "socket_filter"]
-    return Check(name, True, f"all {len(spec.hooks)} hooks of gadget {spec.name} exist "
-                             f"({', '.join(found)})")
+    plan = plan_hooks(spec, paths, atomics=False)
+    if plan.missing:
+        return Check(name, False, plan.refusal(), _hooks_fix(plan))
+    kinds = [hook.kind for hook in plan.hooks]
+    found = ", ".join(_count(kinds.count(kind), kind.replace("_", " "))
+                      for kind in dict.fromkeys(kinds))
+    detail = f"all {len(plan.choices)} hooks of gadget {spec.name} exist ({found})"
+    fallbacks = [choice for choice in plan.choices if choice.uses_fallback]
+    if fallbacks:
+        detail += "; instead of " + "; ".join(
+            f"{choice.hook.label}: {choice.used}" for choice in fallbacks)
+    return Check(name, True, detail)
+
+
+def _hooks_fix(plan: HookPlan) -> str:
+    versions = [choice.hook.since for choice in plan.missing if choice.hook.since]
+    newest = max(versions, key=lambda v: tuple(int(part) for part in v.split(".")), default="")
+    if newest:
+        return f"run this gadget on Linux {newest} or later (docs/kernels.md: each gadget's " \
+               "minimum kernel)"
+    return "run this gadget on a kernel that has these hooks (docs/kernels.md)"
+
+
+def check_gadget_loads(spec: GadgetSpec, paths: HostPaths) -> Check:
+    """Whether the gadget will load here: a built-in gadget on a kernel no older
+    than the oldest the kernel matrix loads it on is known to; anything else
+    is compiled and loaded (not attached) to find out."""
+    name = f"loads:{spec.name}"
+    version = kernel_version(paths.release)
+    if is_builtin(spec) and version[:2] >= PROVEN_SINCE:
+        return Check(name, True, f"built-in, and the kernel matrix loads it on Linux "
+                     f"{PROVEN_SINCE[0]}.{PROVEN_SINCE[1]} and later (docs/kernels.md); this "
+                     f"is {paths.release} (doctor --compile loads it here)")
+    return _compile_check(spec, name)
 
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
-
-
-def _hook_label(hook: Hook) -> str:
-    return hook.target if hook.kind == "tracepoint" else f"raw tracepoint {hook.target}"
-
-
-def _hook_exists(hook: Hook, events: Path, kallsyms: Path) -> bool:
-    if hook.kind == "tracepoint":
-        return (events / hook.tracefs_path).is_dir()
-    if hook.kind == "socket_filter":
-        return True     # AF_PACKET sockets: part of every kernel that runs BPF
-    if any(events.glob(f"*/{hook.target}")):
-        return True
-    # A bare tracepoint (DECLARE_TRACE) has no tracefs event; the kernel
-    # attaches raw programs through its __bpf_trace_<name> stub.
-    return _has_kernel_symbol(kallsyms, f"__bpf_trace_{hook.target}")
-
-
-def _has_kernel_symbol(kallsyms: Path, symbol: str) -> bool:
-    try:
-        text = kallsyms.read_bytes()
-    except OSError:
-        return False   # no kallsyms: nothing more to learn, the event check decided
-    return f" {symbol}\n".encode() in text or f" {symbol}\t".encode() in text
 
 
 # --- informational: shown by doctor, never blocking -------------------------------
@@ -377,11 +305,12 @@ def check_kprobes(paths: HostPaths) -> Check:
     tracefs = find_tracefs(paths)
     if tracefs is None:
         return Check("kprobes", False, "unknown: tracefs is not mounted", required=False)
-    if (tracefs / "kprobe_events").exists():
-        return Check("kprobes", True, "available (the built-in gadgets do not use them)",
-                     required=False)
+    if kprobes_available(paths):
+        return Check("kprobes", True, "available (a gadget uses them only where a tracepoint "
+                     "is missing, e.g. tcp before Linux 6.3)", required=False)
     return Check("kprobes", False, f"this kernel has no kprobes (no {tracefs}/kprobe_events): "
-                 "fine, the built-in gadgets use tracepoints only", required=False)
+                 "fine where every tracepoint the gadgets need exists (the hooks checks say)",
+                 required=False)
 
 
 def check_bpf_stats(paths: HostPaths) -> Check:
@@ -433,11 +362,21 @@ def info_checks(paths: HostPaths | None = None) -> list[Check]:
 
 
 def run_checks(specs: Iterable[GadgetSpec], paths: HostPaths | None = None) -> list[Check]:
-    """Every check: the required ones first (one per gadget for its hooks), then
-    the informational ones."""
+    """Every check: the required ones first (per gadget: its hooks, then whether
+    it will load), then the informational ones."""
     paths = paths or DEFAULT_PATHS
-    return [*base_checks(paths), *(check_gadget_hooks(spec, paths) for spec in specs),
-            *info_checks(paths)]
+    specs = list(specs)
+    checks = base_checks(paths)
+    blocked = any(check.blocking for check in checks)
+    for spec in specs:
+        hooks = check_gadget_hooks(spec, paths)
+        checks.append(hooks)
+        if blocked or hooks.blocking:
+            checks.append(Check(f"loads:{spec.name}", False, "not tried: a required check "
+                                "failed", "fix the failed checks first"))
+        else:
+            checks.append(check_gadget_loads(spec, paths))
+    return [*checks, *info_checks(paths)]
 
 
 def preflight(spec: GadgetSpec | None = None, paths: HostPaths | None = None) -> list[str]:
@@ -453,20 +392,26 @@ def preflight(spec: GadgetSpec | None = None, paths: HostPaths | None = None) ->
 def compile_checks(specs: Iterable[GadgetSpec]) -> list[Check]:
     """Compile each gadget and have the verifier accept its programs, without
     attaching them (seconds per gadget: doctor --compile only)."""
-    return [_compile_check(spec) for spec in specs]
+    return [_compile_check(spec, f"compile:{spec.name}") for spec in specs]
 
 
-def _compile_check(spec: GadgetSpec) -> Check:
-    name = f"compile:{spec.name}"
-    program = GadgetProgram(spec)
+def _compile_check(spec: GadgetSpec, name: str) -> Check:
     started = time.monotonic()
+    program = GadgetProgram(spec)
     try:
         program.load()
     except GadgetLoadError as error:
-        return Check(name, False, str(error),
-                     f"fix the program in {spec.program}, or the environment check it points at")
+        return Check(name, False, str(error), _load_fix(spec))
     finally:
         program.close()
-    return Check(name, True, f"compiled, and the verifier accepted its "
-                             f"{len(spec.active_hooks)} programs in "
+    return Check(name, True, f"compiled, and the verifier of {program.plan.release} accepted "
+                             f"its {len(program.plan.hooks)} programs in "
                              f"{time.monotonic() - started:.1f} s (not attached)")
+
+
+def _load_fix(spec: GadgetSpec) -> str:
+    if is_builtin(spec):
+        return (f"the built-in gadgets are proven on Linux {PROVEN_SINCE[0]}.{PROVEN_SINCE[1]} "
+                "and later (docs/kernels.md): run it on such a kernel, or report the lines "
+                "above with 'uname -r'")
+    return f"fix the program in {spec.program}, or the environment check it points at"

@@ -17,8 +17,9 @@ from collections.abc import Iterator
 
 from ig_metrics.bpf.cgroupfs import process_cgroup
 from ig_metrics.bpf.filters import ProcessFilter
+from ig_metrics.bpf.hookplan import HookPlan, plan_hooks
 from ig_metrics.bpf.maps import object_info
-from ig_metrics.gadgets import BUILTIN_DIR, INCLUDE_DIR
+from ig_metrics.gadgets import INCLUDE_DIR, is_builtin
 from ig_metrics.gadgets.hooks import HOOK_KINDS
 from ig_metrics.gadgets.seeders import SEEDERS
 from ig_metrics.gadgets.spec import GadgetSpec, Hook
@@ -157,10 +158,6 @@ def _trial_compile(text: str, cflags: list[str]) -> list[str] | None:
     return result.stderr.decode("utf-8", "replace").splitlines()
 
 
-def _is_builtin(spec: GadgetSpec) -> bool:
-    return spec.file.resolve().is_relative_to(BUILTIN_DIR)
-
-
 def _explain_load_error(output: list[str]) -> str:
     """The verifier's verdict: its last lines say why it refused."""
     interesting = [line for line in output
@@ -172,11 +169,15 @@ class GadgetProgram:
     """One gadget's programs and maps in the kernel."""
 
     def __init__(self, spec: GadgetSpec, cflags: tuple[str, ...] = (),
-                 process_filter: ProcessFilter | None = None) -> None:
+                 process_filter: ProcessFilter | None = None,
+                 plan: HookPlan | None = None) -> None:
         self.spec = spec
         self.process_filter = process_filter or ProcessFilter()
+        # which hooks this kernel has (tests may give a plan of their own)
+        self.plan = plan or plan_hooks(spec)
         # the gadget's parameters (--param) first: explicit cflags may override them
-        self.cflags = (*spec.cflags(), *cflags, *self.process_filter.cflags())
+        self.cflags = (*spec.cflags(), *self.plan.cflags(), *cflags,
+                       *self.process_filter.cflags())
         self.bpf = None
         self._attached: list[Hook] = []
 
@@ -186,13 +187,15 @@ class GadgetProgram:
             raise GadgetLoadError(
                 f"gadget {self.spec.name}: --pid, --comm and --cgroup do not apply to it: "
                 f"{self.spec.no_process_filter}; run it without them")
+        if self.plan.missing:
+            raise GadgetLoadError(self.plan.refusal())
         from bcc import BPF   # bcc's import costs ~0.2 s: only when a gadget runs
 
         text, include_line, inserted = program_source(self.spec)
         cflags = [f"-I{INCLUDE_DIR}", *self.cflags]
         # A user's gadget is compiled once in a child first (built-in ones are
         # known to compile): an error that ends the compiling process is told.
-        failed = None if _is_builtin(self.spec) else _trial_compile(text, cflags)
+        failed = None if is_builtin(self.spec) else _trial_compile(text, cflags)
         if failed is not None:
             raise GadgetLoadError(
                 f"gadget {self.spec.name}: the BPF program does not compile:\n"
@@ -208,7 +211,7 @@ class GadgetProgram:
             raise GadgetLoadError(
                 f"gadget {self.spec.name}: the BPF program does not compile:\n"
                 f"{_explain_compile_errors(self.spec, output, include_line, inserted)}")
-        for hook in self.spec.active_hooks:
+        for hook in self.plan.hooks:
             kind = HOOK_KINDS[hook.kind].program_type(BPF)
             with captured_stderr() as output:
                 try:
@@ -218,14 +221,14 @@ class GadgetProgram:
             if failure is not None:
                 self.close()
                 raise GadgetLoadError(
-                    f"gadget {self.spec.name}: the kernel refused program {hook.program} "
-                    f"({failure}):\n{_explain_load_error(output)}")
+                    f"gadget {self.spec.name}: the kernel ({self.plan.release}) refused "
+                    f"program {hook.program} ({failure}):\n{_explain_load_error(output)}")
         self.process_filter.apply(self.bpf)
 
     def attach(self) -> None:
         """Attach every program; on any failure detach what was attached and raise."""
         assert self.bpf is not None, "load() first"
-        for hook in self.spec.active_hooks:
+        for hook in self.plan.hooks:
             try:
                 with captured_stderr():
                     HOOK_KINDS[hook.kind].attach(self.bpf, hook)
@@ -273,7 +276,7 @@ class GadgetProgram:
 
     def program_stats(self) -> list[ProgramStats]:
         stats = []
-        for hook in self.spec.active_hooks:
+        for hook in self.plan.hooks:
             function = self.bpf.funcs.get(hook.program.encode())
             if function is None:
                 continue

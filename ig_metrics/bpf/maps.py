@@ -33,6 +33,8 @@ def _lib():
     lib.bpf_delete_elem.argtypes = [ct.c_int, ct.c_void_p]
     lib.bpf_lookup_elem.restype = ct.c_int
     lib.bpf_lookup_elem.argtypes = [ct.c_int, ct.c_void_p, ct.c_void_p]
+    lib.bpf_get_next_key.restype = ct.c_int
+    lib.bpf_get_next_key.argtypes = [ct.c_int, ct.c_void_p, ct.c_void_p]
     lib.bpf_obj_get_info.restype = ct.c_int
     lib.bpf_obj_get_info.argtypes = [ct.c_int, ct.c_void_p, ct.POINTER(ct.c_uint32)]
     return lib
@@ -86,6 +88,12 @@ class MapReadError(OSError):
     """A map operation the kernel refused."""
 
 
+# What a kernel answers for a map operation it does not have for this map
+# type: batch lookups of per-CPU arrays before Linux 5.11 say ENOTSUPP (524,
+# a kernel-internal code), lookup-and-delete of one hash key before 5.14 EINVAL.
+UNSUPPORTED = {errno.EINVAL, errno.ENOTSUP, errno.ENOSYS, 524}
+
+
 @dataclass(frozen=True, slots=True)
 class Batch:
     """Raw content of a map: `count` keys of `key_size` bytes and values of
@@ -120,9 +128,34 @@ class MapReader:
         self.max_entries = table.max_entries
         self._keys = _Buffer(self.key_size * self.max_entries)
         self._values = _Buffer(self.value_size * self.max_entries)
+        # Whether this kernel has batch reads and one-key lookup-and-delete for
+        # this map: None until first tried, then kept.
+        self.batches: bool | None = None
+        self.takes: bool | None = None
 
     def read(self, delete: bool = False) -> Batch:
-        """Every entry (and, with delete=True, atomically remove each one read)."""
+        """Every entry (and, with delete=True, atomically remove each one read).
+        Where the kernel has no batch reads for the map, it reads key by key."""
+        if self.batches is not False:
+            try:
+                total = self._read_batches(delete)
+            except MapReadError as error:
+                if self.batches or error.errno not in UNSUPPORTED:
+                    raise
+                self.batches = False
+            else:
+                self.batches = True
+        if self.batches is False:
+            total = self._read_each(delete)
+        # string_at copies only what was read (.raw would copy the whole buffer).
+        batch = Batch(ct.string_at(self._keys.array, total * self.key_size),
+                      ct.string_at(self._values.array, total * self.value_size),
+                      total, self.key_size, self.value_size, self.cpu_stride)
+        self._keys.filled(total * self.key_size)
+        self._values.filled(total * self.value_size)
+        return batch
+
+    def _read_batches(self, delete: bool) -> int:
         call = _lib().bpf_lookup_and_delete_batch if delete else _lib().bpf_lookup_batch
         token = ct.c_uint64(0)
         total = 0
@@ -142,14 +175,33 @@ class MapReader:
                 continue
             if error == errno.ENOENT:       # no more entries: the normal end
                 break
-            raise MapReadError(error, f"reading map {self.name}: {os.strerror(error)}")
-        # string_at copies only what was read (.raw would copy the whole buffer).
-        batch = Batch(ct.string_at(self._keys.array, total * self.key_size),
-                      ct.string_at(self._values.array, total * self.value_size),
-                      total, self.key_size, self.value_size, self.cpu_stride)
-        self._keys.filled(total * self.key_size)
-        self._values.filled(total * self.value_size)
-        return batch
+            raise MapReadError(error, f"reading map {self.name}: {_describe(error)}")
+        return total
+
+    def _read_each(self, delete: bool) -> int:
+        """What _read_batches does, one key at a time (a syscall or two per
+        entry). Taking entries always takes the first key left, as a deleted
+        key cannot lead to the next; reading follows the keys' chain."""
+        lib = _lib()
+
+        def key_at(index: int):
+            return ct.byref(self._keys.array, index * self.key_size)
+
+        total = 0
+        while total < self.max_entries:
+            previous = None if delete or total == 0 else key_at(total - 1)
+            if lib.bpf_get_next_key(self.fd, previous, key_at(total)) != 0:
+                error = ct.get_errno()
+                if error == errno.ENOENT:
+                    break
+                raise MapReadError(error, f"reading map {self.name}: {_describe(error)}")
+            value = ct.byref(self._values.array, total * self.value_size)
+            if delete:
+                found = self._take_into(key_at(total), value)
+            else:
+                found = lib.bpf_lookup_elem(self.fd, key_at(total), value) == 0
+            total += found
+        return total
 
     def lookup(self, key: bytes) -> bytes | None:
         value = ct.create_string_buffer(self.value_size)
@@ -158,17 +210,36 @@ class MapReader:
         return value.raw
 
     def take(self, key: bytes) -> bytes | None:
-        """Atomically remove `key` and return the value it had (None if absent)."""
+        """Remove `key` and return the value it had (None if absent): at once
+        where the kernel can (Linux 5.14+ for hashes), else looked up, then
+        deleted, so that an event in between (microseconds) goes uncounted."""
         value = ct.create_string_buffer(self.value_size)
-        if _lib().bpf_lookup_and_delete(self.fd, key, value) != 0:
+        return value.raw if self._take_into(key, value) else None
+
+    def _take_into(self, key, value) -> bool:
+        lib = _lib()
+        if self.takes is not False:
+            if lib.bpf_lookup_and_delete(self.fd, key, value) == 0:
+                self.takes = True
+                return True
             error = ct.get_errno()
             if error == errno.ENOENT:
-                return None
-            raise MapReadError(error, f"removing a key of map {self.name}: {os.strerror(error)}")
-        return value.raw
+                return False
+            if self.takes or error not in UNSUPPORTED:
+                raise MapReadError(error, f"removing a key of map {self.name}: "
+                                          f"{_describe(error)}")
+            self.takes = False
+        if lib.bpf_lookup_elem(self.fd, key, value) != 0:
+            return False
+        lib.bpf_delete_elem(self.fd, key)
+        return True
 
     def delete(self, key: bytes) -> bool:
         return _lib().bpf_delete_elem(self.fd, key) == 0
+
+
+def _describe(error: int) -> str:
+    return "operation not supported by this kernel" if error == 524 else os.strerror(error)
 
 
 def object_info(fd: int, info: ct.Structure) -> bool:

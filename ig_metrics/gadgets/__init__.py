@@ -13,13 +13,21 @@ from ig_metrics.gadgets.spec import SPEC_FILE, GadgetSpec, GadgetSpecError, load
 
 BUILTIN_DIR = Path(__file__).resolve().parent
 INCLUDE_DIR = BUILTIN_DIR / "include"
+# The oldest kernel (major, minor) on which the kernel matrix (scripts/kernel-matrix.sh,
+# docs/kernels.md) loads every built-in gadget and finds its counts exact.
+PROVEN_SINCE = (5, 10)
 
-__all__ = ["BUILTIN_DIR", "INCLUDE_DIR", "GadgetSpec", "GadgetSpecError", "UnknownGadget",
-           "builtin_attribute_names", "builtin_names", "builtin_specs", "resolve"]
+__all__ = ["BUILTIN_DIR", "INCLUDE_DIR", "PROVEN_SINCE", "GadgetSpec", "GadgetSpecError",
+           "UnknownGadget", "builtin_attribute_names", "builtin_names", "builtin_specs",
+           "is_builtin", "resolve"]
 
 
 class UnknownGadget(Exception):
     """A --gadget value that is neither a built-in name nor a gadget folder."""
+
+
+def is_builtin(spec: GadgetSpec) -> bool:
+    return spec.file.resolve().is_relative_to(BUILTIN_DIR)
 
 
 def builtin_names() -> list[str]:

@@ -1,6 +1,6 @@
 """How each kind of hook a gadget spec may name is loaded, attached and
 detached through bcc: one entry per kind in HOOK_KINDS. Adding a kind (uprobe,
-socket filter, kprobe fallback...) is one class and one table line."""
+fentry...) is one class and one table line."""
 
 from __future__ import annotations
 
@@ -51,6 +51,41 @@ class RawTracepoint(HookKind):
         bpf.detach_raw_tracepoint(hook.target.encode())
 
 
+class Kprobe(HookKind):
+    """A kernel function's entry, by name: `PT_REGS_PARMn(ctx)` are its arguments.
+    Kernels built without CONFIG_KPROBES have none."""
+
+    def program_type(self, bpf_class) -> int:
+        return bpf_class.KPROBE
+
+    def attach(self, bpf, hook) -> None:
+        bpf.attach_kprobe(event=hook.target.encode(), fn_name=hook.program.encode())
+
+    def detach(self, bpf, hook) -> None:
+        bpf.detach_kprobe(event=hook.target.encode())
+
+
+# The most returns a kretprobe tracks at once (the kernel's own ceiling): a
+# return the kernel has no instance for is missed, and with it its count. A
+# thread blocked in recv() holds one, so the default (about 2 per CPU) is far
+# too few for a server.
+KRETPROBE_MAXACTIVE = 4096
+
+
+class Kretprobe(HookKind):
+    """A kernel function's return, by name: `PT_REGS_RC(ctx)` is what it returned."""
+
+    def program_type(self, bpf_class) -> int:
+        return bpf_class.KPROBE
+
+    def attach(self, bpf, hook) -> None:
+        bpf.attach_kretprobe(event=hook.target.encode(), fn_name=hook.program.encode(),
+                             maxactive=KRETPROBE_MAXACTIVE)
+
+    def detach(self, bpf, hook) -> None:
+        bpf.detach_kretprobe(event=hook.target.encode())
+
+
 # linux/if_ether.h and asm-generic/socket.h: not in Python's socket module
 ETH_P_ALL = 0x0003
 SO_ATTACH_BPF = 50
@@ -94,4 +129,6 @@ HOOK_KINDS: dict[str, HookKind] = {kind.name: kind for kind in (
     Tracepoint("tracepoint"),
     RawTracepoint("raw_tracepoint"),
     SocketFilter("socket_filter"),
+    Kprobe("kprobe"),
+    Kretprobe("kretprobe"),
 )}

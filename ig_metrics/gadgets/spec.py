@@ -58,8 +58,15 @@ class GadgetSpecError(Exception):
 class Hook:
     program: str                   # the C function
     kind: str                      # a name in gadgets.hooks.HOOK_KINDS
-    target: str                    # "category:event" or the raw tracepoint's name
+    target: str                    # "category:event", a raw tracepoint's or a function's name
     when: str = ""                 # a parameter: attached only when it is set (not false, "" or 0)
+    since: str = ""                # the first Linux version that has the target ("6.3")
+    metrics: tuple[str, ...] = ()  # the metrics it counts for (empty: not said)
+    # Attached instead where this kernel lacks the target, all together (e.g. a
+    # kprobe and a kretprobe on the function the missing tracepoint sits in),
+    # and how counting through them differs.
+    fallback: tuple[Hook, ...] = ()
+    fallback_note: str = ""
 
     @property
     def tracefs_path(self) -> str:
@@ -67,6 +74,17 @@ class Hook:
         if self.kind == "tracepoint":
             return self.target.replace(":", "/", 1)
         return self.target
+
+    @property
+    def label(self) -> str:
+        """How people name it: 'tracepoint sock:sock_send_length (Linux 6.3+)'."""
+        since = f" (Linux {self.since}+)" if self.since else ""
+        return f"{self.kind.replace('_', ' ')} {self.target}{since}"
+
+    @property
+    def define(self) -> str:
+        """The C macro the loader defines when it attaches this program."""
+        return f"IG_HOOK_{self.program.upper()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +318,15 @@ def _exactly_one_hook_kind(draft: Draft, ctx: FileContext) -> None:
         ctx.error(draft.line, f"{draft.site}: give exactly one of {', '.join(HOOK_KINDS)}")
 
 
+def _fallback_is_explained(draft: Draft, ctx: FileContext) -> None:
+    if draft.values.get("fallback") and not draft.values.get("fallback_note"):
+        ctx.error(draft.line_of("fallback"), f"{draft.site.child('fallback')}: say in "
+                  "'fallback_note' how counting through the fallback differs (or that it does not)")
+    elif "fallback_note" in draft.values and not draft.values.get("fallback"):
+        ctx.error(draft.line_of("fallback_note"), f"{draft.site.child('fallback_note')}: "
+                  "there is no 'fallback' to explain")
+
+
 def _decoder_needs(draft: Draft, ctx: FileContext) -> None:
     decoder = draft.values["decoder"]
     if decoder == "enum" and not draft.values.get("values"):
@@ -408,6 +435,8 @@ def _references_exist(draft: Draft, ctx: FileContext) -> None:
                   if source.kind == "histogram"]
     for item in (*draft.values.get("hooks", ()), *draft.values.get("attributes", ())):
         _refers_to(item, "when", parameters, "a parameter", ctx)
+    for hook in draft.values.get("hooks", ()):
+        _refers_to(hook, "metrics", metrics, "a metric", ctx)
     for metric in draft.values.get("metrics", ()):
         _refers_to(metric, "attributes", attributes, "an attribute", ctx)
         if metric.values.get("kind") == HISTOGRAM and "source" in metric.values:
@@ -433,7 +462,7 @@ def _only_with(key: str, value: str, then: dict, otherwise: dict | None = None) 
     return {**rule, "else": otherwise} if otherwise is not None else rule
 
 
-HOOK = Section((
+HOOK_TARGETS = (
     Field("program", C_IDENTIFIER, "The C function of the BPF program attached here.",
           "on_exec", required=True),
     Field("tracepoint", TRACEPOINT, "A stable tracepoint, category:event.",
@@ -442,9 +471,31 @@ HOOK = Section((
           "its TP_PROTO arguments).", "tcp_send_reset"),
     Field("socket_filter", WORDS, "A socket filter on every interface of the host's "
           "network namespace, named by what it sees.", "all"),
+    Field("kprobe", C_IDENTIFIER, "A kernel function's entry (PT_REGS_PARMn(ctx) are its "
+          "arguments); not every kernel has kprobes.", "tcp_sendmsg"),
+    Field("kretprobe", C_IDENTIFIER, "A kernel function's return (PT_REGS_RC(ctx) is what it "
+          "returns).", "tcp_sendmsg"),
+)
+HOOK_ONE_KIND = ({"oneOf": [{"required": [kind]} for kind in HOOK_KINDS]},)
+FALLBACK_HOOK = Section(HOOK_TARGETS, owner="fallback", rules=(_exactly_one_hook_kind,),
+                        keep_draft=True, constraints=HOOK_ONE_KIND)
+HOOK = Section((
+    *HOOK_TARGETS,
     _when("hook"),
-), owner="hooks", rules=(_exactly_one_hook_kind,), keep_draft=True,
-    constraints=({"oneOf": [{"required": [kind]} for kind in HOOK_KINDS]},))
+    Field("since", PatternText(r"^[0-9]+\.[0-9]+$", "write a Linux version, e.g. '6.3'"),
+          "The first Linux version that has the target: said when a kernel lacks it.", "6.3"),
+    Field("metrics", ListOf(WORDS, "metric names"), "The metrics this program counts for: "
+          "doctor, gadgets describe and the run's log say which hook each one uses.",
+          ["tcp.sent"]),
+    Field("fallback", ListOf(FALLBACK_HOOK, "hooks"), "Attached instead, all of them, where "
+          "the kernel lacks this hook's target. The loader defines IG_HOOK_<PROGRAM> for each "
+          "program it attaches, so the C source can leave out a program whose tracepoint "
+          "this kernel lacks.",
+          [{"program": "on_tcp_sendmsg", "kprobe": "tcp_sendmsg"}]),
+    Field("fallback_note", WORDS, "How counts through the fallback differ (docs/gadgets.md).",
+          "bytes tcp_sendmsg accepted"),
+), owner="hooks", rules=(_exactly_one_hook_kind, _fallback_is_explained), keep_draft=True,
+    constraints=HOOK_ONE_KIND)
 
 ATTRIBUTE = Section((
     Field("name", WORDS, "The OpenTelemetry attribute name (for an expanding decoder: "
@@ -602,6 +653,14 @@ def _parameter(draft: Draft, default: Any) -> ParameterSpec:
                          max_length=values.get("max_length", 0))
 
 
+def _hook(values: dict[str, Any]) -> Hook:
+    kind = next(kind for kind in HOOK_KINDS if kind in values)
+    return Hook(values["program"], kind, values[kind], values.get("when", ""),
+                since=values.get("since", ""), metrics=tuple(values.get("metrics", ())),
+                fallback=tuple(_hook(item.values) for item in values.get("fallback", ())),
+                fallback_note=values.get("fallback_note", "").strip())
+
+
 def _gadget(draft: Draft, path: Path) -> GadgetSpec:
     values = draft.values
     metrics = tuple(
@@ -623,9 +682,7 @@ def _gadget(draft: Draft, path: Path) -> GadgetSpec:
         description=values.get("description", "").strip(),
         file=path,
         program=path.parent / values["program"],
-        hooks=tuple(Hook(h["program"], kind, h[kind], h.get("when", ""))
-                    for h in (hook.values for hook in values["hooks"])
-                    for kind in HOOK_KINDS if kind in h),
+        hooks=tuple(_hook(hook.values) for hook in values["hooks"]),
         drops=values.get("drops", ()),
         attributes=tuple(AttributeSpec(a["name"], a["field"], a["decoder"],
                                        a.get("values", ()), a.get("family_field", ""),

@@ -26,13 +26,60 @@ static __always_inline u32 ig_hist_slot(u64 v)
     return slot;
 }
 
+/* Makes the compiler forget what it knows of `var`, so that a bounds check
+ * after it is kept and made on the very register the access then uses: the
+ * verifiers of Linux 6.1 and older lose a bound the compiler proved on a copy
+ * ("unbounded memory access"). */
+#define ig_barrier_var(var) asm volatile("" : "+r"(var))
+
 static __always_inline void ig_hist_add(struct ig_hist *h, u64 value)
 {
-    u32 slot = ig_hist_slot(value);
+    u64 slot = ig_hist_slot(value);
+    ig_barrier_var(slot);
     if (slot < IG_HIST_SLOTS)
         h->slots[slot]++;
     h->sum += value;
 }
+
+/* Atomic operations beyond add (compare-and-swap, exchange, fetch-and-add)
+ * came with Linux 5.12: the loader defines IG_ATOMICS where the kernel's
+ * verifier takes them. Elsewhere a compare-and-swap takes a lock made of a
+ * hash map insert, which fails while the key is present, and gives up (as a
+ * lost race would) when another CPU holds it; an exchange is a plain store,
+ * which on 64-bit machines is single-copy atomic. */
+#ifdef IG_ATOMICS
+static __always_inline int ig_cas(u64 *p, u64 old, u64 new, u64 lock)
+{
+    return __sync_val_compare_and_swap(p, old, new) == old;
+}
+
+static __always_inline void ig_store(u64 *p, u64 value)
+{
+    __sync_lock_test_and_set(p, value);
+}
+#else
+BPF_HASH(ig_locks, u64, u8, 1024);
+
+/* `lock` names what `p` points at, e.g. a table slot's index: one lock per
+ * word that is ever compared-and-swapped. */
+static __always_inline int ig_cas(u64 *p, u64 old, u64 new, u64 lock)
+{
+    u8 held = 1;
+    if (ig_locks.insert(&lock, &held))
+        return 0;
+    int swapped = *(volatile u64 *)p == old;
+    if (swapped)
+        *(volatile u64 *)p = new;
+    ig_locks.delete(&lock);
+    return swapped;
+}
+
+static __always_inline void ig_store(u64 *p, u64 value)
+{
+    asm volatile("" ::: "memory");   /* what was written before stays before */
+    *(volatile u64 *)p = value;
+}
+#endif
 
 /* A zeroed histogram to insert new keys with: too big for the BPF stack. */
 BPF_ARRAY(ig_zero_hist, struct ig_hist, 1);

@@ -90,7 +90,7 @@ static __always_inline u32 thread_hash(u64 tid)
 static __always_inline struct thread_state *thread_slot(u64 tid)
 {
     u32 base = thread_hash(tid);
-    struct thread_state *free = 0;
+    u32 free_idx = THREAD_SLOTS;     /* none */
 #pragma unroll
     for (int i = 0; i < THREAD_PROBES; i++) {
         u32 idx = (base + i) & (THREAD_SLOTS - 1);
@@ -99,10 +99,13 @@ static __always_inline struct thread_state *thread_slot(u64 tid)
             return 0;
         if (t->tid == tid)
             return t;
-        if (!free && t->tid == 0)
-            free = t;
+        if (free_idx == THREAD_SLOTS && t->tid == 0)
+            free_idx = idx;
     }
-    if (free && __sync_val_compare_and_swap(&free->tid, 0, tid) == 0)
+    /* looked up again by index: a pointer kept across the loop is merged by
+     * the compiler in ways the verifier refuses */
+    struct thread_state *free = free_idx < THREAD_SLOTS ? threads.lookup(&free_idx) : 0;
+    if (free && ig_cas(&free->tid, 0, tid, free_idx))
         return free;
     ig_drop(DROP_THREADS);
     return 0;
@@ -198,7 +201,7 @@ int on_thread_exit(void *ctx)
     struct thread_state *t = find_thread((u32)bpf_get_current_pid_tgid());
     if (t) {
         t->start_ns = 0;
-        __sync_lock_test_and_set(&t->tid, 0);
+        ig_store(&t->tid, 0);
     }
     return 0;
 }

@@ -121,7 +121,11 @@ struct listener {
 /* mmapable: user space reads the slots in place, without a syscall copy */
 BPF_F_TABLE("array", int, struct sock_state, sockets, SOCKET_SLOTS, BPF_F_MMAPABLE);
 BPF_HASH(graveyard, u64, struct sock_state, MAX_GRAVEYARD);
+#ifdef IG_ATOMICS
 BPF_ARRAY(next_id, u64, 1);
+#else
+BPF_PERCPU_ARRAY(next_id, u64, 1);   /* ids: this CPU's count, with the CPU on top */
+#endif
 BPF_PERCPU_HASH(flows, struct flow_key, struct flow_counts, MAX_FLOWS);
 BPF_PERCPU_HASH(connect_latency, struct flow_key, struct ig_hist, MAX_HISTOGRAMS);
 BPF_PERCPU_HASH(connection_lifetime, struct flow_key, struct ig_hist, MAX_HISTOGRAMS);
@@ -165,11 +169,15 @@ static __always_inline struct sock_state *claim_socket(u64 sk, struct sock_state
         struct sock_state *s = sockets.lookup(&idx);
         if (!s || s->sk != 0)
             continue;
-        if (__sync_val_compare_and_swap(&s->sk, 0, SLOT_CLAIMED) != 0)
+        if (!ig_cas(&s->sk, 0, SLOT_CLAIMED, idx))
             continue;
+#ifdef IG_ATOMICS
         u64 id = __sync_fetch_and_add(ids, 1) + 1;
+#else
+        u64 id = ((u64)bpf_get_smp_processor_id() << 48) | ++*ids;
+#endif
         /* id_end first, then the body, then id, then sk: see struct sock_state */
-        __sync_lock_test_and_set(&s->id_end, id);
+        ig_store(&s->id_end, id);
         s->key = init->key;
         s->owner = init->owner;
         s->owner_cgroup = init->owner_cgroup;
@@ -182,8 +190,8 @@ static __always_inline struct sock_state *claim_socket(u64 sk, struct sock_state
         s->established_ns = init->established_ns;
         s->opener = init->opener;
         s->flags = init->flags;
-        __sync_lock_test_and_set(&s->id, id);
-        __sync_lock_test_and_set(&s->sk, sk);
+        ig_store(&s->id, id);
+        ig_store(&s->sk, sk);
         return s;
     }
     ig_drop(DROP_SOCKETS);
@@ -201,7 +209,7 @@ static __always_inline void bury(struct sock_state *s)
             return;
         }
     }
-    __sync_lock_test_and_set(&s->sk, 0);
+    ig_store(&s->sk, 0);
 }
 
 static __always_inline struct flow_counts *flow_counters(struct flow_key *key)
@@ -430,10 +438,11 @@ static __always_inline void count_io(u64 sk, u16 family, s64 len, int is_send)
         }
     }
     if (s->owner != tgid) {
-        if (s->owner == 0 &&
-            __sync_val_compare_and_swap(&s->owner, 0, OWNER_CLAIMING) == 0) {
+        /* the lock of a socket's owner: its address, odd (slots' locks are
+         * their indexes, and socket addresses are even) */
+        if (s->owner == 0 && ig_cas(&s->owner, 0, OWNER_CLAIMING, sk | 1)) {
             s->owner_cgroup = bpf_get_current_cgroup_id();
-            __sync_lock_test_and_set(&s->owner, (u64)tgid);     /* publishes both */
+            ig_store(&s->owner, (u64)tgid);     /* publishes both */
             ig_remember_comm(tgid);
         } else {
             /* another process uses the socket (inherited across fork) */
@@ -453,6 +462,10 @@ own:
         __sync_fetch_and_add(&s->received, len);
 }
 
+/* Bytes as the send and receive calls return them (Linux 6.3 and later).
+ * The loader defines IG_HOOK_<PROGRAM> for each program it attaches: bcc
+ * cannot compile a program whose tracepoint this kernel lacks. */
+#ifdef IG_HOOK_ON_SEND
 int on_send(struct tracepoint__sock__sock_send_length *args)
 {
     if (args->protocol != IPPROTO_TCP || args->ret <= 0)
@@ -460,7 +473,9 @@ int on_send(struct tracepoint__sock__sock_send_length *args)
     count_io((u64)args->sk, args->family, args->ret, 1);
     return 0;
 }
+#endif
 
+#ifdef IG_HOOK_ON_RECV
 int on_recv(struct tracepoint__sock__sock_recv_length *args)
 {
     if (args->protocol != IPPROTO_TCP || args->ret <= 0 || (args->flags & MSG_PEEK))
@@ -468,6 +483,87 @@ int on_recv(struct tracepoint__sock__sock_recv_length *args)
     count_io((u64)args->sk, args->family, args->ret, 0);
     return 0;
 }
+#endif
+
+/* Before Linux 6.3: what tcp_sendmsg and tcp_recvmsg return, the same bytes
+ * for TCP as the calls above see. A thread's socket (and a receive's flags)
+ * is kept from the function's entry to its return. */
+#if defined(IG_HOOK_ON_TCP_SENDMSG) || defined(IG_HOOK_ON_TCP_RECVMSG)
+struct io_call {
+    u64 sk;
+    u64 flags;
+};
+
+BPF_HASH(io_calls, u64, struct io_call, 16384);
+
+/* Linux 5.19 dropped tcp_recvmsg's `nonblock` argument, before `flags`.
+ * IG_KERNEL_VERSION is the running kernel's (a << 16 | b << 8 | c). */
+#if IG_KERNEL_VERSION >= 0x051300
+#define TCP_RECVMSG_FLAGS(ctx) PT_REGS_PARM4(ctx)
+#else
+#define TCP_RECVMSG_FLAGS(ctx) PT_REGS_PARM5(ctx)
+#endif
+
+/* The socket's family: struct sock_common's skc_family, which has sat at
+ * offset 16 since Linux 2.6 (after the address pair, the hash and the port
+ * pair), so no kernel header is needed to read it. */
+#define SKC_FAMILY_OFFSET 16
+
+static __always_inline u16 socket_family(u64 sk)
+{
+    u16 family = 0;
+    bpf_probe_read_kernel(&family, sizeof(family), (void *)(sk + SKC_FAMILY_OFFSET));
+    return family;
+}
+
+static __always_inline void io_call_begins(u64 sk, u64 flags)
+{
+    u64 thread = bpf_get_current_pid_tgid();
+    struct io_call call = {.sk = sk, .flags = flags};
+    io_calls.update(&thread, &call);
+}
+
+static __always_inline void io_call_returns(long ret, int is_send)
+{
+    u64 thread = bpf_get_current_pid_tgid();
+    struct io_call *call = io_calls.lookup(&thread);
+    if (!call)
+        return;
+    u64 sk = call->sk, flags = call->flags;
+    io_calls.delete(&thread);
+    if (ret <= 0 || (flags & MSG_PEEK))
+        return;
+    count_io(sk, socket_family(sk), ret, is_send);
+}
+#endif
+
+#ifdef IG_HOOK_ON_TCP_SENDMSG
+int on_tcp_sendmsg(struct pt_regs *ctx)
+{
+    io_call_begins(PT_REGS_PARM1(ctx), 0);
+    return 0;
+}
+
+int on_tcp_sendmsg_return(struct pt_regs *ctx)
+{
+    io_call_returns(PT_REGS_RC(ctx), 1);
+    return 0;
+}
+#endif
+
+#ifdef IG_HOOK_ON_TCP_RECVMSG
+int on_tcp_recvmsg(struct pt_regs *ctx)
+{
+    io_call_begins(PT_REGS_PARM1(ctx), TCP_RECVMSG_FLAGS(ctx));
+    return 0;
+}
+
+int on_tcp_recvmsg_return(struct pt_regs *ctx)
+{
+    io_call_returns(PT_REGS_RC(ctx), 0);
+    return 0;
+}
+#endif
 
 #define EVENT_RETRANSMIT 0
 #define EVENT_RESET_SENT 1
