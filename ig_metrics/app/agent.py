@@ -196,6 +196,9 @@ class Agent:
             worker.start()
         log.info("gadget %s attached; exporting to %s (start-up: %s)", self.spec.name,
                  ", ".join(f"{e.name} ({e.target})" for e in self.exporters), timings)
+        log.info("gadget %s on Linux %s counts through: %s", self.spec.name,
+                 program.plan.release,
+                 program.plan.describe(tuple(metric.name for metric in self.spec.metrics)))
 
     def _sampler_share(self) -> float:
         """The share of its interval the sampler's last reading took."""

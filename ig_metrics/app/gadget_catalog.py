@@ -4,7 +4,7 @@ both derived from the specs alone."""
 from __future__ import annotations
 
 from ig_metrics.gadgets.decoders import EXPANDING
-from ig_metrics.gadgets.spec import AttributeSpec, GadgetSpec, MetricSpec
+from ig_metrics.gadgets.spec import AttributeSpec, GadgetSpec, Hook, MetricSpec
 from ig_metrics.pipeline.selfmetrics import SELF_METRICS
 from ig_metrics.exporters.prometheus_naming import prometheus_metric_name
 
@@ -39,6 +39,19 @@ def describe_parameters(spec: GadgetSpec) -> list[dict]:
         if value is not None} for parameter in spec.parameters]
 
 
+def describe_hook(hook: Hook) -> dict:
+    described: dict = {"program": hook.program, "kind": hook.kind, "target": hook.target}
+    if hook.since:
+        described["since"] = hook.since
+    if hook.when:
+        described["when"] = hook.when
+    described["metrics"] = list(hook.metrics)
+    if hook.fallback:
+        described["fallback"] = [describe_hook(other) for other in hook.fallback]
+        described["fallback_note"] = hook.fallback_note
+    return described
+
+
 def describe(spec: GadgetSpec) -> dict:
     return {
         "name": spec.name,
@@ -46,8 +59,7 @@ def describe(spec: GadgetSpec) -> dict:
         "description": spec.description,
         "parameters": describe_parameters(spec),
         "optional_attributes": optional_attributes(spec),
-        "hooks": [{"program": hook.program, "kind": hook.kind, "target": hook.target}
-                  for hook in spec.hooks],
+        "hooks": [describe_hook(hook) for hook in spec.hooks],
         "metrics": [{
             "name": metric.name,
             "prometheus": prometheus_metric_name(metric.name, metric.unit, metric.kind),
@@ -100,9 +112,18 @@ def markdown_gadget(spec: GadgetSpec) -> str:
             lines.append(f"| `{parameter['name']}` | {kind} | `{parameter['default']!s}` | "
                          f"{parameter['description']} |")
     hooks = ", ".join(f"`{hook.target}` ({hook.kind.replace('_', ' ')}"
+                      + (f", Linux {hook.since}+" if hook.since else "")
                       + (f", with `{hook.when}`" if hook.when else "") + ")"
                       for hook in spec.hooks)
-    lines += ["", f"Kernel hooks: {hooks}.", ""]
+    lines += ["", f"Kernel hooks: {hooks}."]
+    for hook in spec.hooks:
+        if hook.fallback:
+            counted = ", ".join(f"`{metric}`" for metric in hook.metrics) or "its counts"
+            instead = " and ".join(f"a {other.kind} on `{other.target}`" for other in hook.fallback)
+            lines += ["", f"On a kernel without `{hook.target}`"
+                          + (f" (before Linux {hook.since})" if hook.since else "")
+                          + f", {counted} come from {instead}: {hook.fallback_note}"]
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -83,6 +83,22 @@ class HookPlan:
         return {metric: tuple(choice for choice in self.choices if metric in choice.hook.metrics)
                 for metric in metrics}
 
+    def describe(self, metrics: tuple[str, ...]) -> str:
+        """Which hooks each metric counts through here, in one line:
+        'tcp.sent: kprobe tcp_sendmsg + kretprobe tcp_sendmsg (for tracepoint
+        sock:sock_send_length (Linux 6.3+)); tcp.received: ...'."""
+        parts = []
+        for metric, choices in self.metric_hooks(metrics).items():
+            if choices:
+                parts.append(f"{metric}: " + ", ".join(_described(c) for c in choices))
+        return "; ".join(parts)
+
+
+def _described(choice: HookChoice) -> str:
+    if choice.uses_fallback:
+        return f"{choice.used} (for {choice.hook.label})"
+    return choice.used
+
 
 def plan_hooks(spec: GadgetSpec, paths: HostPaths = DEFAULT_PATHS,
                atomics: bool | None = None) -> HookPlan:

@@ -17,7 +17,8 @@ from collections.abc import Iterator
 
 from ig_metrics.bpf.cgroupfs import process_cgroup
 from ig_metrics.bpf.filters import ProcessFilter
-from ig_metrics.bpf.hookplan import HookPlan, plan_hooks
+from ig_metrics.bpf.hookplan import PROBE_KINDS, HookPlan, plan_hooks
+from ig_metrics.bpf.kernel import DEFAULT_PATHS, find_tracefs
 from ig_metrics.bpf.maps import object_info
 from ig_metrics.gadgets import INCLUDE_DIR, is_builtin
 from ig_metrics.gadgets.hooks import HOOK_KINDS
@@ -165,6 +166,28 @@ def _explain_load_error(output: list[str]) -> str:
     return "\n".join(interesting[-6:])
 
 
+def _probe_event(hook: Hook) -> str:
+    """The tracefs event bcc makes for a kprobe or kretprobe of this process."""
+    prefix = "r_" if hook.kind == "kretprobe" else "p_"
+    return f"{prefix}{hook.target.replace('+', '_').replace('.', '_')}_bcc_{os.getpid()}"
+
+
+def _probe_misses() -> dict[str, int]:
+    """Event -> calls its kprobe or kretprobe missed (a kretprobe misses a
+    return when all of its instances are taken), from tracefs' kprobe_profile."""
+    tracefs = find_tracefs(DEFAULT_PATHS)
+    try:
+        lines = (tracefs / "kprobe_profile").read_text().splitlines() if tracefs else []
+    except OSError:
+        return {}     # no kprobes: nothing missed
+    misses = {}
+    for line in lines:
+        fields = line.split()
+        if len(fields) == 3 and fields[2].isdigit():
+            misses[fields[0]] = int(fields[2])
+    return misses
+
+
 class GadgetProgram:
     """One gadget's programs and maps in the kernel."""
 
@@ -276,6 +299,8 @@ class GadgetProgram:
 
     def program_stats(self) -> list[ProgramStats]:
         stats = []
+        probe_misses = _probe_misses() if any(hook.kind in PROBE_KINDS
+                                              for hook in self.plan.hooks) else {}
         for hook in self.plan.hooks:
             function = self.bpf.funcs.get(hook.program.encode())
             if function is None:
@@ -283,8 +308,9 @@ class GadgetProgram:
             info = _ProgInfo()
             if not object_info(function.fd, info):
                 continue
+            missed = info.recursion_misses + probe_misses.get(_probe_event(hook), 0)
             stats.append(ProgramStats(hook.program, info.id, info.run_time_ns,
-                                      info.run_cnt, info.recursion_misses))
+                                      info.run_cnt, missed))
         return stats
 
     def program_ids(self) -> list[int]:

@@ -118,8 +118,24 @@ def _print_text(spec) -> None:
             parameters.add_row(parameter["name"], parameter["type"], repr(parameter["default"]),
                                parameter["description"])
         console.print(parameters)
-    console.print("Hooks: " + ", ".join(f"{hook['kind']} {hook['target']}"
-                                         for hook in data["hooks"]))
+    console.print(_hooks_table(spec))
+
+
+def _hooks_table(spec) -> Table:
+    """The spec's hooks and, beside each, what this kernel would attach for it."""
+    from ig_metrics.bpf.hookplan import plan_hooks   # reads tracefs: only for the text view
+
+    plan = plan_hooks(spec, atomics=False)
+    table = Table(title=f"Kernel hooks (here: Linux {plan.release})", title_justify="left")
+    for column in ("program", "hook", "metrics", "here"):
+        table.add_column(column)
+    for choice in plan.choices:
+        hook = choice.hook
+        here = choice.used if choice.available else "missing"
+        if choice.uses_fallback:
+            here += f"\n({hook.fallback_note})"
+        table.add_row(hook.program, hook.label, "\n".join(hook.metrics) or "—", here)
+    return table
 
 
 @gadgets_app.command(

@@ -12,8 +12,9 @@ DROPPED = MetricInfo(
     "Events the gadget's BPF programs could not record because a map was full.")
 MISSED = MetricInfo(
     "ig_metrics.kernel.missed_events", COUNTER, "{event}",
-    "Runs of a BPF program the kernel skipped because another BPF program was "
-    "running on the same CPU (recursion_misses).")
+    "Runs of a BPF program the kernel skipped: because another BPF program was "
+    "running on the same CPU (recursion_misses), or, for a kprobe or kretprobe, "
+    "because the kernel could not track the call (its nmissed).")
 RUNS = MetricInfo(
     "ig_metrics.bpf.runs", COUNTER, "{run}",
     "Runs of each BPF program; counted only while kernel.bpf_stats_enabled=1.")
@@ -34,11 +35,17 @@ MAP_FILL = MetricInfo(
 SERIES = MetricInfo(
     "ig_metrics.series", GAUGE, "{series}",
     "Series of the gadget in the last snapshot.")
+HOOKS = MetricInfo(
+    "ig_metrics.gadget.hook", GAUGE, "1",
+    "1 for each hook a metric of the gadget counts through on this kernel; "
+    "bpf.hook.fallback is true where it stands in for a hook the kernel lacks.")
+HOOK_ATTRIBUTES = ("gadget.metric", "bpf.hook.kind", "bpf.hook.target", "bpf.hook.fallback")
 
 # Every self-metric with its attribute names, for the catalog page.
 SELF_METRICS = ((DROPPED, ("bpf.map.name",)), (MISSED, ("bpf.program.name",)),
                 (RUNS, ("bpf.program.name",)), (RUN_TIME, ("bpf.program.name",)),
-                (TICK, ()), (INTERVAL, ()), (MAP_FILL, ("bpf.map.name",)), (SERIES, ()))
+                (TICK, ()), (INTERVAL, ()), (MAP_FILL, ("bpf.map.name",)), (SERIES, ()),
+                (HOOKS, HOOK_ATTRIBUTES))
 
 
 class KernelSelfMetrics:
@@ -50,6 +57,7 @@ class KernelSelfMetrics:
         self.started_ns = started_ns
         self.drops = MapReader(program.table("drops"), "drops") \
             if spec.drops and program.has_table("drops") else None
+        self.hooks = _hook_points(spec, program.plan, started_ns)
 
     def dropped(self) -> dict[str, int]:
         counts = {name: 0 for name in self.spec.drops}
@@ -91,4 +99,16 @@ class KernelSelfMetrics:
             MetricData(MAP_FILL, tuple(Point((("bpf.map.name", name),), fill, now_ns)
                                        for name, fill in sorted((map_fill or {}).items()))),
             MetricData(SERIES, (Point((), series, now_ns),)),
+            MetricData(HOOKS, self.hooks),
         ]
+
+
+def _hook_points(spec, plan, started_ns: int) -> tuple[Point, ...]:
+    points = []
+    for metric, choices in plan.metric_hooks(tuple(m.name for m in spec.metrics)).items():
+        for choice in choices:
+            for hook in choice.attached:
+                points.append(Point(tuple(zip(HOOK_ATTRIBUTES, (
+                    metric, hook.kind, hook.target, str(choice.uses_fallback).lower()))),
+                    1, started_ns))
+    return tuple(points)
