@@ -16,6 +16,7 @@ from collections.abc import Callable
 from ig_metrics import __version__
 from ig_metrics.bpf.filters import ProcessFilter
 from ig_metrics.bpf.loader import GadgetLoadError, GadgetProgram
+from ig_metrics.bpf.maps import MapReadError
 from ig_metrics.bpf.memory import BurstTrim, release_compiler_memory
 from ig_metrics.config.model import DEFAULT_SAMPLER_MAX_SERIES, Profile
 from ig_metrics.exporters.registry import create_exporter
@@ -273,7 +274,10 @@ class Agent:
         self._stopped = True               # not ready from now on
         if self.program is not None:
             self.program.detach()
-            final = self.sampler.tick(final=True)
+            try:
+                final = self.sampler.tick(final=True)
+            except MapReadError as error:    # the run already says why it stops
+                log.error("gadget %s: no final reading: %s", self.spec.name, error.strerror)
             with self._latest_lock:
                 self._latest = final
         deadline = time.monotonic() + timeout

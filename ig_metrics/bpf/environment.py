@@ -235,7 +235,7 @@ def check_gadget_hooks(spec: GadgetSpec, paths: HostPaths) -> Check:
     kinds = [hook.kind for hook in plan.hooks]
     found = ", ".join(_count(kinds.count(kind), kind.replace("_", " "))
                       for kind in dict.fromkeys(kinds))
-    detail = f"all {len(plan.choices)} hooks of gadget {spec.name} exist ({found})"
+    detail = f"every hook of gadget {spec.name} exists here ({found})"
     fallbacks = [choice for choice in plan.choices if choice.uses_fallback]
     if fallbacks:
         detail += "; instead of " + "; ".join(
@@ -259,9 +259,9 @@ def check_gadget_loads(spec: GadgetSpec, paths: HostPaths) -> Check:
     name = f"loads:{spec.name}"
     version = kernel_version(paths.release)
     if is_builtin(spec) and version[:2] >= PROVEN_SINCE:
-        return Check(name, True, f"built-in, and the kernel matrix loads it on Linux "
-                     f"{PROVEN_SINCE[0]}.{PROVEN_SINCE[1]} and later (docs/kernels.md); this "
-                     f"is {paths.release} (doctor --compile loads it here)")
+        return Check(name, True, f"built-in: loads on Linux {PROVEN_SINCE[0]}."
+                     f"{PROVEN_SINCE[1]} and later, as the kernel matrix shows "
+                     "(docs/kernels.md); doctor --compile loads it here")
     return _compile_check(spec, name)
 
 

@@ -89,7 +89,7 @@ class MapReadError(OSError):
 
 
 # What a kernel answers for a map operation it does not have for this map
-# type: batch lookups of per-CPU arrays before Linux 5.11 say ENOTSUPP (524,
+# type: batch lookups of per-CPU arrays on Linux 5.10 say ENOTSUPP (524,
 # a kernel-internal code), lookup-and-delete of one hash key before 5.14 EINVAL.
 UNSUPPORTED = {errno.EINVAL, errno.ENOTSUP, errno.ENOSYS, 524}
 

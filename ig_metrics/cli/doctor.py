@@ -59,9 +59,13 @@ def doctor(
 
     [bold]Required[/bold] (✓ or ✗): root or CAP_BPF+CAP_PERFMON; bcc importable by this
     Python; the bpf() syscall; tracefs mounted; kernel headers bcc can compile against
-    (another version's headers are fine); every tracepoint each gadget attaches to.
-    [bold]Informational[/bold] (info): kernel BTF, debugfs, kprobes (the gadgets use
-    tracepoints, so a kernel without kprobes is fine), kernel.bpf_stats_enabled and
+    (another version's headers are fine); per gadget, every hook it attaches to, or the
+    fallback it has for a hook this kernel lacks (hooks:NAME, with the Linux version
+    that has a missing one), and whether it will load (loads:NAME: a built-in gadget on
+    Linux 5.10 or later is proven by the kernel matrix of docs/kernels.md; anything
+    else is compiled and loaded to find out).
+    [bold]Informational[/bold] (info): kernel BTF, debugfs, kprobes (used only where a
+    tracepoint is missing, e.g. by tcp before Linux 6.3), kernel.bpf_stats_enabled and
     kernel.unprivileged_bpf_disabled; container attribution: the cgroup v2 hierarchy
     and kubelet's pods in it, and with NODE_NAME set, whether the Kubernetes API lists
     this node's pods (for pod names).

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ig_metrics.bpf.hookplan import plan_hooks
 from ig_metrics.cli.common import ExitCode, fail, print_json, print_table, stdout_console
 from ig_metrics.gadgets import GadgetSpecError, UnknownGadget, builtin_specs, resolve
 from ig_metrics.app.gadget_catalog import describe, markdown_catalog, markdown_gadget
@@ -123,8 +124,6 @@ def _print_text(spec) -> None:
 
 def _hooks_table(spec) -> Table:
     """The spec's hooks and, beside each, what this kernel would attach for it."""
-    from ig_metrics.bpf.hookplan import plan_hooks   # reads tracefs: only for the text view
-
     plan = plan_hooks(spec, atomics=False)
     table = Table(title=f"Kernel hooks (here: Linux {plan.release})", title_justify="left")
     for column in ("program", "hook", "metrics", "here"):

@@ -15,6 +15,7 @@ from rich.logging import RichHandler
 import typer
 
 from ig_metrics.bpf.filters import FilterError, ProcessFilter
+from ig_metrics.bpf.maps import MapReadError
 from ig_metrics.bpf.memory import fix_malloc_thresholds
 from ig_metrics.catalog.attributenames import builtin_attribute_names, selection_problems
 from ig_metrics.catalog.directories import resolve_profiles_dir
@@ -253,11 +254,8 @@ def _run_agent(spec, profile, process_filter, *, console: Console, use_tui: bool
 def _run_started(agent, spec, profile, process_filter, *, console: Console, use_tui: bool,
                  duration: float | None, top: int, sort: str) -> int:
     from ig_metrics.app.agent import RunError
-    from ig_metrics.ui.live import LiveView, summary_line
 
     stop = threading.Event()
-    previous = {}
-
     with StopOnSignals(stop):
         try:
             agent.start()
@@ -273,27 +271,43 @@ def _run_started(agent, spec, profile, process_filter, *, console: Console, use_
         gc.freeze()
         log = logging.getLogger("ig_metrics.run")
         try:
-            if use_tui:
-                title = f"ig-metrics · {spec.name} · profile {profile.name}"
-                if process_filter.active:
-                    title += f" · {process_filter.describe()}"
-                with LiveView(spec, top=top, sort=sort, title=title, console=console) as view:
-                    agent.run(stop, duration=duration,
-                              tick_interval=min(UI_TICK_INTERVAL, agent.tick_interval),
-                              refresh=lambda: view.update(agent.latest(), agent.statuses()),
-                              refresh_interval=UI_REFRESH_INTERVAL)
-            else:
-                def log_summary(snapshot) -> None:
-                    log.info(summary_line(spec, previous.get("last"), snapshot, agent.statuses()))
-                    previous["last"] = snapshot
-                agent.run(stop, duration=duration, tick_interval=agent.tick_interval,
-                          on_tick=log_summary)
+            _run_loop(agent, spec, profile, process_filter, stop, console=console,
+                      use_tui=use_tui, duration=duration, top=top, sort=sort, log=log)
+        except MapReadError as error:
+            # A kernel that refuses a map operation the gadget needs: one line.
+            typer.echo(f"error: gadget {spec.name}: {error.strerror}", err=True)
+            return ExitCode.RUNTIME_FAILURE
         finally:
             final = agent.stop()
             if final is not None:
                 log.info("stopped: programs detached; final reading of %d series "
                          "handed to the exporters", final.series_count)
         return ExitCode.OK
+
+
+def _run_loop(agent, spec, profile, process_filter, stop: threading.Event, *,
+              console: Console, use_tui: bool, duration: float | None, top: int, sort: str,
+              log: logging.Logger) -> None:
+    """Ticks (and the live table or the summary lines) until stopped."""
+    from ig_metrics.ui.live import LiveView, summary_line
+
+    previous = {}
+    if use_tui:
+        title = f"ig-metrics · {spec.name} · profile {profile.name}"
+        if process_filter.active:
+            title += f" · {process_filter.describe()}"
+        with LiveView(spec, top=top, sort=sort, title=title, console=console) as view:
+            agent.run(stop, duration=duration,
+                      tick_interval=min(UI_TICK_INTERVAL, agent.tick_interval),
+                      refresh=lambda: view.update(agent.latest(), agent.statuses()),
+                      refresh_interval=UI_REFRESH_INTERVAL)
+        return
+
+    def log_summary(snapshot) -> None:
+        log.info(summary_line(spec, previous.get("last"), snapshot, agent.statuses()))
+        previous["last"] = snapshot
+
+    agent.run(stop, duration=duration, tick_interval=agent.tick_interval, on_tick=log_summary)
 
 
 def register(app: typer.Typer) -> None:
