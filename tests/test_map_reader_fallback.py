@@ -1,5 +1,5 @@
-"""Map reads on kernels without batch operations (per-CPU arrays before Linux
-5.11) or one-key lookup-and-delete (hashes before 5.14): the reader then reads
+"""Map reads on kernels without batch operations (per-CPU arrays on Linux
+5.10) or one-key lookup-and-delete (hashes before 5.14): the reader then reads
 key by key. This kernel has both, so each test reads the same real maps both
 ways and compares; the QEMU guests (tests/test_kernels.py) run the fallback
 where the kernel forces it."""

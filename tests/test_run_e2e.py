@@ -5,6 +5,7 @@ values everywhere; clean stops; errors a user can act on."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import pty
@@ -159,6 +160,49 @@ profiles:
         assert run.returncode == 0, err
         # The hourly exporter had no reason to export again but the final one.
         assert otlp_value(receiver, "tcp.sent", **{"process.pid": client.pid}) == 31_337
+        assert our_program_ids() <= before
+
+
+def tgkill(pid: int, tid: int, signum: int) -> None:
+    """Sends a signal to one thread of another process, as the kernel may
+    deliver a container runtime's SIGTERM."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(SYS_TGKILL, pid, tid, signum) != 0:
+        raise OSError(ctypes.get_errno(), "tgkill")
+
+
+SYS_TGKILL = 234    # x86_64
+
+
+def test_sigterm_to_another_thread_stops_at_once_with_a_long_interval(tmp_path):
+    """Readings a minute apart: a SIGTERM taken by a thread other than the main
+    one used to wait for the next reading, past a pod's grace period."""
+    with OtlpGrpcReceiver() as receiver:
+        profiles = write_profiles(tmp_path / "profiles", f"""
+exporters:
+  slow-push: {{type: otlp-grpc, endpoint: "{receiver.endpoint}", insecure: true}}
+profiles:
+  e2e: {{exporters: [slow-push], interval: 60s}}
+""")
+        before = our_program_ids()
+        run = start_run(profiles, "e2e", "--no-tui")
+        try:
+            receiver.wait_for(1, timeout=120)    # the first export: the gadget runs
+            tids = sorted(int(tid) for tid in os.listdir(f"/proc/{run.pid}/task"))
+            others = [tid for tid in tids if tid != run.pid]
+            assert others, "ig-metrics runs exporter threads beside the main one"
+            sent = time.monotonic()
+            tgkill(run.pid, others[-1], signal.SIGTERM)
+            _, err = run.communicate(timeout=90)
+            took = time.monotonic() - sent
+        finally:
+            if run.poll() is None:
+                run.kill()
+        assert run.returncode == 0, err
+        # Far less than the 60 s the main thread sleeps between readings, and
+        # with the final export made (a second one).
+        assert took < 30, f"stopped {took:.1f} s after the signal"
+        assert len(receiver.received) >= 2
         assert our_program_ids() <= before
 
 

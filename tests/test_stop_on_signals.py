@@ -49,3 +49,41 @@ def test_handlers_are_put_back_and_the_relay_ends_on_exit():
         assert stop.wait(5)
     assert signal.getsignal(signal.SIGTERM) is before
     assert not watching._relay.is_alive()
+
+
+# The main thread waits as a run does between readings (here a minute); the
+# signal is sent to another thread, as container runtimes' SIGTERM may land.
+CHILD_OTHER_THREAD = """
+import signal, threading, time
+from ig_metrics.cli.common import StopOnSignals
+stop = threading.Event()
+with StopOnSignals(stop):
+    worker = threading.Thread(target=lambda: time.sleep(3), daemon=True)
+    worker.start()
+    started = time.monotonic()
+    signal.pthread_kill(worker.ident, signal.SIG{name})
+    stopped = stop.wait(60)
+    print("stopped" if stopped else "not stopped", round(time.monotonic() - started, 1), flush=True)
+"""
+
+
+def test_a_signal_delivered_to_another_thread_stops_the_wait_at_once():
+    for name in ("TERM", "INT"):
+        done = subprocess.run([sys.executable, "-c", CHILD_OTHER_THREAD.format(name=name)],
+                              capture_output=True, text=True, timeout=90)
+        assert done.returncode == 0, done.stderr
+        verdict, waited = done.stdout.split()
+        assert verdict == "stopped"
+        # Not the minute the main thread would otherwise have waited.
+        assert float(waited) < 30, waited
+
+
+def test_other_signals_with_handlers_do_not_stop_the_run():
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGUSR1, lambda *_: None)
+    try:
+        with StopOnSignals(stop):
+            os.kill(os.getpid(), signal.SIGUSR1)
+            assert not stop.wait(0.5)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)

@@ -69,37 +69,50 @@ def plural(count: int, noun: str) -> str:
 
 class StopOnSignals:
     """While entered, SIGINT and SIGTERM set `stop` (the run then detaches and
-    deletes what it made). Not from the signal handler itself: Python runs a
-    handler in the main thread between two of its bytecodes, which may be
-    inside `stop.wait()` with the event's lock held, and `stop.set()` there
-    would wait for that lock for ever (seen: a SIGTERM a cluster run never
-    acted on). The handler writes a byte to a pipe, which takes no lock, and a
-    thread of its own reads it and sets `stop`."""
+    deletes what it made), at once, whichever thread the kernel delivers them
+    to. Python runs a signal's handler only in the main thread, when that next
+    runs a bytecode: a signal delivered to another thread (container runtimes
+    and kubelets send SIGTERM to the process, and any thread may take it)
+    waited for the main thread's next wake-up, up to a whole interval, past a
+    pod's grace period. So the handler is not where the stop is set: Python's
+    own C-level handler, which runs at once in the receiving thread, writes the
+    signal to a wakeup pipe (signal.set_wakeup_fd), and a thread of ours reads
+    it and sets `stop`. Neither takes a lock, so a signal that lands while the
+    main thread holds the event's lock (inside `stop.wait()`) cannot deadlock
+    either (seen once: a SIGTERM a cluster run never acted on)."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, stop: threading.Event) -> None:
         self.stop = stop
         self._old: dict = {}
+        self._old_wakeup = -1
 
     def __enter__(self) -> StopOnSignals:
         self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)     # set_wakeup_fd's requirement
         self._relay = threading.Thread(target=self._set_stop, name="stop-on-signal",
                                        daemon=True)
         self._relay.start()
+        self._old_wakeup = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
         self._old = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
         return self
 
     def _handle(self, signum, frame) -> None:
-        os.write(self._write, b"s")
+        """Installed so that the signals do not end the process; the wakeup
+        pipe has already told the relay."""
 
     def _set_stop(self) -> None:
-        while os.read(self._read, 1):         # b"": the pipe closed by __exit__
-            self.stop.set()
+        # Each byte is a signal's number: the pipe hears every signal that has
+        # a Python handler, and only ours stop the run.
+        while signum := os.read(self._read, 1):      # b"": the pipe closed by __exit__
+            if signum[0] in self.SIGNALS:
+                self.stop.set()
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self._old.items():
             signal.signal(sig, handler)
+        signal.set_wakeup_fd(self._old_wakeup)
         os.close(self._write)
         self._relay.join(1.0)
         os.close(self._read)
