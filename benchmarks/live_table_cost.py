@@ -70,7 +70,7 @@ def measure(seconds: int, peers: int, ports: int) -> dict:
         return call
 
     live.build_rows = timed("rows", live.build_rows)
-    live.render = timed("layout", live.render)
+    live.table_lines = timed("layout", live.table_lines)
     spec = resolve("tcp")
     program = GadgetProgram(spec)
     program.load()

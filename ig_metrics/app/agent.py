@@ -1,8 +1,11 @@
-"""One run of a gadget with a profile: start attributing cgroups to containers
-and pods, compile and verify the gadget, start the exporters, attach, tick the
-sampler, and stop cleanly. Anything that fails before the gadget is attached
-leaves nothing behind; stopping detaches first, then takes a final reading and
-gives every exporter a bounded final export."""
+"""One run of one or more gadgets with a profile, in one process: start
+attributing cgroups to containers and pods, compile and verify every gadget,
+start the exporters, attach, tick the samplers, and stop cleanly. Every
+exporter gets every gadget's metrics, merged into one snapshot per tick.
+Anything that fails before the gadgets are attached leaves nothing behind (a
+gadget that does not compile fails the whole start); once running, a gadget
+whose read fails is reported while the others go on. Stopping detaches first,
+then takes a final reading and gives every exporter a bounded final export."""
 
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from ig_metrics import __version__
 from ig_metrics.bpf.filters import ProcessFilter
@@ -27,8 +31,8 @@ from ig_metrics.gadgets.spec import GadgetSpec
 from ig_metrics.k8s.attribution import Attribution, start_attribution
 from ig_metrics.pipeline.sampler import DEFAULT_IDLE_EXPIRY, DEFAULT_LINGER, Sampler
 from ig_metrics.pipeline.probes import AgentHealth
-from ig_metrics.pipeline.selfmetrics import KernelSelfMetrics
-from ig_metrics.model.snapshot import Attributes, Snapshot
+from ig_metrics.pipeline.selfmetrics import KernelSelfMetrics, gadget_read_metrics, merge_metrics
+from ig_metrics.model.snapshot import Attributes, MetricData, Snapshot
 from ig_metrics.pipeline.sources import SourceLayoutError
 
 log = logging.getLogger("ig_metrics.agent")
@@ -40,13 +44,13 @@ class RunError(Exception):
     """A run that cannot start; the message is for the user (exit code 1)."""
 
 
-def attribution_for(spec: GadgetSpec, profile: Profile) -> Attribution | None:
-    """What the gadget's cgroup and peer decoders ask, started (the pod cache
-    lists pods in the background); None for a gadget that has neither."""
-    decoders = {attribute.decoder for attribute in spec.active_attributes}
+def attribution_for(specs: Sequence[GadgetSpec], profile: Profile) -> Attribution | None:
+    """What the gadgets' cgroup and peer decoders ask, started (the pod cache
+    lists pods in the background); None when no gadget has either."""
+    decoders = {attribute.decoder for spec in specs for attribute in spec.active_attributes}
     if not decoders & {"cgroup", "peer_pod"}:
-        log.debug("attribution: none: gadget %s keys no series by cgroup%s", spec.name,
-                 f" ({spec.no_process_filter})" if spec.no_process_filter else "")
+        log.debug("attribution: none: no gadget of %s keys series by cgroup",
+                  gadget_names(specs))
         return None
     # The cluster-wide watch of pod IPs only serves peer addresses; the
     # recorder of new cgroups only cgroup ids.
@@ -76,11 +80,17 @@ def idle_expiry_for(profile: Profile, asked: float) -> float:
     return 2 * slowest
 
 
-def resource_for(spec: GadgetSpec, environ=os.environ) -> Attributes:
+def gadget_names(specs: Sequence[GadgetSpec]) -> str:
+    """How a run's gadgets are named in its resource and its messages: 'tcp,dns'."""
+    return ",".join(spec.name for spec in specs)
+
+
+def resource_for(specs: Sequence[GadgetSpec], environ=os.environ) -> Attributes:
     """Who is reporting: on Kubernetes the DaemonSet sets NODE_NAME from the
-    downward API, and it names the node the metrics come from."""
+    downward API, and it names the node the metrics come from. The gadgets,
+    comma-separated, as ig_metrics.gadget."""
     resource = [("service.name", "ig-metrics"), ("service.version", __version__),
-                ("host.name", socket.gethostname()), ("ig_metrics.gadget", spec.name)]
+                ("host.name", socket.gethostname()), ("ig_metrics.gadget", gadget_names(specs))]
     if environ.get("NODE_NAME"):
         resource.append(("k8s.node.name", environ["NODE_NAME"]))
     return tuple(resource)
@@ -103,17 +113,30 @@ class _StartTimings:
         return ", ".join(f"{step} {seconds:.2f}s" for step, seconds in self._steps)
 
 
+@dataclass
+class GadgetRun:
+    """One gadget of a run: its programs in the kernel and the sampler reading them."""
+
+    spec: GadgetSpec
+    program: GadgetProgram
+    sampler: Sampler | None = None
+    kernel: KernelSelfMetrics | None = None
+    last: Snapshot | None = None      # its last good reading
+    failure: str = ""                 # why its last read failed; "" when it read
+    read_failures: int = 0
+
+
 class Agent:
-    def __init__(self, spec: GadgetSpec, profile: Profile, *,
+    def __init__(self, specs: Sequence[GadgetSpec], profile: Profile, *,
                  idle_expiry: float = DEFAULT_IDLE_EXPIRY, console=None,
                  process_filter: ProcessFilter | None = None) -> None:
-        self.spec = spec
+        self.specs = tuple(specs)
+        self.name = gadget_names(self.specs)
         self.process_filter = process_filter
         self.profile = profile
         self.idle_expiry = idle_expiry
         self.console = console
-        self.program: GadgetProgram | None = None
-        self.sampler: Sampler | None = None
+        self.gadgets: list[GadgetRun] = []
         self.exporters: list[Exporter] = []
         self.workers: list[ExporterWorker] = []
         self.attribution: Attribution | None = None
@@ -121,34 +144,43 @@ class Agent:
         self._latest_lock = threading.Lock()
         self.started_ns = 0
         self.telemetry = ExportTelemetry()
+        self._resource = resource_for(self.specs)
+        self._seq = 0
         self._tick_interval = 0.0        # what run() ticks at, for the load governors
         self._readings = 0               # for the health endpoint (pipeline/probes.py)
         self._last_reading: float | None = None
+        self._last_tick_seconds = 0.0
         self._stopped = False
         # Two of the longest interval: each exporter has exported, and let go of,
         # the snapshots that still held the expired series.
         self._burst_trim = BurstTrim(2 * max((config.interval for config in profile.exporters),
                                              default=10.0))
 
+    @property
+    def attached(self) -> bool:
+        return bool(self.gadgets)
+
     # --- start ------------------------------------------------------------------
     def start(self) -> None:
-        """Compile and verify, start exporters, attach, start workers. On any
-        failure everything already done is undone and RunError is raised."""
+        """Compile and verify every gadget, start exporters, attach, start
+        workers. On any failure everything already done is undone and RunError
+        is raised, naming the gadget."""
         timings = _StartTimings()
         self.exporters = [create_exporter(config, console=self.console)
                           for config in self.profile.exporters]
-        # First: the pod cache's first list runs while the gadget compiles.
-        self.attribution = attribution_for(self.spec, self.profile)
+        # First: the pod cache's first list runs while the gadgets compile.
+        self.attribution = attribution_for(self.specs, self.profile)
         timings.mark("set-up")
-        program = GadgetProgram(self.spec, process_filter=self.process_filter)
-        # Loading LLVM touched far more of it than compiling needs: dropped
-        # first, the peak of memory (VmHWM) is ~40 MB lower.
-        release_compiler_memory()
+        programs = [GadgetProgram(spec, process_filter=self._filter_for(spec))
+                    for spec in self.specs]
         try:
-            program.load()
+            _load_all(programs)
         except GadgetLoadError as error:
             self._stop_attribution()
             raise RunError(str(error)) from error
+        # Loading LLVM touched far more of it than compiling needs: given back
+        # before the exporters start, the peak of memory (VmHWM) is lower.
+        release_compiler_memory()
         timings.mark("compile and load")
         started: list[Exporter] = []
         try:
@@ -157,33 +189,24 @@ class Agent:
                 started.append(exporter)
             timings.mark("exporters")
             if self.attribution is not None:
-                # Recording new cgroups starts with the gadget, not earlier.
+                # Recording new cgroups starts with the gadgets, not earlier.
                 self.attribution.attach()
-            program.attach()
+            for program in programs:
+                program.attach()
             timings.mark("attach")
             self.started_ns = time.time_ns()
-            kernel = KernelSelfMetrics(self.spec, program, self.started_ns)
             self.telemetry = ExportTelemetry(self.started_ns)
             for exporter in self.exporters:
                 self.telemetry.add(exporter.stats)
-            self.sampler = Sampler(
-                self.spec, program, resource=resource_for(self.spec),
-                idle_expiry=idle_expiry_for(self.profile, self.idle_expiry),
-                max_series=self.profile.sampler_max_series or DEFAULT_SAMPLER_MAX_SERIES,
-                attribution=self.attribution, selection=self.profile.attributes,
-                linger=linger_for(self.profile),
-                extra_metrics=lambda now: kernel.metrics(
-                    now, self.sampler.last_tick_seconds if self.sampler else 0.0,
-                    self._series_count(), interval=self._tick_interval,
-                    map_fill=self.sampler.map_fill() if self.sampler else None)
-                + self.telemetry.metrics(now))
+            gadgets = [self._gadget_run(program) for program in programs]
         except (ExporterStartError, GadgetLoadError, SourceLayoutError) as error:
             for exporter in started:
                 exporter.shutdown(1.0)
-            program.close()
+            for program in programs:
+                program.close()
             self._stop_attribution()
             raise RunError(str(error)) from error
-        self.program = program
+        self.gadgets = gadgets
         release_compiler_memory()          # compiling is over for this process
         self.workers = [ExporterWorker(exporter, config.interval, self.latest,
                                        max_interval=config.max_interval,
@@ -195,31 +218,89 @@ class Agent:
                             config.name, config.requested_interval, config.interval)
         for worker in self.workers:
             worker.start()
-        log.info("gadget %s attached; exporting to %s (start-up: %s)", self.spec.name,
+        log.info("%s %s attached; exporting to %s (start-up: %s)",
+                 "gadget" if len(self.specs) == 1 else "gadgets", self.name,
                  ", ".join(f"{e.name} ({e.target})" for e in self.exporters), timings)
-        log.info("gadget %s on Linux %s counts through: %s", self.spec.name,
-                 program.plan.release,
-                 program.plan.describe(tuple(metric.name for metric in self.spec.metrics)))
+        for gadget in self.gadgets:
+            log.info("gadget %s on Linux %s counts through: %s", gadget.spec.name,
+                     gadget.program.plan.release, gadget.program.plan.describe(
+                         tuple(metric.name for metric in gadget.spec.metrics)))
+
+    def _filter_for(self, spec: GadgetSpec) -> ProcessFilter | None:
+        """--pid, --comm and --cgroup apply to every gadget that can filter."""
+        if spec.no_process_filter and self.process_filter is not None \
+                and self.process_filter.active and len(self.specs) > 1:
+            log.warning("gadget %s: --pid, --comm and --cgroup do not apply to it (%s): it "
+                        "counts every process", spec.name, spec.no_process_filter)
+            return None
+        return self.process_filter
+
+    def _gadget_run(self, program: GadgetProgram) -> GadgetRun:
+        spec = program.spec
+        return GadgetRun(spec, program, Sampler(
+            spec, program, resource=self._resource,
+            idle_expiry=idle_expiry_for(self.profile, self.idle_expiry),
+            max_series=self.profile.sampler_max_series or DEFAULT_SAMPLER_MAX_SERIES,
+            attribution=self.attribution, selection=self.profile.attributes,
+            linger=linger_for(self.profile)), KernelSelfMetrics(spec, program, self.started_ns))
 
     def _sampler_share(self) -> float:
-        """The share of its interval the sampler's last reading took."""
-        if self.sampler is None or not self._tick_interval:
+        """The share of its interval the samplers' last reading took."""
+        if not self._tick_interval:
             return 0.0
-        return self.sampler.last_tick_seconds / self._tick_interval
+        return self._last_tick_seconds / self._tick_interval
 
-    def _series_count(self) -> int:
-        latest = self.latest()
-        return latest.series_count if latest else 0
+    def _series_count(self, gadget: GadgetRun) -> int:
+        return gadget.last.series_count if gadget.last else 0
 
     # --- running ----------------------------------------------------------------
-    def tick(self) -> Snapshot:
-        snapshot = self.sampler.tick()
+    def tick(self, final: bool = False) -> Snapshot:
+        """One reading of every gadget, merged into one snapshot with the
+        self-metrics. A gadget whose read fails keeps its last reading in the
+        snapshot, and is reported (log, health, ig_metrics.gadget.read.failures)."""
+        started = time.perf_counter()
+        now = time.time_ns()
+        metrics: list[MetricData] = []
+        for gadget in self.gadgets:
+            try:
+                gadget.last = gadget.sampler.tick(final=final)
+            except MapReadError as error:
+                gadget.read_failures += 1
+                if not gadget.failure:
+                    log.error("gadget %s: reading failed: %s (the other gadgets go on)",
+                              gadget.spec.name, error.strerror)
+                gadget.failure = error.strerror or str(error)
+            else:
+                if gadget.failure:
+                    log.info("gadget %s: reading again", gadget.spec.name)
+                gadget.failure = ""
+            if gadget.last is not None:
+                metrics.extend(gadget.last.metrics)
+        self._last_tick_seconds = time.perf_counter() - started
+        metrics.extend(self._self_metrics(now))
+        self._seq += 1
+        snapshot = Snapshot(self._seq, now, self.name, self._resource, tuple(metrics), final)
         with self._latest_lock:
             self._latest = snapshot
-            self._readings += 1
-            self._last_reading = time.monotonic()
-        self._burst_trim.after_tick(snapshot.series_count, self._last_reading)
+            if not final:
+                self._readings += 1
+                self._last_reading = time.monotonic()
+        self._burst_trim.after_tick(snapshot.series_count, time.monotonic())
         return snapshot
+
+    def _self_metrics(self, now: int) -> list[MetricData]:
+        """Each gadget's kernel-side self-metrics, told apart by ig_metrics.gadget,
+        its reads, and the exporters' telemetry."""
+        per_gadget = [gadget.kernel.metrics(
+            now, gadget.sampler.last_tick_seconds, self._series_count(gadget),
+            interval=self._tick_interval, map_fill=gadget.sampler.map_fill())
+            for gadget in self.gadgets]
+        reads = gadget_read_metrics(
+            [(gadget.spec.name, gadget.read_failures) for gadget in self.gadgets],
+            self.started_ns)
+        merged = merge_metrics([(gadget.spec.name, metrics)
+                                for gadget, metrics in zip(self.gadgets, per_gadget)])
+        return [*merged, *reads, *self.telemetry.metrics(now)]
 
     def latest(self) -> Snapshot | None:
         with self._latest_lock:
@@ -231,11 +312,12 @@ class Agent:
     def health(self) -> AgentHealth:
         """What /readyz, /livez and /healthz answer from (any thread)."""
         phase = ("stopped" if self._stopped else
-                 "attached" if self.program is not None else "starting")
+                 "attached" if self.gadgets else "starting")
         with self._latest_lock:
             readings, last = self._readings, self._last_reading
-        return AgentHealth(self.spec.name, phase, readings, last,
-                           self._tick_interval or self.tick_interval, tuple(self.statuses()))
+        return AgentHealth(self.name, phase, readings, last,
+                           self._tick_interval or self.tick_interval, tuple(self.statuses()),
+                           tuple((gadget.spec.name, gadget.failure) for gadget in self.gadgets))
 
     @property
     def tick_interval(self) -> float:
@@ -258,8 +340,8 @@ class Agent:
                 if on_tick:
                     on_tick(snapshot)
                 # A reading that takes longer than half its interval spaces the
-                # next one out: the sampler never takes all of the process' time.
-                next_tick = now + max(tick_interval, 2 * self.sampler.last_tick_seconds)
+                # next one out: the samplers never take all of the process' time.
+                next_tick = now + max(tick_interval, 2 * self._last_tick_seconds)
             if refresh:
                 refresh()
             wake = min(next_tick, deadline or next_tick,
@@ -272,14 +354,10 @@ class Agent:
         (all in parallel, bounded by `timeout`), then release the gadget."""
         final = None
         self._stopped = True               # not ready from now on
-        if self.program is not None:
-            self.program.detach()
-            try:
-                final = self.sampler.tick(final=True)
-            except MapReadError as error:    # the run already says why it stops
-                log.error("gadget %s: no final reading: %s", self.spec.name, error.strerror)
-            with self._latest_lock:
-                self._latest = final
+        if self.gadgets:
+            for gadget in self.gadgets:
+                gadget.program.detach()
+            final = self.tick(final=True)
         deadline = time.monotonic() + timeout
         stoppers = [threading.Thread(target=worker.stop, args=(final, timeout),
                                      name=f"stop-{worker.name}", daemon=True)
@@ -288,9 +366,9 @@ class Agent:
             thread.start()
         for thread in stoppers:
             thread.join(max(0.0, deadline - time.monotonic()))
-        if self.program is not None:
-            self.program.close()
-            self.program = None
+        for gadget in self.gadgets:
+            gadget.program.close()
+        self.gadgets = []
         self._stop_attribution()
         return final
 
@@ -298,3 +376,19 @@ class Agent:
         if self.attribution is not None:
             self.attribution.close()
             self.attribution = None
+
+
+# Compiling several gadgets in threads: measured no faster than one after the
+# other (benchmarks/startup.py, docs/performance.md), as bcc's compile holds
+# the GIL while clang runs; one at a time keeps the compiler's peak memory low.
+def _load_all(programs: Sequence[GadgetProgram]) -> None:
+    """Compile and load every gadget; on a failure close those loaded and raise."""
+    loaded: list[GadgetProgram] = []
+    try:
+        for program in programs:
+            program.load()
+            loaded.append(program)
+    except GadgetLoadError:
+        for program in loaded:
+            program.close()
+        raise

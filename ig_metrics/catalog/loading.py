@@ -85,7 +85,7 @@ class Catalog:
             resolved.append(ResolvedExporter(template, max(requested, floor), requested))
         resolved = tuple(resolved)
         return Profile(config.name, config.description, resolved, config.file,
-                       config.sampler_max_series, config.attributes)
+                       config.sampler_max_series, config.attributes, config.gadgets)
 
 
 def _interval(template: ExporterTemplate, profile: ProfileConfig,

@@ -20,7 +20,8 @@ from ig_metrics.config.suggest import did_you_mean
 from ig_metrics.catalog.tables import (
     EXPORTER_TYPES, NAME_PATTERN, NAME_RULE, PROFILE_FIELDS, TYPE_FIELD, exporter_fields
 )
-from ig_metrics.config.yamlnodes import Entry, compose_text, scalar_value
+from ig_metrics.gadgets import builtin_names
+from ig_metrics.config.yamlnodes import Entry, read_yaml_file, scalar_value
 
 
 @dataclass(slots=True)
@@ -50,18 +51,7 @@ class ProfilesFile:
 def read_profiles_file(path: Path, environ: Mapping[str, str]) -> ProfilesFile:
     ctx = FileContext(str(path), path.parent, environ)
     result = ProfilesFile(path, problems=ctx.problems)
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        ctx.error(0, f"cannot read: {error.strerror}")
-        return result
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        ctx.error(data[: error.start].count(b"\n") + 1,
-                  f"not UTF-8 text ({error.reason} at byte {error.start})")
-        return result
-    root = compose_text(text, ctx.error)
+    root = read_yaml_file(path, ctx.error)
     if root is None or (isinstance(root, yaml.ScalarNode) and scalar_value(root) is None):
         return result
     entries = require_mapping(root, Site("top level"), ctx,
@@ -142,6 +132,18 @@ def read_exporter(entry: Entry, ctx: FileContext) -> ExporterTemplate | None:
     )
 
 
+def _check_gadget_names(names: tuple[tuple[str, int, bool], ...], site: Site,
+                        ctx: FileContext) -> None:
+    """A profile's gadgets are built-in names or gadget folders (a path: a '/'
+    in it); a folder is read when a run starts, a name is known now."""
+    builtin = builtin_names()
+    for name, line, _ in names:
+        if "/" not in name and name not in builtin:
+            ctx.error(line, f"{site}: unknown gadget '{name}'{did_you_mean(name, builtin)}; "
+                            f"available: {', '.join(builtin)} (or a path to a gadget folder, "
+                            "with a '/')")
+
+
 def read_profile(entry: Entry, ctx: FileContext) -> DeclaredProfile:
     site = Site(f"profiles.{entry.key}")
     ctx.secrets = set()
@@ -152,6 +154,7 @@ def read_profile(entry: Entry, ctx: FileContext) -> DeclaredProfile:
         return DeclaredProfile(entry.key, entry.line, None, None)
     read = parse_fields(body, PROFILE_FIELDS, site, ctx, "profiles", entry.line)
     references = read.values.get("exporters")
+    _check_gadget_names(read.values.get("gadgets", ()), site.child("gadgets"), ctx)
     if ctx.error_count > errors_before or references is None:
         return DeclaredProfile(entry.key, entry.line, references, None)
     config = ProfileConfig(
@@ -166,5 +169,6 @@ def read_profile(entry: Entry, ctx: FileContext) -> DeclaredProfile:
         sampler_max_series=read.values.get("sampler", {}).get(
             "max_series", DEFAULT_SAMPLER_MAX_SERIES),
         attributes=AttributeSelection(file=ctx.file, **read.values.get("attributes", {})),
+        gadgets=tuple(name for name, _, _ in read.values.get("gadgets", ())),
     )
     return DeclaredProfile(entry.key, entry.line, references, config)

@@ -42,6 +42,10 @@ PROFILE_FIELDS = (
     Field("exporters", NameList("exporter", "[prom-local, central]"),
           "The exporter templates this profile runs, by name, from any file.",
           ["prom-local"], required=True),
+    Field("gadgets", NameList("gadget", "[tcp, dns, blockio]"),
+          "The gadgets `run --profile NAME` runs, in one process, when the command line "
+          "names none: built-in names or gadget folders. `--gadget` replaces the list.",
+          ["tcp", "dns"]),
     interval_field("metrics are"),
     description_field("profile"),
     Field("sampler", Section((

@@ -15,7 +15,6 @@ from rich.logging import RichHandler
 import typer
 
 from ig_metrics.bpf.filters import FilterError, ProcessFilter
-from ig_metrics.bpf.maps import MapReadError
 from ig_metrics.bpf.memory import fix_malloc_thresholds
 from ig_metrics.catalog.attributenames import builtin_attribute_names, selection_problems
 from ig_metrics.catalog.directories import resolve_profiles_dir
@@ -23,9 +22,9 @@ from ig_metrics.cli.cluster import ContextOption, KubeconfigOption, NamespaceOpt
 from ig_metrics.cli.common import ExitCode, ProfilesDirOption, StopOnSignals, fail
 from ig_metrics.config import ConfigError, parse_duration
 from ig_metrics.config.addresses import HostPort, parse_listen
-from ig_metrics.gadgets import GadgetSpecError, UnknownGadget, resolve
-from ig_metrics.gadgets.parameters import ParameterError
-from ig_metrics.ui.rows import UnknownSortColumn, check_sort
+from ig_metrics.gadgets import GadgetSpec
+from ig_metrics.gadgets.selection import SelectionError, select_gadgets, split_names
+from ig_metrics.ui.rows import UnknownSortColumn, sort_columns
 
 UI_TICK_INTERVAL = 1.0        # the live table shows rates over one-second reads
 UI_REFRESH_INTERVAL = 0.5     # and looks twice a second for an exporter change to show
@@ -41,10 +40,11 @@ def _duration(value: str | None) -> float | None:
 
 
 def run(
-    gadget: Annotated[str, typer.Option(
-        "--gadget", "-g", metavar="NAME|DIR",
-        help="The gadget to run: a built-in name (see 'ig-metrics gadgets list') "
-             "or the path of a gadget folder.")],
+    gadget: Annotated[list[str] | None, typer.Option(
+        "--gadget", "-g", metavar="NAME|DIR[,...]",
+        help="The gadgets to run, in one process: built-in names (see 'ig-metrics gadgets "
+             "list') or gadget folders; repeat (-g tcp -g dns) or separate with commas "
+             "(-g tcp,dns). Default: the profile's `gadgets:`.", show_default=False)] = None,
     profile: Annotated[str, typer.Option(
         "--profile", "-p", metavar="NAME",
         help="The profile naming the exporters to use (see 'ig-metrics exporters list').")]
@@ -65,14 +65,16 @@ def run(
     sort: Annotated[str | None, typer.Option(
         "--sort", metavar="COLUMN",
         help="Sort the live table by this metric or attribute, descending "
-             "(default: the gadget's, e.g. tcp.sent).")] = None,
+             "(default: each gadget's, e.g. tcp.sent); with several gadgets, it sorts "
+             "those that have it.")] = None,
     idle_expiry: Annotated[str, typer.Option(
         "--idle-expiry", metavar="DURATION",
         help="Drop a series from the kernel maps and the export once it has not "
              "changed for this long (0 keeps every series).")] = "10m",
     pid: Annotated[list[int] | None, typer.Option(
         "--pid", metavar="PID",
-        help="Only these processes (repeat for several, up to 16); filtered in the kernel.")]
+        help="Only these processes (repeat for several, up to 16); filtered in the kernel, "
+             "by every gadget that can (not dns: packets carry no process).")]
     = None,
     comm: Annotated[str | None, typer.Option(
         "--comm", metavar="NAME",
@@ -83,9 +85,11 @@ def run(
         help="Only processes in this cgroup v2 directory or below it, e.g. "
              "/sys/fs/cgroup/system.slice/nginx.service; filtered in the kernel.")] = None,
     param: Annotated[list[str] | None, typer.Option(
-        "--param", metavar="NAME=VALUE",
-        help="Set a parameter of the gadget (repeat for several); "
-             "'ig-metrics gadgets describe GADGET' lists them.")] = None,
+        "--param", metavar="[GADGET.]NAME=VALUE",
+        help="Set a parameter of a gadget (repeat for several), e.g. "
+             "file.path_prefix=/etc; the gadget's name may be left out where only one "
+             "gadget of the run has the parameter. 'ig-metrics gadgets describe GADGET' "
+             "lists them.")] = None,
     health_listen: Annotated[str | None, typer.Option(
         "--health-listen", metavar="HOST:PORT",
         help="Serve /readyz (attached, first reading taken), /livez and /healthz (the "
@@ -111,13 +115,15 @@ def run(
              "built from the Dockerfile and pushed, e.g. "
              "registry.example/ig-metrics:0.1.0.")] = None,
 ) -> None:
-    """Run a gadget and stream its metrics to every exporter of a profile.
+    """Run one or more gadgets and stream their metrics to every exporter of a profile.
 
     Needs root (or CAP_BPF and CAP_PERFMON). Ctrl-C or SIGTERM stops at once:
     every program is detached, a final export is made, and the exit code is 0.
 
     Examples:
       [bold]ig-metrics run --gadget tcp --profile local[/bold]
+      [bold]ig-metrics run -g tcp,dns,blockio --profile local[/bold]   (one process, one endpoint)
+      [bold]ig-metrics run -p node[/bold]   (the gadgets the profile names: gadgets: [tcp, dns])
       [bold]ig-metrics run --gadget tcp --profile otlp-prod --no-tui --interval 15s[/bold]
       [bold]ig-metrics run -g tcp --duration 60s --sort tcp.received --top 10[/bold]
       [bold]ig-metrics run -g tcp --comm nginx[/bold]   (only processes named nginx)
@@ -131,14 +137,7 @@ def run(
     interval_seconds = _duration(interval)
     duration_seconds = _duration(duration)
     expiry_seconds = 0.0 if idle_expiry.strip() == "0" else _duration(idle_expiry)
-    try:
-        spec = resolve(gadget).with_arguments(param or [])
-    except (UnknownGadget, GadgetSpecError, ParameterError) as error:
-        fail(str(error))
-    try:
-        sort_column = check_sort(spec, sort)
-    except UnknownSortColumn as error:
-        fail(str(error))
+    names = split_names(gadget or ())
     try:
         process_filter = ProcessFilter(tuple(pid or ()), comm, cgroup)
     except FilterError as error:
@@ -155,26 +154,46 @@ def run(
         chosen = catalog.profile(profile, interval_override=interval_seconds)
     except ConfigError as error:
         fail(str(error))
+    names = names or list(chosen.gadgets)
+    if not names:
+        fail(f"no gadget to run: name one with --gadget (e.g. -g tcp, or -g tcp,dns), or give "
+             f"profile {chosen.name} a list of gadgets (gadgets: [tcp, dns]) in {chosen.file}")
+    try:
+        specs = select_gadgets(names, param or ())
+    except SelectionError as error:
+        fail(str(error))
+    try:
+        sorts = sort_columns(specs, sort)
+    except UnknownSortColumn as error:
+        fail(str(error))
+    if process_filter.active and all(spec.no_process_filter for spec in specs):
+        fail(f"--pid, --comm and --cgroup do not apply to gadget "
+             f"{', '.join(spec.name for spec in specs)}: {specs[0].no_process_filter}; "
+             "run it without them")
     # A name no gadget has (a typo) was only a warning while loading: refused
-    # now that the gadget is known to lack it too. (Only with a selection:
+    # now that the gadgets are known to lack it too. (Only with a selection:
     # the built-in gadgets' names take ~0.1 s to read.)
     if chosen.attributes.active:
-        unknown = selection_problems(chosen.attributes,
-                                     (*builtin_attribute_names(), *spec.attribute_names),
-                                     f"gadget {spec.name}", shown=spec.attribute_names)
+        names_here = tuple(name for spec in specs for name in spec.attribute_names)
+        unknown = selection_problems(chosen.attributes, (*builtin_attribute_names(), *names_here),
+                                     f"gadget {','.join(spec.name for spec in specs)}",
+                                     shown=names_here)
         if unknown:
             fail("\n".join(str(problem) for problem in unknown))
     if cluster:
-        _run_on_cluster(gadget, spec, profile, directory, interval=interval, pid=pid,
+        spec = specs[0]
+        if len(specs) > 1:
+            fail("--cluster runs one gadget per run for now: name one with --gadget")
+        _run_on_cluster(spec.name, spec, profile, directory, interval=interval, pid=pid,
                         comm=comm, cgroup=cgroup, param=param, idle_expiry=idle_expiry,
                         kubeconfig=kubeconfig, context=context, namespace=namespace,
                         nodes=node or [], node_selector=node_selector, image=image,
-                        duration=duration_seconds, no_tui=no_tui, top=top, sort=sort_column)
+                        duration=duration_seconds, no_tui=no_tui, top=top, sort=sorts[0])
     for warning in catalog.warnings:
         typer.echo(str(warning), err=True)
 
     from ig_metrics.bpf.environment import preflight   # after input checks: bad input exits 2
-    problems = preflight(spec)
+    problems = list(dict.fromkeys(line for spec in specs for line in preflight(spec)))
     if problems:
         fail("\n".join(problems) + "\nRun 'ig-metrics doctor' for details.",
              ExitCode.RUNTIME_FAILURE)
@@ -186,8 +205,8 @@ def run(
     use_tui = not no_tui and sys.stdout.isatty()
     console = Console(stderr=not use_tui)
     _configure_logging(console, use_tui)
-    code = _run_agent(spec, chosen, process_filter, console=console, use_tui=use_tui,
-                      duration=duration_seconds, top=top, sort=sort_column,
+    code = _run_agent(specs, chosen, process_filter, console=console, use_tui=use_tui,
+                      duration=duration_seconds, top=top, sorts=sorts,
                       health_address=health_address,
                       idle_expiry=expiry_seconds if expiry_seconds is not None
                       else DEFAULT_IDLE_EXPIRY)
@@ -222,20 +241,20 @@ def _configure_logging(console: Console, use_tui: bool) -> None:
     root.propagate = False
 
 
-def _run_agent(spec, profile, process_filter, *, console: Console, use_tui: bool,
-               duration: float | None, top: int, sort: str, idle_expiry: float,
-               health_address: HostPort | None = None) -> int:
+def _run_agent(specs: list[GadgetSpec], profile, process_filter, *, console: Console,
+               use_tui: bool, duration: float | None, top: int, sorts: list[str],
+               idle_expiry: float, health_address: HostPort | None = None) -> int:
     from ig_metrics.app.agent import Agent
     from ig_metrics.pipeline.probes import HealthServer    # http.server: start-up cost
 
     # The process' malloc policy, as gc.freeze below is its collector's: set
     # before the compiler's allocations, so that they too are mapped apart.
     fix_malloc_thresholds()
-    agent = Agent(spec, profile, idle_expiry=idle_expiry, console=console,
+    agent = Agent(specs, profile, idle_expiry=idle_expiry, console=console,
                   process_filter=process_filter)
     health = None
     if health_address is not None:
-        # Before the gadget compiles: /readyz says "not yet" rather than nothing.
+        # Before the gadgets compile: /readyz says "not yet" rather than nothing.
         try:
             health = HealthServer(health_address, agent.health)
         except OSError as error:
@@ -244,15 +263,15 @@ def _run_agent(spec, profile, process_filter, *, console: Console, use_tui: bool
             return ExitCode.RUNTIME_FAILURE
         health.start()
     try:
-        return _run_started(agent, spec, profile, process_filter, console=console,
-                            use_tui=use_tui, duration=duration, top=top, sort=sort)
+        return _run_started(agent, profile, process_filter, console=console, use_tui=use_tui,
+                            duration=duration, top=top, sorts=sorts)
     finally:
         if health is not None:
             health.close()
 
 
-def _run_started(agent, spec, profile, process_filter, *, console: Console, use_tui: bool,
-                 duration: float | None, top: int, sort: str) -> int:
+def _run_started(agent, profile, process_filter, *, console: Console, use_tui: bool,
+                 duration: float | None, top: int, sorts: list[str]) -> int:
     from ig_metrics.app.agent import RunError
 
     stop = threading.Event()
@@ -271,12 +290,8 @@ def _run_started(agent, spec, profile, process_filter, *, console: Console, use_
         gc.freeze()
         log = logging.getLogger("ig_metrics.run")
         try:
-            _run_loop(agent, spec, profile, process_filter, stop, console=console,
-                      use_tui=use_tui, duration=duration, top=top, sort=sort, log=log)
-        except MapReadError as error:
-            # A kernel that refuses a map operation the gadget needs: one line.
-            typer.echo(f"error: gadget {spec.name}: {error.strerror}", err=True)
-            return ExitCode.RUNTIME_FAILURE
+            _run_loop(agent, profile, process_filter, stop, console=console,
+                      use_tui=use_tui, duration=duration, top=top, sorts=sorts, log=log)
         finally:
             final = agent.stop()
             if final is not None:
@@ -285,26 +300,30 @@ def _run_started(agent, spec, profile, process_filter, *, console: Console, use_
         return ExitCode.OK
 
 
-def _run_loop(agent, spec, profile, process_filter, stop: threading.Event, *,
-              console: Console, use_tui: bool, duration: float | None, top: int, sort: str,
+def _run_loop(agent, profile, process_filter, stop: threading.Event, *, console: Console,
+              use_tui: bool, duration: float | None, top: int, sorts: list[str],
               log: logging.Logger) -> None:
     """Ticks (and the live table or the summary lines) until stopped."""
     from ig_metrics.ui.live import LiveView, summary_line
 
-    previous = {}
+    specs = agent.specs
     if use_tui:
-        title = f"ig-metrics · {spec.name} · profile {profile.name}"
+        title = f"ig-metrics · {agent.name} · profile {profile.name}"
         if process_filter.active:
             title += f" · {process_filter.describe()}"
-        with LiveView(spec, top=top, sort=sort, title=title, console=console) as view:
+        with LiveView(specs, top=top, sorts=sorts, title=title, console=console) as view:
             agent.run(stop, duration=duration,
                       tick_interval=min(UI_TICK_INTERVAL, agent.tick_interval),
                       refresh=lambda: view.update(agent.latest(), agent.statuses()),
                       refresh_interval=UI_REFRESH_INTERVAL)
         return
+    previous: dict[str, object] = {}
 
     def log_summary(snapshot) -> None:
-        log.info(summary_line(spec, previous.get("last"), snapshot, agent.statuses()))
+        # One line per gadget per interval, the exporters' states on the last.
+        for index, spec in enumerate(specs):
+            statuses = agent.statuses() if index == len(specs) - 1 else []
+            log.info(summary_line(spec, previous.get("last"), snapshot, statuses))
         previous["last"] = snapshot
 
     agent.run(stop, duration=duration, tick_interval=agent.tick_interval, on_tick=log_summary)

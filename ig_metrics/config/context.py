@@ -43,12 +43,22 @@ class FileContext:
     # data shipped with its program, read as written.
     expand_env: bool = True
 
-    def error(self, line: int, message: str) -> None:
-        self.problems.append(Problem(self.file, line, message, "error"))
+    def error(self, line: int, message: str, column: int = 0) -> None:
+        self.problems.append(Problem(self.file, line, message, "error", column))
 
     def warning(self, line: int, message: str) -> None:
         self.problems.append(Problem(self.file, line, message, "warning"))
 
+    # How many of `problems` error_count has looked at, and the errors among them:
+    # it is asked after every item, and a file may hold thousands of problems.
+    _counted: int = field(default=0, init=False, repr=False, compare=False)
+    _errors: int = field(default=0, init=False, repr=False, compare=False)
+
     @property
     def error_count(self) -> int:
-        return sum(1 for problem in self.problems if problem.severity == "error")
+        if len(self.problems) < self._counted:          # the list was cut: count again
+            self._counted = self._errors = 0
+        for index in range(self._counted, len(self.problems)):
+            self._errors += self.problems[index].severity == "error"
+        self._counted = len(self.problems)
+        return self._errors

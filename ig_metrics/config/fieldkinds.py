@@ -366,13 +366,15 @@ class NameList(Kind):
             return None
         errors_before = ctx.error_count
         items: list[tuple[str, int, bool]] = []
+        seen: set[str] = set()
         for item in node.value:
             text = read_text(item, site, ctx, f"{self.noun} name")
             if text is None:
                 continue
-            if any(text.text == seen for seen, _, _ in items):
+            if text.text in seen:
                 ctx.error(text.line, f"{site}: {text.quoted()} is listed twice")
                 continue
+            seen.add(text.text)
             items.append((text.text, text.line, text.from_env))
         if ctx.error_count > errors_before:
             return None

@@ -28,11 +28,23 @@ class Problem:
     line: int                    # 1-based; 0 when the problem concerns a whole file
     message: str
     severity: str = "error"      # "error" | "warning"
+    column: int = 0              # 1-based, in characters; 0 when not known
 
     def __str__(self) -> str:
+        """FILE:LINE[:COL]: message, on one line: what the file holds is echoed with
+        its invisible characters (line breaks, escapes, format characters) escaped."""
         where = f"{self.file}:{self.line}" if self.line else self.file
+        if self.line and self.column:
+            where += f":{self.column}"
         prefix = "warning: " if self.severity == "warning" else ""
-        return f"{where}: {prefix}{self.message}"
+        return f"{where}: {prefix}{_visible(self.message)}"
+
+
+def _visible(text: str) -> str:
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+                   for char in text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +184,7 @@ class ProfileConfig:
     secrets: frozenset[str] = frozenset()  # "interval", "description" if from env
     sampler_max_series: int | None = None  # the sampler's memory budget; None: its default
     attributes: AttributeSelection = ALL_ATTRIBUTES
+    gadgets: tuple[str, ...] = ()          # what `run -p NAME` runs without --gadget
 
     def redacted(self) -> dict[str, Any]:
         """Plain data for display and logs, with values from env replaced by ***."""
@@ -186,6 +199,8 @@ class ProfileConfig:
         }
         if self.attributes.as_written():
             redacted["attributes"] = self.attributes.as_written()
+        if self.gadgets:
+            redacted["gadgets"] = list(self.gadgets)
         return redacted
 
 
@@ -248,3 +263,4 @@ class Profile:
     file: str
     sampler_max_series: int | None = None
     attributes: AttributeSelection = ALL_ATTRIBUTES
+    gadgets: tuple[str, ...] = ()          # what `run -p NAME` runs without --gadget

@@ -20,8 +20,8 @@ from ig_metrics.config.model import Problem
 from ig_metrics.config.quantities import WholeNumber
 from ig_metrics.config.rules import Draft
 from ig_metrics.config.suggest import did_you_mean
-from ig_metrics.config.yamlnodes import (compose_text, describe_node, line_of, mapping_entries,
-                                         scalar_value)
+from ig_metrics.config.yamlnodes import (describe_node, line_of, mapping_entries,
+                                         read_yaml_file, scalar_value)
 from ig_metrics.gadgets.hooks import HOOK_KINDS
 from ig_metrics.gadgets.decoders import DECODERS, EXPANDING
 from ig_metrics.gadgets.parameters import (PARAMETER_TYPES, ParameterError, ParameterSpec,
@@ -246,10 +246,10 @@ class GadgetSpec:
 def load_spec(path: Path) -> GadgetSpec:
     """Reads and validates a gadget.yaml; raises GadgetSpecError with every problem."""
     ctx = FileContext(str(path), path.parent, {}, expand_env=False)
-    root = compose_text(path.read_text(encoding="utf-8"), ctx.error)
+    root = read_yaml_file(path, ctx.error)
     if root is None or (isinstance(root, yaml.ScalarNode) and scalar_value(root) is None):
         if not ctx.problems:
-            ctx.error(0, "the file is empty; a gadget spec needs name, program, hooks and metrics")
+            ctx.error(1, "the file is empty; a gadget spec needs name, program, hooks and metrics")
         raise GadgetSpecError(ctx.problems)
     site = Site("gadget")
     entries = require_mapping(root, site, ctx, "a mapping of name, program, hooks, sources "

@@ -18,6 +18,7 @@ from ig_metrics.config.addresses import (
     parse_http_endpoint,
 )
 from ig_metrics.config.model import ResolvedExporter
+from ig_metrics.config.yamlnodes import BoundedLoader
 
 POD_PROFILES_DIR = "/etc/ig-metrics/profiles"
 CONFIGMAP_KEY = re.compile(r"[-._a-zA-Z0-9]+")
@@ -73,7 +74,7 @@ def pod_profiles(directory: Path, profile_name: str, environ: Mapping[str, str])
         profile = catalog.profile(profile_name)
     except ConfigError as error:
         raise DeployInputError([str(error)]) from error
-    files = {path.name: path.read_text() for path in catalog.files}
+    files = {path.name: path.read_text(encoding="utf-8") for path in catalog.files}
     bad_keys = [name for name in files if not CONFIGMAP_KEY.fullmatch(name)]
     if bad_keys:
         raise DeployInputError([f"{directory}/{name}: a ConfigMap key may hold only letters, "
@@ -121,7 +122,7 @@ def _listen_on_every_interface(exporter: ResolvedExporter, files: dict[str, str]
 def set_listen(text: str, exporter: str, listen: str, note: str = "") -> str:
     """`text` with exporters.<exporter>.listen set to `listen` (and `note` as a
     comment after it, in block style), every other byte unchanged."""
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    root = yaml.compose(text, Loader=BoundedLoader)     # the text the catalog just read
     settings = _value(_value(root, "exporters"), exporter)
     value_text = f'"{listen}"'
     if settings.flow_style:                # {type: prometheus}: no room for a comment

@@ -1,13 +1,14 @@
 """The agent's health endpoint (`ig-metrics run --health-listen HOST:PORT`),
 for the kubelet's probes and for people, in the style of Kubernetes' own:
 
-    /readyz   200 once the gadget is attached and its first reading is taken;
+    /readyz   200 once every gadget is attached and the first reading is taken;
               503 before (compiling, attaching) and from the moment it stops
     /livez    503 only when a restart would help: the run has stopped, or the
               sampler has not read the kernel for STALLED_AFTER intervals.
               A failing exporter does not count: restarting cannot bring a
               collector back, and would lose what is counted
-    /healthz  the gadget and every exporter: 503 also while an exporter fails
+    /healthz  the gadgets and every exporter: 503 also while an exporter fails
+              or a gadget's reading does
 
 Each answers with one `[+]` or `[-]` line per check, then `ok` or why not."""
 
@@ -37,6 +38,8 @@ class AgentHealth:
     last_reading: float | None = None   # time.monotonic() of the last reading
     tick_interval: float = 10.0
     exporters: Sequence[ExporterStatus] = ()
+    # (gadget, why its last read failed, or ""): a run may hold several gadgets
+    gadgets: Sequence[tuple[str, str]] = ()
 
 
 Check = tuple[bool, str]
@@ -58,6 +61,13 @@ def gadget_checks(state: AgentHealth, now: float) -> list[Check]:
     return checks
 
 
+def read_checks(state: AgentHealth) -> list[Check]:
+    """A gadget whose reading fails (the others go on): /healthz only, as a
+    restart would not give the kernel what it refuses."""
+    return [(False, f"gadget {name}: reading fails: {failure}")
+            for name, failure in state.gadgets if failure]
+
+
 def exporter_checks(state: AgentHealth) -> list[Check]:
     return [(status.health is not Health.FAILING,
              f"exporter {status.name} ({status.type}): {status.health.value}"
@@ -76,7 +86,7 @@ def answer(path: str, state: AgentHealth, now: float) -> tuple[int, str] | None:
         # Starting is alive: compiling may take a while on a loaded node.
         checks = [(ok or state.phase == "starting", text) for ok, text in checks]
     elif name == "/healthz":
-        checks += exporter_checks(state)
+        checks += read_checks(state) + exporter_checks(state)
     else:
         return None
     failed = [text for ok, text in checks if not ok]

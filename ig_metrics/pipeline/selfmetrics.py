@@ -40,12 +40,19 @@ HOOKS = MetricInfo(
     "1 for each hook a metric of the gadget counts through on this kernel; "
     "bpf.hook.fallback is true where it stands in for a hook the kernel lacks.")
 HOOK_ATTRIBUTES = ("gadget.metric", "bpf.hook.kind", "bpf.hook.target", "bpf.hook.fallback")
+READ_FAILURES = MetricInfo(
+    "ig_metrics.gadget.read.failures", COUNTER, "{read}",
+    "Readings of a gadget's maps that failed; the run goes on with its other gadgets "
+    "and exports the gadget's last good reading.")
+# Which gadget a self-metric's point is about: a run may hold several.
+GADGET = "ig_metrics.gadget"
 
-# Every self-metric with its attribute names, for the catalog page.
-SELF_METRICS = ((DROPPED, ("bpf.map.name",)), (MISSED, ("bpf.program.name",)),
-                (RUNS, ("bpf.program.name",)), (RUN_TIME, ("bpf.program.name",)),
-                (TICK, ()), (INTERVAL, ()), (MAP_FILL, ("bpf.map.name",)), (SERIES, ()),
-                (HOOKS, HOOK_ATTRIBUTES))
+# Every self-metric of the kernel side with its attribute names, for the catalog page.
+SELF_METRICS = ((DROPPED, (GADGET, "bpf.map.name")), (MISSED, (GADGET, "bpf.program.name")),
+                (RUNS, (GADGET, "bpf.program.name")), (RUN_TIME, (GADGET, "bpf.program.name")),
+                (TICK, (GADGET,)), (INTERVAL, (GADGET,)), (MAP_FILL, (GADGET, "bpf.map.name")),
+                (SERIES, (GADGET,)), (HOOKS, (GADGET, *HOOK_ATTRIBUTES)),
+                (READ_FAILURES, (GADGET,)))
 
 
 class KernelSelfMetrics:
@@ -112,3 +119,21 @@ def _hook_points(spec, plan, started_ns: int) -> tuple[Point, ...]:
                     metric, hook.kind, hook.target, str(choice.uses_fallback).lower()))),
                     1, started_ns))
     return tuple(points)
+
+
+def merge_metrics(per_gadget: list[tuple[str, list[MetricData]]]) -> list[MetricData]:
+    """The self-metrics of several gadgets as one list: each point carries its
+    gadget first (ig_metrics.gadget), and a metric's points are put together."""
+    merged: dict[str, tuple[MetricInfo, list[Point]]] = {}
+    for gadget, metrics in per_gadget:
+        for data in metrics:
+            _, points = merged.setdefault(data.info.name, (data.info, []))
+            points.extend(Point(((GADGET, gadget), *point.attributes), point.value,
+                                point.start_time_ns) for point in data.points)
+    return [MetricData(info, tuple(points)) for info, points in merged.values()]
+
+
+def gadget_read_metrics(failures: list[tuple[str, int]], started_ns: int) -> list[MetricData]:
+    """Failed readings per gadget, from 0 for every gadget of the run."""
+    return [MetricData(READ_FAILURES, tuple(Point(((GADGET, gadget),), count, started_ns)
+                                            for gadget, count in failures))]

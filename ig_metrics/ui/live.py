@@ -1,6 +1,6 @@
-"""The live terminal view of a run: the top series of the gadget and one line
-per exporter, redrawn by Rich; and the one-line summary logged instead when
-there is no terminal (--no-tui)."""
+"""The live terminal view of a run: the top series of each gadget (one section
+per gadget) and one line per exporter, redrawn by Rich; and the one-line
+summary per gadget logged instead when there is no terminal (--no-tui)."""
 
 from __future__ import annotations
 
@@ -166,8 +166,22 @@ _GAP_SEGMENT = Segment(_GAP)
 _BOLD, _DIM = Style.parse("bold"), Style.parse("dim")
 
 
-def render(spec: GadgetSpec, rows: list[Row], snapshot: Snapshot,
-           statuses: list[ExporterStatus], *, title: str, sort: str) -> Group:
+def render_sections(sections: list[list[list[Segment]]], snapshot: Snapshot,
+                    statuses: list[ExporterStatus]) -> Group:
+    """The gadgets' tables one under the other, then a line per exporter and
+    the samplers' line."""
+    lines: list[list[Segment]] = []
+    for section in sections:
+        if lines:
+            lines.append([])         # a blank line between two gadgets' tables
+        lines.extend(section)
+    footer = [exporter_line(status, snapshot.time_ns) for status in statuses]
+    sampler = sampler_line(snapshot)
+    return Group(_Lines(lines), *footer, *([sampler] if sampler else []))
+
+
+def table_lines(spec: GadgetSpec, rows: list[Row], *, title: str,
+                sort: str) -> list[list[Segment]]:
     """The table as lines of text whose columns are laid out here, once per
     snapshot: a Rich Table measures and wraps every cell at every draw, which
     cost about 20 ms of CPU a draw for 20 rows, most of what the live view
@@ -193,9 +207,7 @@ def render(spec: GadgetSpec, rows: list[Row], snapshot: Snapshot,
     lines.append([Segment(_GAP.join("─" * column.width for column in columns), _DIM)])
     for index in range(len(rows)):
         lines.append(_line(columns, [column.cells[index] for column in columns], None))
-    footer = [exporter_line(status, snapshot.time_ns) for status in statuses]
-    sampler = sampler_line(snapshot)
-    return Group(_Lines(lines), *footer, *([sampler] if sampler else []))
+    return lines
 
 
 class _Column:
@@ -240,22 +252,30 @@ class _Lines:
             yield newline
 
 
-class LiveView:
-    """Redraws the table from the latest snapshot; call `update` at ~2 Hz."""
+# With several gadgets each section shows this many rows at least.
+MIN_SECTION_ROWS = 5
 
-    def __init__(self, spec: GadgetSpec, *, top: int, sort: str, title: str,
+
+class LiveView:
+    """Redraws the tables from the latest snapshot, one section per gadget;
+    call `update` at ~2 Hz. `top` rows in all, shared by the sections."""
+
+    def __init__(self, specs: GadgetSpec | list[GadgetSpec], *, top: int,
+                 sort: str | None = None, sorts: list[str] | None = None, title: str,
                  console: Console | None = None) -> None:
-        self.spec = spec
-        self.top = top
-        self.sort = sort
+        self.specs = [specs] if isinstance(specs, GadgetSpec) else list(specs)
+        self.sorts = sorts or [sort or spec.table.sort for spec in self.specs]
+        self.top = top if len(self.specs) == 1 else max(MIN_SECTION_ROWS,
+                                                        top // len(self.specs))
         self.title = title
         self.console = console or Console()
         self._live = Live(console=self.console, auto_refresh=False, transient=False,
                           redirect_stdout=True, redirect_stderr=True)
         self._previous: Snapshot | None = None
         self._current: Snapshot | None = None
-        self._rows: list[Row] = []
-        self._totals: dict = {}                 # build_rows' per-snapshot sums, kept for the next
+        self._rows: list[list[Row]] = [[] for _ in self.specs]
+        # build_rows' per-snapshot sums, kept for the next, per gadget
+        self._totals: list[dict] = [{} for _ in self.specs]
         self._shown: tuple | None = None        # what the screen shows now
 
     def __enter__(self) -> LiveView:
@@ -278,14 +298,18 @@ class LiveView:
             return
         if self._current is None or snapshot.seq != self._current.seq:
             self._previous, self._current = self._current, snapshot
-            self._rows = build_rows(self.spec, self._previous, self._current, top=self.top,
-                                    sort=self.sort, totals=self._totals)
+            self._rows = [build_rows(spec, self._previous, self._current, top=self.top,
+                                     sort=sort, totals=totals)
+                          for spec, sort, totals in zip(self.specs, self.sorts, self._totals)]
         shown = (self._current.seq, *(_news(status) for status in statuses))
         if shown == self._shown:
             return
         self._shown = shown
-        self._live.update(render(self.spec, self._rows, self._current, statuses,
-                                 title=self.title, sort=self.sort), refresh=True)
+        several = len(self.specs) > 1
+        sections = [table_lines(spec, rows, sort=sort,
+                                title=f"{self.title} · {spec.name}" if several else self.title)
+                    for spec, rows, sort in zip(self.specs, self._rows, self.sorts)]
+        self._live.update(render_sections(sections, self._current, statuses), refresh=True)
 
 
 def _news(status: ExporterStatus) -> tuple:

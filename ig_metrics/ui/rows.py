@@ -43,6 +43,19 @@ def check_sort(spec: GadgetSpec, sort: str | None) -> str:
     return sort
 
 
+def sort_columns(specs: list[GadgetSpec], sort: str | None) -> list[str]:
+    """Each gadget's sort column: `sort` where it is one of the gadget's
+    columns, else the gadget's default; a `sort` no gadget has is refused."""
+    if len(specs) == 1 or not sort:
+        return [check_sort(spec, sort) for spec in specs]
+    if not any(sort in sort_keys(spec) for spec in specs):
+        choices = ", ".join(dict.fromkeys(key for spec in specs for key in sort_keys(spec)))
+        raise UnknownSortColumn(f"--sort: '{sort}' is not a column of gadget "
+                                f"{', '.join(spec.name for spec in specs)}; choose one of: "
+                                f"{choices}")
+    return [sort if sort in sort_keys(spec) else check_sort(spec, None) for spec in specs]
+
+
 def build_rows(spec: GadgetSpec, previous: Snapshot | None, current: Snapshot,
                *, top: int, sort: str, totals: dict | None = None) -> list[Row]:
     """The `top` rows by `sort`. `totals`, a dict the caller keeps from one

@@ -136,9 +136,10 @@ def _query_variable(name: str, label: str, query: str, all_value: str | None = "
 def agent_variables(gadget: str | None = None) -> list[dict]:
     """datasource, job and node (the scrape's instance: the node's name with
     the PodMonitor deploy writes)."""
-    info = matchers(SERVICE_MATCHER, f'{GADGET_LABEL}="{gadget}"' if gadget else "")
-    info_in_job = matchers(SERVICE_MATCHER, f'{GADGET_LABEL}="{gadget}"' if gadget else "",
-                           JOB)
+    # An agent may run several gadgets: ig_metrics_gadget="tcp,dns,exec".
+    runs = f'{GADGET_LABEL}=~"(.+,)?{gadget}(,.+)?"' if gadget else ""
+    info = matchers(SERVICE_MATCHER, runs)
+    info_in_job = matchers(SERVICE_MATCHER, runs, JOB)
     return [_datasource_variable(),
             _query_variable("job", "Job", f"label_values({TARGET_INFO}{info}, job)", None),
             _query_variable("node", "Node", f"label_values({TARGET_INFO}{info_in_job}, instance)",
