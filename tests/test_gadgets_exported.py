@@ -110,11 +110,13 @@ Check = Callable[[Reading], list[str]]
 
 def gadget_program_ids(gadget: str) -> set[int]:
     """Ids of the loaded BPF programs named as the gadget's programs (on any
-    kernel: with the fallbacks) or attribution's recorder of new cgroups."""
+    kernel: with the fallbacks) or attribution's recorder of new cgroups;
+    `gadget` may name several, as --gadget does: 'tcp,exec'."""
     from ig_metrics.gadgets import resolve
+    from ig_metrics.gadgets.selection import split_names
     from ig_metrics.k8s.cgrouprecorder import FUNCTION
 
-    hooks = resolve(gadget).hooks
+    hooks = [hook for name in split_names([gadget]) for hook in resolve(name).hooks]
     names = {FUNCTION, *(hook.program for hook in hooks),
              *(fallback.program for hook in hooks for fallback in hook.fallback)}
     # The kernel keeps 15 bytes of a program's name (BPF_OBJ_NAME_LEN): bpftool
