@@ -61,7 +61,9 @@ def write_profiles(directory: Path, text: str) -> Path:
     ("--gadget", "tcp", "--profile", "local", "--sys-admin"),
     ("--gadget", "tcp", "--profile", "local", "--seccomp", "localhost",
      "--cgroup2-path", "/sys/fs/cgroup/unified"),
-], ids=["local", "otlp-prod", "no-prometheus", "sys-admin", "seccomp-localhost-hybrid"])
+    ("--gadget", "tcp,dns", "-g", "blockio", "--profile", "local"),
+], ids=["local", "otlp-prod", "no-prometheus", "sys-admin", "seccomp-localhost-hybrid",
+        "several-gadgets"])
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_manifests_validate_against_the_kubernetes_schemas(args, version):
     """Each for the version it was written for (--kube-version)."""
@@ -149,7 +151,7 @@ def test_the_daemonset_command_is_what_ig_metrics_run_accepts():
     name, run, rest = command.resolve_command(context, list(args))
     params = run.make_context(name, rest, parent=context).params
     assert name == "run"
-    assert (params["gadget"], params["profile"], params["no_tui"]) == ("tcp", "otlp-prod", True)
+    assert (params["gadget"], params["profile"], params["no_tui"]) == (["tcp"], "otlp-prod", True)
     mount = next(m for m in container["volumeMounts"] if m["name"] == "profiles")
     assert params["profiles_dir"] == Path(mount["mountPath"])
     with pytest.raises(TyperException, match="No such option"):
@@ -456,8 +458,9 @@ def test_hook_kinds_add_what_they_need():
     assert pod_needs(["tracepoint", "raw_tracepoint"]) == PodNeeds()
     needs = pod_needs(["tracepoint", "socket_filter", "socket_filter"])
     assert needs.capabilities == ("NET_RAW",) and needs.host_network
-    with pytest.raises(UnknownHookKind, match="'kprobe' hook"):
-        pod_needs(["kprobe"])
+    assert pod_needs(["kprobe", "kretprobe"]) == PodNeeds()     # CAP_PERFMON does
+    with pytest.raises(UnknownHookKind, match="'uprobe' hook"):
+        pod_needs(["uprobe"])
 
 
 def test_every_hook_kind_has_its_pod_needs_written_down():
@@ -478,3 +481,21 @@ def test_every_built_in_gadget_deploys_with_what_its_hooks_need(gadget):
     assert spec.get("hostNetwork", False) is needs.host_network
     if needs.host_network:
         assert spec["dnsPolicy"] == "ClusterFirstWithHostNet"
+
+
+def test_several_gadgets_run_in_one_pod_per_node():
+    """One DaemonSet, one container, the gadgets as `run --gadget` takes them;
+    the packet gadget (dns) brings its capability and the node's network."""
+    manifests = manifests_of("--gadget", "tcp,dns", "-g", "exec")
+    assert manifests["DaemonSet"]["metadata"]["name"] == "ig-metrics-tcp-dns-exec"
+    [container] = pod_spec(manifests)["containers"]
+    command = container["command"]
+    assert command[command.index("--gadget") + 1] == "tcp,dns,exec"
+    assert "NET_RAW" in container["securityContext"]["capabilities"]["add"]
+    assert pod_spec(manifests)["hostNetwork"] is True
+
+
+def test_deploy_refuses_an_unknown_gadget_among_several():
+    result = deploy("--gadget", "tcp,dsn")
+    assert result.exit_code == 2
+    assert "unknown gadget 'dsn'; did you mean 'dns'?" in result.output

@@ -15,7 +15,8 @@ from ig_metrics.app.mixin.rules import DEFAULT_RUNBOOK_BASE
 from ig_metrics.catalog.directories import resolve_profiles_dir
 from ig_metrics.cli.common import ExitCode, ProfilesDirOption, fail
 from ig_metrics.config.suggest import did_you_mean
-from ig_metrics.gadgets import GadgetSpecError, builtin_names, builtin_specs, resolve
+from ig_metrics.gadgets import builtin_names, builtin_specs
+from ig_metrics.gadgets.selection import SelectionError, select_gadgets, split_names
 from ig_metrics.k8s.manifests import (
     DEFAULT_CGROUP2_PATH, DEFAULT_KUBE_VERSION, DEFAULT_NAMESPACE, HEALTH_PORT,
     PLACEHOLDER_IMAGE, SECCOMP_CHOICES, DeployOptions, build_manifests, parse_env,
@@ -50,9 +51,10 @@ def _print_seccomp_profile(value: bool) -> None:
 
 
 def deploy(
-    gadget: Annotated[str, typer.Option(
-        "--gadget", "-g", metavar="NAME",
-        help="The built-in gadget every node runs (see 'ig-metrics gadgets list').")],
+    gadget: Annotated[list[str], typer.Option(
+        "--gadget", "-g", metavar="NAME[,...]",
+        help="The built-in gadgets every node runs, in one pod per node (see 'ig-metrics "
+             "gadgets list'); repeat (-g tcp -g dns) or separate with commas.")],
     profile: Annotated[str, typer.Option(
         "--profile", "-p", metavar="NAME",
         help="The profile the nodes export with; it must be in the profiles directory, "
@@ -110,7 +112,7 @@ def deploy(
         help="With --monitoring or --prometheus-operator: where docs/monitoring.md is "
              "served, for the alerts' runbook_url.")] = DEFAULT_RUNBOOK_BASE,
 ) -> None:
-    """Print the Kubernetes manifests that run a gadget on every node.
+    """Print the Kubernetes manifests that run gadgets on every node.
 
     A namespace, a service account that may read pods (for pod and workload
     names), the profiles as a ConfigMap, and a DaemonSet running
@@ -121,15 +123,17 @@ def deploy(
     every privilege and mount.
     """
     names = builtin_names()
-    if gadget not in names:
-        fail(f"unknown gadget '{gadget}'{did_you_mean(gadget, names)}\n"
-             f"deploy runs a gadget built into the image: {', '.join(names)}")
+    chosen = split_names(gadget)
+    for name in chosen:
+        if name not in names:
+            fail(f"unknown gadget '{name}'{did_you_mean(name, names)}\n"
+                 f"deploy runs gadgets built into the image: {', '.join(names)}")
     try:
-        spec = resolve(gadget)
-    except GadgetSpecError as error:
+        specs = select_gadgets(chosen)
+    except SelectionError as error:
         fail(str(error))
     try:
-        needs = pod_needs(hook.kind for hook in spec.hooks)
+        needs = pod_needs(hook.kind for spec in specs for hook in spec.hooks)
     except UnknownHookKind as error:
         fail(str(error), ExitCode.RUNTIME_FAILURE)
     if apply and image is None:
@@ -139,7 +143,7 @@ def deploy(
              f"unqualified {PLACEHOLDER_IMAGE} means docker.io/library/ig-metrics, which "
              "does not exist")
     try:
-        options = DeployOptions(gadget, profile, namespace, image or PLACEHOLDER_IMAGE,
+        options = DeployOptions(",".join(chosen), profile, namespace, image or PLACEHOLDER_IMAGE,
                                 parse_env(env or []), sys_admin, needs, kube_version,
                                 cgroup2_path, seccomp)
     except ValueError as error:

@@ -5,7 +5,10 @@ fentry...) is one class and one table line."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import logging
 import socket
+
+log = logging.getLogger("ig_metrics.hooks")
 
 
 @dataclass(frozen=True)
@@ -79,8 +82,16 @@ class Kretprobe(HookKind):
         return bpf_class.KPROBE
 
     def attach(self, bpf, hook) -> None:
-        bpf.attach_kretprobe(event=hook.target.encode(), fn_name=hook.program.encode(),
-                             maxactive=KRETPROBE_MAXACTIVE)
+        try:
+            # bcc asks for instances through tracefs' kprobe_events
+            bpf.attach_kretprobe(event=hook.target.encode(), fn_name=hook.program.encode(),
+                                 maxactive=KRETPROBE_MAXACTIVE)
+        except Exception:    # bcc raises plain Exception: e.g. a read-only tracefs (a pod)
+            log.warning("kretprobe %s: could not ask for %d instances (is tracefs read-only?): "
+                        "it tracks the kernel's default number of calls at once, and counts "
+                        "the returns it misses in ig_metrics.kernel.missed_events",
+                        hook.target, KRETPROBE_MAXACTIVE)
+            bpf.attach_kretprobe(event=hook.target.encode(), fn_name=hook.program.encode())
 
     def detach(self, bpf, hook) -> None:
         bpf.detach_kretprobe(event=hook.target.encode())

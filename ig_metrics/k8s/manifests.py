@@ -89,7 +89,7 @@ LIVENESS_TIMING = {"initialDelaySeconds": 10, "periodSeconds": 10, "timeoutSecon
 
 @dataclass(frozen=True)
 class DeployOptions:
-    gadget: str
+    gadget: str                    # the gadgets every pod runs: "tcp" or "tcp,dns,blockio"
     profile: str
     namespace: str = DEFAULT_NAMESPACE
     image: str = PLACEHOLDER_IMAGE
@@ -140,7 +140,13 @@ class DeployOptions:
 
     @property
     def workload(self) -> str:
-        return f"{NAME}-{self.gadget}-{self.run_id}" if self.run_id else f"{NAME}-{self.gadget}"
+        return f"{NAME}-{self.component}-{self.run_id}" if self.run_id \
+            else f"{NAME}-{self.component}"
+
+    @property
+    def component(self) -> str:
+        """The gadgets as a name part (objects, labels, the container): tcp-dns."""
+        return self.gadget.replace(",", "-")
 
     @property
     def service_account(self) -> str:
@@ -288,7 +294,7 @@ def daemon_set(options: DeployOptions, profiles: PodProfiles) -> dict[str, Any]:
                                "rollingUpdate": {"maxUnavailable": 1}},
             "template": {
                 "metadata": {"labels": {**_labels(options), "app.kubernetes.io/component":
-                                        options.gadget},
+                                        options.component},
                              "annotations": annotations},
                 "spec": pod_spec,
             },
@@ -331,7 +337,7 @@ def container(options: DeployOptions, profiles: PodProfiles) -> dict[str, Any]:
         # The API refuses allowPrivilegeEscalation: false beside CAP_SYS_ADMIN.
         security["allowPrivilegeEscalation"] = False
     spec: dict[str, Any] = {
-        "name": options.gadget,
+        "name": options.component,
         "image": options.image,
         "command": run_command(options),
         "env": [*({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}

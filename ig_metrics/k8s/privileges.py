@@ -32,6 +32,11 @@ HOOK_KIND_NEEDS: dict[str, PodNeeds] = {
     # pods' veths. Opening a packet socket takes CAP_NET_RAW.
     "socket_filter": PodNeeds(("NET_RAW",), host_network=True,
                               why="an AF_PACKET socket in the node's network namespace"),
+    # perf_event_open() of the kernel's kprobe PMU, which CAP_PERFMON allows.
+    # The pods' tracefs is read-only: a kretprobe then tracks the kernel's
+    # default number of calls at once, not 4,096 (gadgets/hooks.py).
+    "kprobe": PodNeeds(why="kprobes fire in every namespace"),
+    "kretprobe": PodNeeds(why="kretprobes fire in every namespace"),
 }
 
 
