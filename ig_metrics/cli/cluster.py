@@ -19,7 +19,7 @@ from rich.console import Console
 from ig_metrics.cli.common import ExitCode, StopOnSignals, fail
 from ig_metrics.config import parse_duration
 from ig_metrics.config.suggest import did_you_mean
-from ig_metrics.gadgets import GadgetSpec, GadgetSpecError, builtin_names, resolve
+from ig_metrics.gadgets import GadgetSpec, GadgetSpecError, UnknownGadget, builtin_names, resolve
 from ig_metrics.k8s.cluster import (FAILED, READY, RUN_ACCESS, TOP_ACCESS, ClusterError,
                                     connect, wait_gone)
 from ig_metrics.k8s.clusterrun import plan_run
@@ -160,10 +160,15 @@ def top_cluster(gadget: str | None, *, kubeconfig: Path | None, context: str | N
             daemon_set = _standing(cluster, namespace, gadget)
             template = daemon_set["spec"]["template"]
             name = template["metadata"]["labels"].get("app.kubernetes.io/component", "")
+            if "-" in name:
+                fail(f"DaemonSet {daemon_set['metadata']['name']} runs several gadgets "
+                     f"({name.replace('-', ', ')}): top --cluster reads a DaemonSet of one "
+                     "gadget; scrape the pods' Prometheus endpoints for all of them "
+                     "(docs/kubernetes.md)", ExitCode.RUNTIME_FAILURE)
             try:
                 spec = resolve(name)
                 sort_column = check_sort(spec, sort)
-            except (GadgetSpecError, UnknownSortColumn) as error:
+            except (UnknownGadget, GadgetSpecError, UnknownSortColumn) as error:
                 fail(str(error))
             annotations = template["metadata"].get("annotations", {})
             if "prometheus.io/port" not in annotations:
