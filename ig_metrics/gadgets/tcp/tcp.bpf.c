@@ -489,6 +489,8 @@ int on_recv(struct tracepoint__sock__sock_recv_length *args)
  * for TCP as the calls above see. A thread's socket (and a receive's flags)
  * is kept from the function's entry to its return. */
 #if defined(IG_HOOK_ON_TCP_SENDMSG) || defined(IG_HOOK_ON_TCP_RECVMSG)
+#include <uapi/linux/ptrace.h>      /* struct pt_regs, for PT_REGS_PARMn() */
+
 struct io_call {
     u64 sk;
     u64 flags;
