@@ -46,7 +46,7 @@ EXPECTED_ERRORS: dict[str, list[tuple[int, str]]] = {
         (7, "exporters.central.colour: unknown key 'colour'. "
             f"Allowed keys for otlp-grpc exporters: {OTLP_KEYS}"),
         (11, "profiles.prod.intervall: unknown key 'intervall'; did you mean 'interval'? "
-             "Allowed keys for profiles: exporters, interval, description, sampler, "
+             "Allowed keys for profiles: exporters, gadgets, interval, description, sampler, "
              "attributes"),
     ],
     "unknown-top-level-key.yaml": [

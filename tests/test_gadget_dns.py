@@ -179,5 +179,7 @@ def test_describe_shows_every_metric_and_says_where_it_reads_from():
     for metric in metrics.values():
         assert metric["attributes"] == ["server.address", "network.type", "dns.question.type",
                                         "dns.response_code"]
-    assert data["hooks"] == [{"program": "on_packet", "kind": "socket_filter", "target": "all"}]
+    assert data["hooks"] == [{"program": "on_packet", "kind": "socket_filter", "target": "all",
+                              "metrics": ["dns.queries", "dns.responses",
+                                          "dns.lookup.duration"]}]
     assert "socket filter program on an AF_PACKET socket" in " ".join(data["description"].split())

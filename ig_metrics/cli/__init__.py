@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 
 import typer
 
@@ -34,4 +35,11 @@ for _module in COMMAND_MODULES:
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as error:   # a bug of ours: one line, not a traceback (exit 1)
+        typer.echo(f"ig-metrics: internal error: {type(error).__name__}: {error} "
+                   "(please report it; IG_METRICS_DEBUG=1 shows the traceback)", err=True)
+        if os.environ.get("IG_METRICS_DEBUG"):
+            raise
+        raise SystemExit(1) from None

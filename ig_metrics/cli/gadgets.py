@@ -7,6 +7,7 @@ from enum import Enum
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ig_metrics.bpf.hookplan import plan_hooks
@@ -91,9 +92,10 @@ def describe_gadget(
 def _print_text(spec) -> None:
     console = stdout_console()
     data = describe(spec)
-    console.print(f"[bold]{spec.name}[/bold] — {spec.summary}\n")
+    # A spec's words are printed as written: '[' in them is not Rich markup.
+    console.print(f"[bold]{spec.name}[/bold] — {escape(spec.summary)}\n")
     if spec.description:
-        console.print(spec.description + "\n")
+        console.print(escape(spec.description) + "\n")
     table = Table(title="Metrics", title_justify="left", show_lines=True)
     table.add_column("metric", style="bold")
     table.add_column("kind")
@@ -105,10 +107,10 @@ def _print_text(spec) -> None:
         kind = metric["kind"]
         if metric.get("bounds"):
             kind += f"\n{len(metric['bounds'])} bounds, {metric['bounds'][1]:g}..{metric['bounds'][-1]:g}"
-        table.add_row(metric["name"], kind, metric["unit"],
+        table.add_row(metric["name"], kind, escape(metric["unit"]),
                       "\n".join(name + (" (if set)" if name in optional else "")
                                 for name in metric["attributes"]),
-                      metric["description"])
+                      escape(metric["description"]))
     console.print(table)
     if data["parameters"]:
         parameters = Table(title=f"Parameters (run --gadget {spec.name} --param NAME=VALUE)",
@@ -116,8 +118,9 @@ def _print_text(spec) -> None:
         for column in ("parameter", "type", "default", "description"):
             parameters.add_column(column)
         for parameter in data["parameters"]:
-            parameters.add_row(parameter["name"], parameter["type"], repr(parameter["default"]),
-                               parameter["description"])
+            parameters.add_row(parameter["name"], parameter["type"],
+                               escape(repr(parameter["default"])),
+                               escape(parameter["description"]))
         console.print(parameters)
     console.print(_hooks_table(spec))
 
@@ -133,7 +136,8 @@ def _hooks_table(spec) -> Table:
         here = choice.used if choice.available else "missing"
         if choice.uses_fallback:
             here += f"\n({hook.fallback_note})"
-        table.add_row(hook.program, hook.label, "\n".join(hook.metrics) or "—", here)
+        table.add_row(hook.program, escape(hook.label), "\n".join(hook.metrics) or "—",
+                      escape(here))
     return table
 
 

@@ -32,6 +32,7 @@ MAX_FILE_BYTES = 256 * 1024
 MAX_DEPTH = 64
 MAX_NODES = 10_000
 MAX_INT_BITS = 256             # no setting needs a larger integer
+MAX_NUMBER_CHARS = 100         # nor one written longer
 MAX_REPORTED = 20              # characters or TAB lines reported one by one, then counted
 
 # The explicit tags a file may carry, by node kind: YAML's plain types only.
@@ -40,6 +41,7 @@ ALLOWED_TAGS = {
     yaml.SequenceNode: {f"{CORE_PREFIX}seq"},
     yaml.MappingNode: {f"{CORE_PREFIX}map"},
 }
+NUMBER_TAGS = (f"{CORE_PREFIX}int", f"{CORE_PREFIX}float")
 KNOWN_TAGS = ("str", "int", "float", "bool", "null", "seq", "map", "binary", "timestamp", "set",
               "omap", "pairs", "merge", "value", "yaml")
 TAGS_TAKEN = "!!str, !!int, !!float, !!bool, !!null, !!seq and !!map"
@@ -161,11 +163,18 @@ def _check_tag(node: yaml.Node, written: str | None) -> None:
             problem = f"unknown tag {shown}"
         raise Refused(f"{problem}; the tags ig-metrics reads are {TAGS_TAKEN}", node.start_mark)
     if kind is yaml.ScalarNode and node.tag not in (MERGE_TAG, VALUE_TAG):
+        explicit = written not in (None, "!")
+        if node.tag in NUMBER_TAGS and len(node.value) > MAX_NUMBER_CHARS:
+            # Converting costs the square of the length (1:1:1:..., base 60).
+            raise Refused(f"{_preview(node.value)} is too long for a number (more than "
+                          f"{MAX_NUMBER_CHARS} characters)"
+                          + ("" if explicit else "; quote it to keep it as text"),
+                          node.start_mark)
         try:
             value = yaml.constructor.SafeConstructor().construct_object(node)
         except Exception as error:        # each constructor fails its own way (ValueError,
             # KeyError, AttributeError...): the value does not convert, whichever
-            raise Refused(_unconvertible(node, error, explicit=written not in (None, "!")),
+            raise Refused(_unconvertible(node, error, explicit=explicit),
                           node.start_mark) from None
         if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
             raise Refused(f"integer {_preview(node.value)} is too large (more than "
@@ -177,8 +186,6 @@ def _unconvertible(node: yaml.ScalarNode, error: Exception, *, explicit: bool) -
     expected = TYPE_WORDS.get(name, _shown_tag(node.tag))
     # datetime says what is wrong with a date in words; int() and float() in Python's.
     reason = str(error) if name == "timestamp" and isinstance(error, ValueError) else ""
-    if name == "int" and "digits" in str(error):     # Python's cap on int(str)
-        reason = "too many digits"
     message = f"{_preview(node.value)} is not {expected}"
     if reason and len(reason) < 80:
         message += f" ({reason})"
