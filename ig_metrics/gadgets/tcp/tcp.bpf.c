@@ -610,9 +610,11 @@ int on_retransmit(struct tracepoint__tcp__tcp_retransmit_skb *args)
  * for it yet): it belongs to the process listening on the port. */
 int on_retransmit_synack(struct tracepoint__tcp__tcp_retransmit_synack *args)
 {
-    u16 sport = args->sport, family = args->family;
+    u16 sport = args->sport;
     struct flow_key key = {};
-    fill_peer(&key, family, args->daddr, args->daddr_v6);
+    /* The format has no family field on Linux 5.10; its daddr_v6 holds
+     * every peer, an IPv4 one as ::ffff:a.b.c.d, which fill_peer unmaps. */
+    fill_peer(&key, AF_INET6, args->daddr, args->daddr_v6);
     key.server_port = sport;
     key.direction = DIR_INBOUND;
     struct listener *listener = listeners.lookup(&sport);
