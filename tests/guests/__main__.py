@@ -11,7 +11,7 @@ from pathlib import Path
 from .host import CACHE, say
 from .image import ensure_image
 from .kernels import KERNELS
-from .matrix import run_kernel, setup_and_pytest, summary
+from .matrix import run_host, run_kernel, setup_and_pytest, summary
 from .qemu import REPOSITORY
 
 DESCRIPTION = f"""\
@@ -29,7 +29,8 @@ Then, per kernel, it boots a QEMU guest (TCG, 2 CPUs, 2 GB, no network) on that
 image (read-only: every guest starts from the same state), copies this checkout
 into it (never writing to the host's), and runs scripts/setup.sh --test (which
 must find everything present) and then pytest with the arguments given after
-`--` (none: the whole suite, which is slow under TCG), with CI passed through.
+`--` (none: every gadget's exactness tests, EXACTNESS in tests/guests/matrix.py;
+the whole suite is slow under TCG), with CI passed through.
 Into OUTPUT/<kernel>/ go junit.xml, phases, output.log (the command's output)
 and console.log (the whole serial console). The guest's console is shown as it
 comes unless --quiet. At the end it prints, per kernel: the outcome, passed/
@@ -40,6 +41,7 @@ Exit status: 0 when the command succeeded on every kernel, else 1."""
 
 EXAMPLES = """\
 examples:
+  scripts/kernel-matrix.sh --write-docs docs/kernels.md   (the whole matrix and the host)
   scripts/kernel-matrix.sh -- tests/test_tcp_gadget.py -k exact
   scripts/kernel-matrix.sh --kernel 6.1 -- -m bpf -x
   scripts/kernel-matrix.sh --kernel 5.10 --command 'uname -r; .venv/bin/ig-metrics doctor'"""
@@ -64,6 +66,11 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--rebuild", action="store_true",
                         help="make the root filesystem and the image again from scratch")
     parser.add_argument("--quiet", action="store_true", help="do not show the guests' consoles")
+    parser.add_argument("--host", action="store_true",
+                        help="also run the same on this machine's own kernel (as 'host')")
+    parser.add_argument("--write-docs", type=Path, metavar="FILE",
+                        help="write the measured tables (docs/kernels.md) from the results; "
+                             "implies --host")
     return parser.parse_args(argv[:split]), argv[split + 1:]
 
 
@@ -77,7 +84,21 @@ def main(argv: list[str]) -> int:
     runs = [run_kernel(image, kernel, command, folder=options.output.resolve() / kernel,
                        timeout=options.timeout, echo=not options.quiet)
             for kernel in options.kernel or list(KERNELS)]
+    if options.host or options.write_docs:
+        say("this machine's own kernel: the same command")
+        runs.append(run_host(command, options.output.resolve() / "host"))
     print(summary(runs, image_seconds))
+    if options.write_docs:
+        # ig_metrics itself (the gadget specs): only here, where the host's .venv ran
+        from .report import markdown, read_results
+
+        results = [read_results(options.output.resolve() / run.kernel, run.kernel)
+                   for run in runs]
+        shown = "scripts/kernel-matrix.sh --write-docs docs/kernels.md" + (
+            f" -- {' '.join(pytest_args)}" if pytest_args else "")
+        options.write_docs.write_text(markdown([r for r in results if r is not None], shown,
+                                               time.strftime("%Y-%m-%d")))
+        say(f"wrote {options.write_docs}")
     return 0 if all(run.result.exit_code == 0 for run in runs) else 1
 
 

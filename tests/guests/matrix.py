@@ -3,14 +3,17 @@ then pytest, its junit XML and phase times collected in a folder of its own."""
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
+import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
 
 from .image import Image
-from .qemu import GuestResult, boot
+from .qemu import REPOSITORY, GuestResult, boot
 
 # Each phase appends "<name> <start> <end> <status>" to $IG_GUEST_OUTPUT/phases.
 PHASES = """\
@@ -33,11 +36,28 @@ class KernelRun:
     counts: dict[str, int] | None            # from junit.xml: passed, failed, skipped, errors
 
 
+# Every gadget's exactness: its own test module (the sampler against known
+# workloads), its end-to-end test on Prometheus and OTLP at once, several
+# gadgets in one run, README's quick start, doctor, and the map reads' fallback.
+EXACTNESS = ("tests/test_gadgets_exported.py", "tests/test_tcp_gadget.py",
+             "tests/test_gadget_exec.py", "tests/test_gadget_syscalls.py",
+             "tests/test_gadget_file.py", "tests/test_gadget_blockio.py",
+             "tests/test_gadget_sched.py", "tests/test_gadget_dns.py",
+             "tests/test_several_gadgets.py", "tests/test_quickstart.py",
+             "tests/test_doctor.py", "tests/test_map_reader_fallback.py")
+
+
 def setup_and_pytest(pytest_args: list[str]) -> str:
-    """The guest's command: the README's set-up, then pytest with junit XML."""
+    """The guest's command: the README's set-up, what the kernel offers the
+    gadgets (facts.json, doctor.json: docs/kernels.md reads them), then pytest
+    with junit XML (by default the gadgets' exactness tests)."""
     return (PHASES + "phase setup scripts/setup.sh --test || exit\n"
+            + 'phase facts bash -c \'.venv/bin/python -m tests.guests.facts '
+              '>"$IG_GUEST_OUTPUT/facts.json"\'\n'
+            + 'phase doctor bash -c \'.venv/bin/ig-metrics doctor --output json '
+              '>"$IG_GUEST_OUTPUT/doctor.json"\'\n'
             + 'phase tests .venv/bin/python -m pytest --junitxml="$IG_GUEST_OUTPUT/junit.xml" '
-            + shlex.join(pytest_args) + "\n")
+            + shlex.join(pytest_args or EXACTNESS) + "\n")
 
 
 def run_kernel(image: Image, kernel: str, command: str, *, folder: Path, timeout: float,
@@ -48,6 +68,22 @@ def run_kernel(image: Image, kernel: str, command: str, *, folder: Path, timeout
     result = boot(kernel, command, timeout, output_dir=folder, echo=echo, image=image)
     (folder / "output.log").write_text(result.output)
     return KernelRun(kernel, image.kernels[kernel].release, result, _phases(folder / "phases"),
+                     _counts(folder / "junit.xml"))
+
+
+def run_host(command: str, folder: Path) -> KernelRun:
+    """`command` on this machine's own kernel, as a guest would run it."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    started = time.monotonic()
+    done = subprocess.run(["bash", "-c", command], cwd=REPOSITORY, capture_output=True,
+                          text=True, env={**os.environ, "IG_GUEST_OUTPUT": str(folder)},
+                          check=False)
+    output = done.stdout + done.stderr
+    (folder / "output.log").write_text(output)
+    result = GuestResult(done.returncode, output, time.monotonic() - started, 0.0, False,
+                         folder / "output.log")
+    return KernelRun("host", os.uname().release, result, _phases(folder / "phases"),
                      _counts(folder / "junit.xml"))
 
 
