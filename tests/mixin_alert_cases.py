@@ -16,6 +16,15 @@ def series(name: str, labels: dict[str, str], values: str) -> dict:
     return {"series": f"{name}{{{text}}}", "values": values}
 
 
+def health(*timeline: tuple[str, int]) -> list[dict]:
+    """EXPORTER's health gauge as the agent exports it, one series per state (1
+    for the current one, 0 for the others), from (state, minutes in it) steps."""
+    steps = [state for state, minutes in timeline for _ in range(minutes)]
+    return [series(HEALTH, {**EXPORTER, "ig_metrics_exporter_health": state},
+                   " ".join("1" if now == state else "0" for now in steps))
+            for state in HEALTH_STATES]
+
+
 @dataclass(frozen=True)
 class Case:
     alert: str
@@ -28,23 +37,46 @@ class Case:
 
 ATTEMPTS = "ig_metrics_export_attempts_total"
 DROPPED = "ig_metrics_export_points_dropped_total"
+HEALTH = "ig_metrics_exporter_health"
+HEALTH_STATES = ("starting", "healthy", "degraded", "failing", "recovering", "stopped")
+# One attempt every 2 minutes (retry.max: 2m): fewer than 3 in any 5 minutes.
+SLOW_FAILURES = "0 1 1 2 2 3 3 4 4 5 5 6 6 7 7 8 8 9 9 10 10"
 
 CASES = [
+    # A new exporter whose first attempts fail, and that never succeeds: starting,
+    # degraded after its first failure, failing after its third.
     Case("IgMetricsExporterFailing", "10m",
-         fires=[series(ATTEMPTS, {**EXPORTER, "outcome": "failure",
-                                  "error_type": "unavailable"}, "0+1x20"),
-                series(ATTEMPTS, {**EXPORTER, "outcome": "success"}, "7x20")],
+         fires=health(("starting", 1), ("degraded", 2), ("failing", 18)),
          labels=EXPORTER, value="",
-         # Failures, but successes between them: degraded, not failing.
-         silent=[series(ATTEMPTS, {**EXPORTER, "outcome": "failure",
-                                   "error_type": "unavailable"}, "0+1x20"),
-                 series(ATTEMPTS, {**EXPORTER, "outcome": "success"}, "7+1x20")]),
+         # The same start, but it delivers after 4 minutes of failing.
+         silent=health(("starting", 1), ("degraded", 2), ("failing", 4), ("recovering", 1),
+                       ("healthy", 13))),
+    # An exporter that fails for ever with a long backoff: its state says so,
+    # whatever the count of attempts.
+    Case("IgMetricsExporterFailing", "15m",
+         fires=[*health(("healthy", 5), ("failing", 16)),
+                series(ATTEMPTS, {**EXPORTER, "outcome": "failure"}, SLOW_FAILURES),
+                series(ATTEMPTS, {**EXPORTER, "outcome": "success"}, "5x20")],
+         labels=EXPORTER, value="",
+         # Failed attempts, but successes between them: degraded, not failing.
+         silent=[*health(("healthy", 5), ("degraded", 16)),
+                 series(ATTEMPTS, {**EXPORTER, "outcome": "failure"}, SLOW_FAILURES),
+                 series(ATTEMPTS, {**EXPORTER, "outcome": "success"}, "5+1x20")]),
     Case("IgMetricsExporterDroppingPoints", "10m",
          fires=[series(DROPPED, {**EXPORTER, "reason": "queue_full"}, "0+10x20")],
          labels={**EXPORTER, "reason": "queue_full"}, value="50",
          # Points folded into overflow are not lost; queue drops that stopped.
          silent=[series(DROPPED, {**EXPORTER, "reason": "overflow"}, "0+10x20"),
                  series(DROPPED, {**EXPORTER, "reason": "queue_full"}, "30x20")]),
+    # One batch of 500 points dropped once: seen, because the series was there
+    # at 0 before it (the agent exports every reason from its start).
+    Case("IgMetricsExporterDroppingPoints", "5m",
+         fires=[series(DROPPED, {**EXPORTER, "reason": "rejected"}, "0 0 0 500x20")],
+         labels={**EXPORTER, "reason": "rejected"}, value="500",
+         # The same drop of a series born holding its count adds nothing to
+         # increase(): why every reason is exported from 0. Overflow is no loss.
+         silent=[series(DROPPED, {**EXPORTER, "reason": "rejected"}, "_ _ _ 500x20"),
+                 series(DROPPED, {**EXPORTER, "reason": "overflow"}, "0 0 0 500x20")]),
     Case("IgMetricsSeriesOverflow", "15m",
          fires=[series(DROPPED, {**EXPORTER, "reason": "overflow"}, "0+5x30")],
          labels=EXPORTER, value="",

@@ -136,7 +136,9 @@ class OtlpGrpcReceiver:
     `behaviour` is OK, UNAVAILABLE (answers that status, quoting the request's
     headers when `echo_headers`, as a careless collector might) or HANG (never
     answers until closed); `tls` = (cert, key, client CA or None) serves TLS
-    (mTLS with a CA)."""
+    (mTLS with a CA). Its next `refuse` requests are refused for their data
+    (INVALID_ARGUMENT, as a collector refuses a malformed request) and kept in
+    `refused`."""
 
     def __init__(self, *, behaviour: str = OK, host: str = "127.0.0.1",
                  tls: tuple[Path, Path, Path | None] | None = None,
@@ -149,6 +151,8 @@ class OtlpGrpcReceiver:
         self.retry_after = retry_after
         self.attempts = 0                 # requests that reached the servicer, answered or not
         self.received: list[Received] = []
+        self.refuse = 0
+        self.refused: list[Received] = []
         self._arrived = threading.Condition()
         self._release = threading.Event()
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
@@ -191,6 +195,13 @@ class OtlpGrpcReceiver:
         if self.behaviour == UNAUTHENTICATED:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "test receiver wants a token")
         with self._arrived:
+            refusing = self.refuse > 0
+            if refusing:
+                self.refuse -= 1
+                self.refused.append(Received(request, metadata, peer=context.peer()))
+        if refusing:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "test receiver refuses this data")
+        with self._arrived:
             self.received.append(Received(request, metadata, peer=context.peer()))
             self._arrived.notify_all()
         return service_pb2.ExportMetricsServiceResponse()
@@ -224,7 +235,8 @@ class _Servicer(service_grpc.MetricsServiceServicer):
 class OtlpHttpReceiver:
     """Stands in for a collector's OTLP/HTTP receiver: a ThreadingHTTPServer taking
     protobuf POSTs on /v1/metrics (gzip Content-Encoding understood), answering an
-    ExportMetricsServiceResponse; same `behaviour` and `tls` as the gRPC one."""
+    ExportMetricsServiceResponse; same `behaviour`, `tls` and `refuse` (HTTP 400
+    here) as the gRPC one."""
 
     def __init__(self, *, behaviour: str = OK,
                  tls: tuple[Path, Path, Path | None] | None = None,
@@ -237,6 +249,8 @@ class OtlpHttpReceiver:
         self.retry_after = retry_after
         self.attempts = 0
         self.received: list[Received] = []
+        self.refuse = 0
+        self.refused: list[Received] = []
         self.connections: set[socket.socket] = set()      # open keep-alive connections
         self._arrived = threading.Condition()
         self._release = threading.Event()
@@ -340,10 +354,19 @@ def _handler_for(receiver: OtlpHttpReceiver) -> type[BaseHTTPRequestHandler]:
             encoding = self.headers.get("Content-Encoding", "")
             payload = gzip.decompress(body) if encoding == "gzip" else body
             request = service_pb2.ExportMetricsServiceRequest.FromString(payload)
-            receiver.record(Received(
+            received = Received(
                 request, {key.lower(): value for key, value in self.headers.items()},
                 path=self.path, body_size=len(body), content_encoding=encoding,
-                peer=f"{self.client_address[0]}:{self.client_address[1]}"))
+                peer=f"{self.client_address[0]}:{self.client_address[1]}")
+            with receiver._arrived:
+                refusing = receiver.refuse > 0
+                if refusing:
+                    receiver.refuse -= 1
+                    receiver.refused.append(received)
+            if refusing:
+                self._answer(400, b"test receiver refuses this data", "text/plain")
+                return
+            receiver.record(received)
             self._answer(200, service_pb2.ExportMetricsServiceResponse().SerializeToString(),
                          "application/x-protobuf")
 

@@ -13,7 +13,7 @@ from ig_metrics.exporters.base import ExportFailure, Health
 from ig_metrics.exporters.health import HealthTracker
 from ig_metrics.exporters.limits import OVERFLOW_ATTRIBUTES, SeriesLimiter
 from ig_metrics.exporters.load import CALM_EXPORTS, LoadGovernor
-from ig_metrics.exporters.telemetry import ExporterStats, ExportTelemetry
+from ig_metrics.exporters.telemetry import HEALTH_STATES, ExporterStats, ExportTelemetry
 from ig_metrics.model.snapshot import (
     COUNTER, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot
 )
@@ -103,6 +103,18 @@ def test_health_goes_through_every_state():
     assert tracker.failed(refused) is Health.FAILING
 
 
+def test_a_batch_refused_for_its_data_degrades_and_fails_when_every_one_is():
+    """The next batch may be taken: one refused is degraded, FAILING_AFTER in a
+    row failing, as for retryable failures; a refused sender fails at once."""
+    tracker = HealthTracker()
+    assert tracker.succeeded(troubled=False, backlog=False) is Health.HEALTHY
+    bad_data = ExportFailure("HTTP 400", "http_400", retryable=False, batch_refused=True)
+    assert tracker.failed(bad_data) is Health.DEGRADED
+    assert tracker.succeeded(troubled=True, backlog=False) is Health.DEGRADED
+    assert [tracker.failed(bad_data) for _ in range(3)] == [
+        Health.DEGRADED, Health.DEGRADED, Health.FAILING]
+
+
 def test_load_widens_step_by_step_and_narrows_back():
     governor = LoadGovernor(base=10.0, ceiling=40.0, share=0.5)
     assert governor.observe(6.0).after == 20.0          # 6 s of 10 s: over half
@@ -114,24 +126,72 @@ def test_load_widens_step_by_step_and_narrows_back():
     assert governor.observe(0.1, sampler_share=0.9).after == 40.0   # the sampler overran
 
 
+def test_load_is_judged_per_interval_when_a_backlog_is_sent():
+    """Sending 60 queued intervals in 3 s at a 1 s interval is catching up, not
+    load (50 ms each); one interval that takes 0.6 s is."""
+    governor = LoadGovernor(base=1.0, ceiling=8.0, share=0.5)
+    assert governor.observe(3.0, intervals=60) is None and governor.interval == 1.0
+    change = governor.observe(0.6)
+    assert change is not None and (change.before, change.after) == (1.0, 2.0)
+    assert change.why == "an export took 0.60s of a 1s interval"
+    change = governor.observe(24.0, intervals=20)
+    assert change is not None and change.after == 4.0
+    assert change.why == "sending 20 intervals took 1.20s each, of a 2s interval"
+
+
+def export_metrics(*stats: ExporterStats) -> dict[str, tuple[Point, ...]]:
+    telemetry = ExportTelemetry(started_ns=5)
+    for one in stats:
+        telemetry.add(one)
+    return {data.info.name: data.points for data in telemetry.metrics(now_ns=10)}
+
+
+def by(points: tuple[Point, ...], attribute: str) -> dict:
+    """Each point's value by its value of `attribute`."""
+    return {dict(p.attributes)[attribute]: p.value for p in points}
+
+
 def test_export_metrics_say_what_each_exporter_did():
     stats = ExporterStats("central", "otlp-grpc")
     stats.attempt("success", "", 0.02)
     stats.attempt("failure", "unavailable", 0.5)
     stats.attempt("failure", "unavailable", 0.7)
+    stats.attempt("failure", "timeout", 1.0)
     stats.dropped("queue_full", 12)
     stats.points_exported = 300
-    telemetry = ExportTelemetry(started_ns=5)
-    telemetry.add(stats)
-    metrics = {data.info.name: data.points for data in telemetry.metrics(now_ns=10)}
-    attempts = {dict(p.attributes).get("error.type", "-"): p.value
-                for p in metrics["ig_metrics.export.attempts"]}
-    assert attempts == {"-": 1, "unavailable": 2}
-    durations = {dict(p.attributes)["outcome"]: p.value
-                 for p in metrics["ig_metrics.export.duration"]}
-    assert durations["failure"].count == 2 and durations["failure"].sum == 1.2
+    stats.health = "failing"
+    metrics = export_metrics(stats)
+    assert by(metrics["ig_metrics.export.attempts"], "outcome") == {"success": 1, "failure": 3}
+    assert by(metrics["ig_metrics.export.failures"], "error.type") == {
+        "unavailable": 2, "timeout": 1}
+    durations = by(metrics["ig_metrics.export.duration"], "outcome")
+    assert durations["failure"].count == 3 and durations["failure"].sum == 2.2
     assert [p.value for p in metrics["ig_metrics.export.points"]] == [300]
-    assert [(dict(p.attributes)["reason"], p.value)
-            for p in metrics["ig_metrics.export.points.dropped"]] == [("queue_full", 12)]
+    assert by(metrics["ig_metrics.export.points.dropped"], "reason") == {
+        "overflow": 0, "queue_full": 12, "expired": 0, "rejected": 0}
+    assert by(metrics["ig_metrics.exporter.health"], "ig_metrics.exporter.health") == {
+        "starting": 0, "healthy": 0, "degraded": 0, "failing": 1, "recovering": 0,
+        "stopped": 0}
     assert all(dict(p.attributes)["otel.component.name"] == "central"
                for points in metrics.values() for p in points)
+
+
+def test_every_counter_of_a_new_exporter_is_there_at_zero():
+    """Before anything happened: each outcome, each drop reason, both duration
+    histograms at 0 (a series born holding its count adds nothing to
+    increase()); error types, unknown beforehand, have no series yet."""
+    metrics = export_metrics(ExporterStats("central", "otlp-grpc"))
+    assert by(metrics["ig_metrics.export.attempts"], "outcome") == {"success": 0, "failure": 0}
+    assert {outcome: histogram.count for outcome, histogram
+            in by(metrics["ig_metrics.export.duration"], "outcome").items()} \
+        == {"success": 0, "failure": 0}
+    assert by(metrics["ig_metrics.export.points.dropped"], "reason") == {
+        "overflow": 0, "queue_full": 0, "expired": 0, "rejected": 0}
+    assert [p.value for p in metrics["ig_metrics.export.points"]] == [0]
+    assert metrics["ig_metrics.export.failures"] == ()
+    assert by(metrics["ig_metrics.exporter.health"], "ig_metrics.exporter.health")[
+        "starting"] == 1
+
+
+def test_the_health_gauge_has_a_series_for_every_state():
+    assert set(HEALTH_STATES) == {health.value for health in Health}

@@ -23,7 +23,7 @@ import pytest
 
 from ig_metrics.app import mixin
 from ig_metrics.gadgets import builtin_specs, resolve
-from tests.receivers import PrometheusServer, free_port
+from tests.receivers import OtlpHttpReceiver, PrometheusServer, free_port, iter_points
 from tests.tcp_workload import EchoCountServer, run_client
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -231,3 +231,57 @@ def query_every_panel(boards: dict[str, dict], servers: dict[bool, PrometheusSer
         if not result and not expected_empty(expr):
             empty.append(f"{uid} / {title} [{legend}]: {expr}")
     return empty, captured
+
+
+@pytest.mark.bpf
+def test_one_batch_dropped_once_fires_its_alert_on_a_real_prometheus(tmp_path: Path) -> None:
+    """A real run whose OTLP exporter has one interval refused, once, for its
+    data: that batch's points are counted as dropped (rejected), and the real
+    Prometheus, scraping the run with the alerting rules loaded, fires
+    IgMetricsExporterDroppingPoints, because the counter was there at 0 before
+    the drop."""
+    prom_port = free_port()
+    receiver = OtlpHttpReceiver()
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "alerting.yaml").write_text(f"""
+exporters:
+  scrape-me:
+    type: prometheus
+    listen: "127.0.0.1:{prom_port}"
+  refuses-once:
+    type: otlp-http
+    endpoint: "{receiver.url()}"
+    temporality: delta
+profiles:
+  alerting:
+    exporters: [scrape-me, refuses-once]
+    interval: 1s
+""")
+    run = subprocess.Popen([IG_METRICS, "run", "--gadget", "tcp", "--profile", "alerting",
+                            "--profiles-dir", str(tmp_path / "profiles"), "--no-tui",
+                            "--duration", "120s"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    mine = 'otel_component_name="refuses-once", reason="rejected"'
+    alert = (f'ALERTS{{alertname="IgMetricsExporterDroppingPoints", alertstate="firing", '
+             f'{mine}}}')
+    try:
+        with PrometheusServer([f"127.0.0.1:{prom_port}"], tmp_path / "prometheus",
+                              rule_files=RULE_FILES) as prometheus:
+            _wait_for_scrape(prometheus, run)
+            # Scraped at 0 before anything was dropped, and delivering.
+            dropped = f"ig_metrics_export_points_dropped_total{{{mine}}}"
+            assert prometheus.wait_for(f"{dropped} == 0"), prometheus.query(dropped)
+            receiver.wait_for(1)
+            receiver.refuse = 1
+            fired = prometheus.wait_for(alert, timeout=30)
+            assert fired, (prometheus.query(dropped), prometheus.output())
+            (refused,) = receiver.refused
+            lost = sum(1 for _ in iter_points([refused]))
+            assert [float(series["value"][1]) for series in prometheus.query(dropped)] \
+                == [lost]
+            assert prometheus.query('ALERTS{alertname="IgMetricsExporterFailing"}') == []
+    finally:
+        receiver.close()
+        run.terminate()
+        run.communicate(timeout=30)
+    assert fired[0]["metric"]["severity"] == "warning"

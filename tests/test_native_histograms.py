@@ -25,7 +25,9 @@ from ig_metrics.exporters.prometheus import SnapshotCollector
 from ig_metrics.exporters.prometheus_proto import (
     BOTH, CLASSIC, NATIVE, ZERO_THRESHOLD, ProtobufRenderer, wants_protobuf,
 )
-from ig_metrics.exporters.remote_write_wire import RemoteWriteEncoder, compress
+from ig_metrics.exporters.remote_write_wire import (
+    RemoteWriteEncoder, compress, decompress, without_native_histograms,
+)
 from ig_metrics.exporters.log2native import (
     NativeBuckets, layout_of, native_buckets, native_index, slot_index, spans_and_deltas,
 )
@@ -307,6 +309,22 @@ def test_remote_write_request_is_the_reference_encoding(histograms):
         assert WriteRequest.FromString(request) == expected
         assert request == expected.SerializeToString()
         assert bytes(cramjam.snappy.decompress_raw(compress(request))) == request
+
+
+def test_a_write_request_without_its_native_histograms():
+    """What is sent again to a receiver that takes no native histograms: every
+    other series as it was, in its order; a classic request is left whole."""
+    snapshot = tcp_like_snapshot(2, scale=2)
+    (native,) = RemoteWriteEncoder((), NATIVE).encode([snapshot])
+    rest, dropped = without_native_histograms(decompress(compress(native)))
+    whole = WriteRequest.FromString(native)
+    expected = WriteRequest()
+    expected.timeseries.extend(series for series in whole.timeseries if not series.histograms)
+    assert dropped == 1 and rest == expected.SerializeToString()
+    (classic,) = RemoteWriteEncoder((), CLASSIC).encode([snapshot])
+    assert without_native_histograms(classic) == (classic, 0)
+    with pytest.raises(ValueError, match="not a WriteRequest"):
+        without_native_histograms(native[:-3])
 
 
 def test_remote_write_of_a_metric_without_log2_bounds_stays_classic():

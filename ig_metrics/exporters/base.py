@@ -36,12 +36,18 @@ class ExportResult(enum.Enum):
 class ExportFailure:
     """Why an export failed, for people (`message`, secrets already hidden), for
     metrics (`reason`: a short stable label such as "unavailable" or "http_503",
-    the `error.type` attribute) and for the retry schedule."""
+    the `error.type` attribute) and for the retry schedule.
+
+    `batch_refused`: the receiver refused what the request holds (bad or too old
+    data, a kind it does not take), not who sent it or where: that batch is
+    dropped, and the batches behind it are sent at once, since they may well
+    be taken."""
 
     message: str
     reason: str
     retryable: bool = True
     retry_after: float | None = None      # seconds the collector asked us to wait
+    batch_refused: bool = False
 
 
 class ExporterStartError(Exception):
@@ -74,6 +80,10 @@ class Exporter(ABC, Generic[SettingsT]):
         self.config = config
         # Why the last send failed; set whenever it returns FAILURE.
         self.failure: ExportFailure | None = None
+        # What the receiver refused of a send that succeeded all the same (points
+        # of a partial success, a batch it will never take), in one line with
+        # what to do: the reason the exporter shows as degraded. "" when nothing.
+        self.trouble = ""
         # What it did, for self-metrics and the live table.
         self.stats = ExporterStats(config.name, config.type)
         self.limiter = SeriesLimiter(config.settings.limits)
@@ -145,6 +155,7 @@ class Exporter(ABC, Generic[SettingsT]):
         if snapshot is None or not self.pending:
             return ExportResult.SUCCESS
         self.failure = None
+        self.trouble = ""
         result = self.deliver(snapshot, timeout)
         if result is ExportResult.SUCCESS:
             self._delivered_seq = snapshot.seq

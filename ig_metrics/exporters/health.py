@@ -14,9 +14,11 @@ class HealthTracker:
     - a success: healthy, or degraded while something is still wrong (a backlog
       being sent, points dropped, an interval widened by load); after failing,
       recovering until a success leaves no backlog;
-    - a retryable failure: degraded, failing from the FAILING_AFTER-th in a row
-      (at once when it follows a recovery);
-    - a permanent failure (the collector refused, retrying cannot help): failing.
+    - a retryable failure, or a batch refused for its data (dropped; the next
+      batch may well be taken): degraded, failing from the FAILING_AFTER-th in
+      a row (at once when it follows a recovery);
+    - any other permanent failure (the collector refused the sender:
+      credentials, URL; retrying cannot help): failing.
     """
 
     def __init__(self) -> None:
@@ -33,7 +35,8 @@ class HealthTracker:
 
     def failed(self, failure: ExportFailure) -> Health:
         self.consecutive_failures += 1
-        if (not failure.retryable or self.consecutive_failures >= FAILING_AFTER
+        refused_for_good = not failure.retryable and not failure.batch_refused
+        if (refused_for_good or self.consecutive_failures >= FAILING_AFTER
                 or self.health is Health.RECOVERING):
             self.health = Health.FAILING
         elif self.health is not Health.FAILING:

@@ -33,6 +33,9 @@ PERMANENT_HINTS = {
     grpc.StatusCode.UNIMPLEMENTED: "the endpoint serves no OTLP metrics: check endpoint",
     grpc.StatusCode.INVALID_ARGUMENT: "the collector refused the data",
 }
+# Codes that refuse what a request holds, not who sends it or where: the batch is
+# dropped and the next one may still be taken.
+BATCH_CODES = frozenset({grpc.StatusCode.INVALID_ARGUMENT})
 # Pings only while an export is under way (a dead peer is found before the
 # timeout of a long export): most collectors (grpc-go's defaults) close a
 # connection pinged more often than every 5 minutes without a call.
@@ -117,7 +120,7 @@ def _failure(error: grpc.RpcError) -> ExportFailure:
     if code not in RETRYABLE:
         hint = PERMANENT_HINTS.get(code, "the collector refused the export")
         return ExportFailure(f"{message} — {hint}; not retried", code.name.lower(),
-                             retryable=False)
+                             retryable=False, batch_refused=code in BATCH_CODES)
     return ExportFailure(message, code.name.lower(), retryable=True, retry_after=retry_after)
 
 

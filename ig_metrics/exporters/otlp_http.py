@@ -4,6 +4,8 @@ HTTP statuses decide what is retried; Retry-After is honoured."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 import email.utils
 import gzip
 import time
@@ -33,7 +35,20 @@ PERMANENT_HINTS = {
     405: "nothing serves OTLP metrics at this URL: check endpoint",
     413: "the request is too large: lower limits.max_points_per_export",
 }
+# Statuses that refuse what a request holds, not who sends it or where (Bad
+# Request, Content Too Large, Unprocessable Content): the batch is dropped and
+# the next one may still be taken.
+BATCH_STATUSES = frozenset({400, 413, 422})
 MESSAGE_LIMIT = 200       # characters of a collector's error body quoted in a message
+
+
+@dataclass(frozen=True, slots=True)
+class FinalAnswer:
+    """An error body that says retrying cannot help, whatever the status (a 5xx
+    included): the batch is refused, counted as `reason` (error.type), with `hint`."""
+
+    reason: str
+    hint: str
 
 
 class HttpTransport(Transport):
@@ -42,11 +57,14 @@ class HttpTransport(Transport):
     def __init__(self, url: str, *, headers: tuple[tuple[str, str], ...], gzip_body: bool,
                  verify: str | bool, client_cert: tuple[str, str] | None,
                  retryable: frozenset[int] = RETRYABLE_STATUSES,
-                 hints: dict[int, str] | None = None) -> None:
+                 hints: dict[int, str] | None = None,
+                 final_answers: Mapping[str, FinalAnswer] | None = None) -> None:
         self.url = url
-        # What the receiver's protocol says to retry, and a hint per final status.
+        # What the receiver's protocol says to retry, a hint per final status, and
+        # the error bodies (by a text they hold) that are final whatever the status.
         self._retryable = retryable
         self._hints = PERMANENT_HINTS if hints is None else hints
+        self._final_answers = final_answers or {}
         self._session = requests.Session()
         self._headers = {"Content-Type": PROTOBUF, "User-Agent": f"ig-metrics/{__version__}",
                          **dict(headers)}
@@ -75,7 +93,8 @@ class HttpTransport(Transport):
                                                   retryable=False))
         if 200 <= response.status_code < 300:
             return _accepted(response)
-        return Delivery(failure=_refused(self.url, response, self._retryable, self._hints))
+        return Delivery(failure=_refused(self.url, response, self._retryable, self._hints,
+                                         self._final_answers))
 
     def close(self) -> None:
         self._session.close()
@@ -93,17 +112,22 @@ def _accepted(response: requests.Response) -> Delivery:
 
 
 def _refused(url: str, response: requests.Response, retryable: frozenset[int],
-             hints: dict[int, str]) -> ExportFailure:
+             hints: dict[int, str], final_answers: Mapping[str, FinalAnswer]) -> ExportFailure:
     status = response.status_code
     message = f"POST {url}: HTTP {status} {response.reason or ''}".rstrip()
     detail = _error_detail(response)
     if detail:
         message += f": {detail}"
+    final = next((answer for text, answer in final_answers.items() if text in detail), None)
+    if final is not None:
+        return ExportFailure(f"{message} — {final.hint}; not retried", final.reason,
+                             retryable=False, batch_refused=True)
     if status in retryable:
         return ExportFailure(message, f"http_{status}", retryable=True,
                              retry_after=retry_after(response.headers.get("Retry-After")))
     hint = hints.get(status, "the collector refused the export")
-    return ExportFailure(f"{message} — {hint}; not retried", f"http_{status}", retryable=False)
+    return ExportFailure(f"{message} — {hint}; not retried", f"http_{status}", retryable=False,
+                         batch_refused=status in BATCH_STATUSES)
 
 
 def _error_detail(response: requests.Response) -> str:

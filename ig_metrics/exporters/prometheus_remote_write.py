@@ -4,8 +4,9 @@ samples, remote_write_wire.py) to Prometheus' /api/v1/write, Mimir, Thanos
 Receive, VictoriaMetrics and the like. It shares the OTLP push exporters'
 machinery (push.py): a bounded queue, optionally on disk, sent oldest first,
 so an outage or a restart loses no sample; retries with backoff (5xx and 429,
-honouring Retry-After); a 4xx is final (logged once, the batch dropped and
-counted as rejected)."""
+honouring Retry-After); a 4xx, or an answer that says retrying cannot help, is
+final (logged once, the batch dropped and counted as rejected). A receiver that
+takes no native histograms still gets the rest of each request."""
 
 from __future__ import annotations
 
@@ -35,12 +36,14 @@ from ig_metrics.exporters.otlp_common import (
     HEADER_NAME_PATTERN, TlsSettings, client_certificate_with_key, client_tls_section,
     retry_waits_grow,
 )
-from ig_metrics.exporters.otlp_http import HttpTransport, requests_tls
+from ig_metrics.exporters.otlp_http import FinalAnswer, HttpTransport, requests_tls
 from ig_metrics.exporters.push import PushExporter
 from ig_metrics.exporters.queue import QueueSettings, queue_field
 from ig_metrics.exporters.remote_write_wire import (
-    CLASSIC, NATIVE, VERSION, RemoteWriteEncoder, compress,
+    CLASSIC, NATIVE, VERSION, RemoteWriteEncoder, compress, decompress,
+    without_native_histograms,
 )
+from ig_metrics.exporters.transport import Delivery
 from ig_metrics.model.snapshot import Snapshot
 
 DEFAULT_TIMEOUT = 10.0          # seconds
@@ -55,7 +58,15 @@ HINTS = {
          "started with --web.enable-remote-write-receiver)",
     405: "nothing takes remote write at this URL: check url",
     413: "the request is too large: lower limits.max_points_per_export",
+    422: "the receiver refused the samples: the batch is dropped",
 }
+NATIVE_REFUSED = "native_histograms_disabled"       # its error.type
+NATIVE_FIX = ("the receiver has native histograms disabled: start it with "
+              "--enable-feature=native-histograms, or set histograms: classic")
+# Answers that retrying cannot cure whatever their status: Prometheus answers
+# 500 to native histograms it does not take (a 4xx may come instead in future),
+# so the request would be retried for ever and nothing behind it arrive.
+FINAL_ANSWERS = {"native histograms are disabled": FinalAnswer(NATIVE_REFUSED, NATIVE_FIX)}
 LABEL_NAME_PATTERN = r"[a-zA-Z_][a-zA-Z0-9_]*"
 URL = AddressKind("remote write URL", URL_FORMS, parse_url,
                   r"^https?://([^@/]+@)?[^/?#]+/[^#]*$")
@@ -211,6 +222,27 @@ RULES: tuple[Rule, ...] = (client_certificate_with_key, retry_waits_grow, one_cr
                            tls_needs_https, credentials_not_in_clear, no_reserved_labels)
 
 
+class RemoteWriteTransport(HttpTransport):
+    """HttpTransport, and what a receiver without native histograms needs: a
+    request refused for its native histograms is sent again without them, so
+    that counters and gauges still arrive; the histograms count as rejected,
+    with the fix as the reason. Every request is tried whole first, so native
+    histograms flow again as soon as the receiver takes them."""
+
+    def send(self, request: bytes, timeout: float) -> Delivery:
+        delivery = super().send(request, timeout)
+        if delivery.failure is None or delivery.failure.reason != NATIVE_REFUSED:
+            return delivery
+        rest, histograms = without_native_histograms(decompress(request))
+        if not histograms:
+            return delivery
+        resent = super().send(compress(rest), timeout) if rest else Delivery()
+        if resent.failure is not None:
+            return resent
+        return Delivery(rejected_points=histograms + resent.rejected_points,
+                        rejected_message=NATIVE_FIX)
+
+
 class RemoteWriteExporter(PushExporter[RemoteWriteSettings]):
     """Every accepted snapshot is a batch of timestamped samples in the queue;
     a send delivers them oldest first (the receiver needs each series' samples
@@ -243,7 +275,7 @@ class RemoteWriteExporter(PushExporter[RemoteWriteSettings]):
     def encode_latest(self, snapshot: Snapshot, timeout: float) -> Encoded:
         return self.encode_interval(snapshot)
 
-    def create_transport(self) -> HttpTransport:
+    def create_transport(self) -> RemoteWriteTransport:
         settings = self.settings
         verify, client_cert = requests_tls(self, settings.tls)
         headers = {"Content-Encoding": "snappy", "X-Prometheus-Remote-Write-Version": VERSION,
@@ -254,9 +286,10 @@ class RemoteWriteExporter(PushExporter[RemoteWriteSettings]):
             self.add_secret(headers["Authorization"].split(" ", 1)[1])
         elif settings.bearer_token:
             headers["Authorization"] = f"Bearer {settings.bearer_token}"
-        return HttpTransport(self.url, headers=(*headers.items(), *settings.headers),
-                             gzip_body=False, verify=verify, client_cert=client_cert,
-                             retryable=RETRYABLE_STATUSES, hints=HINTS)
+        return RemoteWriteTransport(self.url, headers=(*headers.items(), *settings.headers),
+                                    gzip_body=False, verify=verify, client_cert=client_cert,
+                                    retryable=RETRYABLE_STATUSES, hints=HINTS,
+                                    final_answers=FINAL_ANSWERS)
 
 
 TYPE = ExporterType(

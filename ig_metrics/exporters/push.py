@@ -6,6 +6,7 @@ batches (optionally on disk), rejections counted, secrets redacted."""
 from __future__ import annotations
 
 from abc import abstractmethod
+from dataclasses import replace
 import logging
 import time
 
@@ -40,7 +41,7 @@ class PushExporter(Exporter[SettingsT]):
                                 queue_dir / self.name if queue_dir is not None else None,
                                 self._count_dropped_batch) if self.queued else None
         self._transport: Transport | None = None
-        self._warned_rejections = False
+        self._refusals_said: set[str] = set()
 
     @property
     @abstractmethod
@@ -105,18 +106,33 @@ class PushExporter(Exporter[SettingsT]):
         if self.queue is None:
             return super().send(timeout)
         self.failure = None
+        self.trouble = ""
         self._expire_old_batches()
         started = time.monotonic()
+        refused: ExportFailure | None = None
+        delivered = False
         # One send delivers batches until the queue is empty, one fails, or the
-        # time of one attempt is used up (the worker calls again at once).
+        # time of one attempt is used up (the worker calls again at once). A
+        # batch refused for what it holds is dropped (_give_up) and the next one
+        # goes at once: it must not hold up the data behind it.
         while (batch := self.queue.head()) is not None:
-            if not self._send_requests(batch, timeout):
+            if self._send_requests(batch, timeout):
+                self.queue.pop()
+                delivered = True
+            elif self.failure is not None and self.failure.batch_refused:
+                refused, self.failure = self.failure, None
+            else:
                 self._update_queue_stats()
                 return ExportResult.FAILURE
-            self.queue.pop()
             if time.monotonic() - started > timeout:
                 break
         self._update_queue_stats()
+        if refused is not None and not delivered:
+            self.failure = refused
+            return ExportResult.FAILURE
+        if refused is not None:
+            self.trouble = refused.message
+            self._say_once(refused.reason, refused.message)
         return ExportResult.SUCCESS
 
     def deliver(self, snapshot: Snapshot, timeout: float) -> ExportResult:
@@ -135,9 +151,8 @@ class PushExporter(Exporter[SettingsT]):
         for index in range(batch.sent, len(batch.requests)):
             delivery = transport.send(batch.requests[index], timeout)
             if delivery.failure is not None:
-                self.failure = ExportFailure(self.redact(delivery.failure.message),
-                                             delivery.failure.reason, delivery.failure.retryable,
-                                             delivery.failure.retry_after)
+                self.failure = replace(delivery.failure,
+                                       message=self.redact(delivery.failure.message))
                 log.debug("exporter %s: %s", self.name, self.failure.message)
                 if not delivery.failure.retryable:
                     self._give_up(batch)
@@ -162,11 +177,16 @@ class PushExporter(Exporter[SettingsT]):
         if not delivery.rejected_points:
             return
         self.stats.dropped("rejected", delivery.rejected_points)
-        if not self._warned_rejections:
-            self._warned_rejections = True
-            log.warning("exporter %s: the collector refused %d data points of an export: "
-                        "%s", self.name, delivery.rejected_points,
-                        self.redact(delivery.rejected_message) or "(no reason given)")
+        reason = self.redact(delivery.rejected_message) or "no reason given"
+        points = delivery.rejected_points
+        self.trouble = f"{points} data point{'' if points == 1 else 's'} refused: {reason}"
+        self._say_once("partial", self.trouble)
+
+    def _say_once(self, kind: str, text: str) -> None:
+        """Log a refusal the first time one of its kind comes (health shows each)."""
+        if kind not in self._refusals_said:
+            self._refusals_said.add(kind)
+            log.warning("exporter %s: %s", self.name, text)
 
     def _expire_old_batches(self) -> None:
         max_elapsed = self.settings.retry.max_elapsed

@@ -42,6 +42,62 @@ def compress(request: bytes) -> bytes:
     return bytes(cramjam.snappy.compress_raw(request))
 
 
+def decompress(request: bytes) -> bytes:
+    return bytes(cramjam.snappy.decompress_raw(request))
+
+
+def without_native_histograms(request: bytes) -> tuple[bytes, int]:
+    """An uncompressed WriteRequest without its series that hold native
+    histograms (TimeSeries field 4), and how many series those were; every
+    other field as it was, in its order."""
+    kept: list[bytes] = []
+    dropped = 0
+    data = memoryview(request)
+    for number, start, body, end in _fields(data, 0, len(data)):
+        if number == 1 and any(inner == 4 for inner, *_ in _fields(data, body, end)):
+            dropped += 1
+        else:
+            kept.append(data[start:end])
+    return b"".join(kept), dropped
+
+
+def _fields(data: memoryview, at: int, end: int):
+    """(field number, where the field starts, where its value starts, where it
+    ends) of each protobuf field in data[at:end]."""
+    while at < end:
+        start = at
+        key, at = _varint_at(data, at)
+        wire = key & 7
+        if wire == 0:
+            _, value_end = _varint_at(data, at)
+        elif wire == 1:
+            value_end = at + 8
+        elif wire == 2:
+            size, at = _varint_at(data, at)
+            value_end = at + size
+        elif wire == 5:
+            value_end = at + 4
+        else:
+            raise ValueError(f"not a WriteRequest: wire type {wire} at byte {start}")
+        if value_end > end:
+            raise ValueError(f"not a WriteRequest: a field past its end at byte {start}")
+        yield key >> 3, start, at, value_end
+        at = value_end
+
+
+def _varint_at(data: memoryview, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if at >= len(data):
+            raise ValueError("not a WriteRequest: cut short in a varint")
+        byte = data[at]
+        value |= (byte & 0x7F) << shift
+        at += 1
+        if byte < 0x80:
+            return value, at
+        shift += 7
+
+
 def _pair(name: str, value: str) -> bytes:
     return label_pairs([name], [value])
 

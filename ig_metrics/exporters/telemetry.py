@@ -20,8 +20,12 @@ NAME, TYPE = "otel.component.name", "otel.component.type"
 
 ATTEMPTS = MetricInfo(
     "ig_metrics.export.attempts", COUNTER, "{attempt}",
-    "Export attempts of each exporter, by outcome (success, failure) and, for "
-    "failures, error.type (unavailable, http_503, timeout, ...).")
+    "Export attempts of each exporter, by outcome (success, failure); "
+    "ig_metrics.export.failures says why the failed ones failed.")
+FAILURES = MetricInfo(
+    "ig_metrics.export.failures", COUNTER, "{attempt}",
+    "Failed export attempts of each exporter, by error.type (unavailable, http_503, "
+    "timeout, ...); a type's series starts at its first failure.")
 DURATION = MetricInfo(
     "ig_metrics.export.duration", HISTOGRAM, "s",
     "How long export attempts took, by exporter and outcome.", DURATION_BOUNDS)
@@ -44,26 +48,42 @@ INTERVAL = MetricInfo(
     "Each exporter's interval now, widened by load or not.")
 HEALTH = MetricInfo(
     "ig_metrics.exporter.health", GAUGE, "{exporter}",
-    "1 for each exporter, with its health as attribute ig_metrics.exporter.health "
-    "(starting, healthy, degraded, failing, recovering).")
+    "Each exporter's health, one series per state (attribute ig_metrics.exporter.health: "
+    "starting, healthy, degraded, failing, recovering, stopped): 1 for the state it is "
+    "in, 0 for the others.")
+
+OUTCOMES = ("success", "failure")
+DROP_REASONS = ("overflow", "queue_full", "expired", "rejected")
+# The values of exporters.base.Health (which imports this module).
+HEALTH_STATES = ("starting", "healthy", "degraded", "failing", "recovering", "stopped")
 
 EXPORT_METRICS = (
-    (ATTEMPTS, (NAME, TYPE, "outcome", "error.type")), (DURATION, (NAME, TYPE, "outcome")),
-    (POINTS, (NAME, TYPE)), (DROPPED, (NAME, TYPE, "reason")), (QUEUE_DEPTH, (NAME, TYPE)),
+    (ATTEMPTS, (NAME, TYPE, "outcome")), (FAILURES, (NAME, TYPE, "error.type")),
+    (DURATION, (NAME, TYPE, "outcome")), (POINTS, (NAME, TYPE)),
+    (DROPPED, (NAME, TYPE, "reason")), (QUEUE_DEPTH, (NAME, TYPE)),
     (QUEUE_SIZE, (NAME, TYPE)), (INTERVAL, (NAME, TYPE)),
     (HEALTH, (NAME, TYPE, "ig_metrics.exporter.health")),
 )
 
 
 class ExporterStats:
-    """What one exporter did; written by its worker thread, read by the sampler's."""
+    """What one exporter did; written by its worker thread, read by the sampler's.
+
+    Every counter series whose attributes are known at start (each outcome, each
+    drop reason) is there from the first snapshot on, at 0, as Prometheus'
+    instrumentation guidance asks: a series first seen holding its whole count
+    adds nothing to increase() or rate(), so a first drop or failure would go
+    unseen. Only error types, which cannot be known beforehand, start with
+    their first failure (their total is the failure outcome's)."""
 
     def __init__(self, name: str, type_: str) -> None:
         self.attributes = ((NAME, name), (TYPE, type_))
         self._lock = threading.Lock()
-        self._attempts: Counter[tuple[str, str]] = Counter()     # (outcome, error.type)
-        self._durations: dict[str, list[float]] = {}             # outcome -> [counts..., sum]
-        self._dropped: Counter[str] = Counter()
+        self._outcomes: Counter[str] = Counter(dict.fromkeys(OUTCOMES, 0))
+        self._failures: Counter[str] = Counter()                 # by error.type
+        self._durations = {outcome: [0.0] * (len(DURATION_BOUNDS) + 2)   # [counts..., sum]
+                           for outcome in OUTCOMES}
+        self._dropped: Counter[str] = Counter(dict.fromkeys(DROP_REASONS, 0))
         self.points_exported = 0
         self.queue_batches = 0
         self.queue_bytes = 0
@@ -72,8 +92,10 @@ class ExporterStats:
 
     def attempt(self, outcome: str, reason: str, seconds: float, points: int = 0) -> None:
         with self._lock:
-            self._attempts[(outcome, reason)] += 1
-            buckets = self._durations.setdefault(outcome, [0.0] * (len(DURATION_BOUNDS) + 2))
+            self._outcomes[outcome] += 1
+            if outcome == "failure":
+                self._failures[reason] += 1
+            buckets = self._durations[outcome]
             buckets[bisect.bisect_left(DURATION_BOUNDS, seconds)] += 1
             buckets[-1] += seconds
             self.points_exported += points
@@ -89,19 +111,17 @@ class ExporterStats:
             return sum(self._dropped.values())
 
     def dropped_by_reason(self) -> dict[str, int]:
+        """Points dropped, by the reasons that dropped any."""
         with self._lock:
-            return dict(self._dropped)
-
-    def attempts(self) -> dict[tuple[str, str], int]:
-        with self._lock:
-            return dict(self._attempts)
+            return {reason: count for reason, count in self._dropped.items() if count}
 
     def metrics(self, now_ns: int, start_ns: int) -> list[tuple[MetricInfo, list[Point]]]:
         own = self.attributes
         with self._lock:
-            attempts = [Point(own + (("outcome", outcome),)
-                              + ((("error.type", reason),) if reason else ()), count, start_ns)
-                        for (outcome, reason), count in sorted(self._attempts.items())]
+            attempts = [Point(own + (("outcome", outcome),), count, start_ns)
+                        for outcome, count in sorted(self._outcomes.items())]
+            failures = [Point(own + (("error.type", reason),), count, start_ns)
+                        for reason, count in sorted(self._failures.items())]
             durations = [Point(own + (("outcome", outcome),), HistogramValue(
                 tuple(int(count) for count in buckets[:-1]), buckets[-1],
                 int(sum(buckets[:-1]))), start_ns)
@@ -110,12 +130,14 @@ class ExporterStats:
                        for reason, count in sorted(self._dropped.items())]
             exported = self.points_exported
         return [
-            (ATTEMPTS, attempts), (DURATION, durations),
+            (ATTEMPTS, attempts), (FAILURES, failures), (DURATION, durations),
             (POINTS, [Point(own, exported, start_ns)]), (DROPPED, dropped),
             (QUEUE_DEPTH, [Point(own, self.queue_batches, now_ns)]),
             (QUEUE_SIZE, [Point(own, self.queue_bytes, now_ns)]),
             (INTERVAL, [Point(own, self.interval, now_ns)]),
-            (HEALTH, [Point(own + (("ig_metrics.exporter.health", self.health),), 1, now_ns)]),
+            (HEALTH, [Point(own + (("ig_metrics.exporter.health", state),),
+                            int(state == self.health), now_ns)
+                      for state in HEALTH_STATES]),
         ]
 
 

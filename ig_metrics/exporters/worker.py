@@ -224,6 +224,7 @@ class ExporterWorker:
             self._export_started = started
         error_for_log: BaseException | None = None
         points_before = self.stats.points_exported
+        queued_before = self.stats.queue_batches
         try:
             result = self.exporter.send(self.exporter.export_timeout)
             failure = self.exporter.failure if result is ExportResult.FAILURE else None
@@ -242,7 +243,10 @@ class ExporterWorker:
         self.stats.attempt(outcome, failure.reason if failure else "", duration, 0)
         change = None
         if result is ExportResult.SUCCESS and not self.exporter.pull:
-            change = self.governor.observe(duration, self._sampler_share())
+            # A send that drains a backlog carries several intervals at once:
+            # what one interval costs is the load, not how long the backlog took.
+            intervals = max(1, queued_before - self.stats.queue_batches)
+            change = self.governor.observe(duration, self._sampler_share(), intervals)
         drops = self.stats.dropped_by_reason()
         losses = sum(drops.get(reason, 0) for reason in LOSSES)
         with self._lock:
@@ -259,6 +263,8 @@ class ExporterWorker:
                                                backlog=self.exporter.pending)
                 if after is Health.HEALTHY:
                     self._last_error = ""
+                elif self.exporter.trouble:
+                    self._last_error = self.exporter.trouble
                 self.backoff.reset()
             else:
                 assert failure is not None
@@ -319,7 +325,9 @@ class ExporterWorker:
 
     def _degraded_reason(self, failure: ExportFailure | None) -> str:
         if failure is not None:
-            return f"{failure.message} (retrying)"
+            return failure.message + (" (retrying)" if failure.retryable else "")
+        if self.exporter.trouble:
+            return self.exporter.trouble
         if self.exporter.pending:
             return f"{self.stats.queue_batches} queued intervals to send"
         if self.governor.interval > self.configured_interval:

@@ -273,7 +273,7 @@ def health_dashboard() -> Dashboard:
     # Agents of several gadgets on one node differ by job (one PodMonitor each).
     exporter = ("job", "instance", "otel_component_name")
     legend = "{{instance}} {{job}} {{otel_component_name}}"
-    attempts, dropped = rules.ATTEMPTS, rules.DROPPED_POINTS
+    attempts, failures, dropped = rules.ATTEMPTS, rules.FAILURES, rules.DROPPED_POINTS
     duration = rules.SELF[telemetry.DURATION.name]
     queue_size = rules.SELF[telemetry.QUEUE_SIZE.name]
     interval = rules.SELF[telemetry.INTERVAL.name]
@@ -286,19 +286,20 @@ def health_dashboard() -> Dashboard:
                           agent_variables())
     health_label = rules.HEALTH_LABEL
     dashboard.rows.append(("Exporters", [
+        # One series per state, 1 for the current one: summed, not counted.
         Panel("Exporters by state", rules.HEALTH.description, "short",
-              [Target(f"count by ({health_label}) ({rules.HEALTH.prometheus}{own})",
+              [Target(f"sum by ({health_label}) ({rules.HEALTH.prometheus}{own})",
                       f"{{{{{health_label}}}}}")], stacked=True),
         Panel("Exporter states", rules.HEALTH.description, "short",
               [Target(f"max by (job, instance, otel_component_name, {health_label}) "
-                      f"({rules.HEALTH.prometheus}{own})",
+                      f"({rules.HEALTH.prometheus}{own}) == 1",
                       f"{legend} {{{{{health_label}}}}}")]),
         Panel("Export attempts per second by outcome", attempts.description, "cps",
               [Target(rate(attempts, own, (*exporter, "outcome")),
                       f"{legend} {{{{outcome}}}}")]),
-        Panel("Export failures per second by error", attempts.description, "cps",
-              [Target(rate(attempts, matchers(JOB, NODE, 'outcome="failure"'),
-                           (*exporter, "error_type")), f"{legend} {{{{error_type}}}}")]),
+        Panel("Export failures per second by error", failures.description, "cps",
+              [Target(rate(failures, own, (*exporter, "error_type")),
+                      f"{legend} {{{{error_type}}}}")]),
         # Its buckets are fixed bounds, not log2 slots: classic on every scrape.
         Panel("Export duration p50 / p99", duration.description, "s",
               [Target(classic_quantile(duration, 0.5, own, exporter), f"p50 {legend}"),

@@ -20,9 +20,10 @@ from ig_metrics.model.snapshot import COUNTER, HISTOGRAM
 from ig_metrics.pipeline import selfmetrics
 
 DEFAULT_RUNBOOK_BASE = "docs/monitoring.md"
-# An exporter is failing when this many attempts in a row failed in the window.
-FAILED_ATTEMPTS = 3
-FAILING_WINDOW = "5m"
+# How long an exporter must have been failing (nothing delivered since it began
+# to) for the alert: its state, not a count of attempts, which a long retry
+# backoff keeps below any threshold.
+FAILING_FOR = "5m"
 MAP_FULL_RATIO = 0.9
 # Above this share of its interval, a reading spaces the next one out
 # (app/agent.py): the sampler no longer keeps its interval.
@@ -41,6 +42,7 @@ SELF = _self_metrics()
 
 
 ATTEMPTS = SELF[telemetry.ATTEMPTS.name]
+FAILURES = SELF[telemetry.FAILURES.name]
 DROPPED_POINTS = SELF[telemetry.DROPPED.name]
 HEALTH = SELF[telemetry.HEALTH.name]
 QUEUE_DEPTH = SELF[telemetry.QUEUE_DEPTH.name]
@@ -52,7 +54,7 @@ SAMPLER_INTERVAL = SELF[selfmetrics.INTERVAL.name]
 SERIES = SELF[selfmetrics.SERIES.name]
 HEALTH_LABEL = label_name("ig_metrics.exporter.health")
 OVERFLOW_LABEL = label_name("otel.metric.overflow")
-FAILURE, SUCCESS = '{outcome="failure"}', '{outcome="success"}'
+FAILING = f'{{{HEALTH_LABEL}="failing"}}'
 LOSSES, OVERFLOW = '{reason!="overflow"}', '{reason="overflow"}'
 OVERFLOWED = f'{{{OVERFLOW_LABEL}="true"}}'     # any series the sampler folded
 
@@ -82,18 +84,17 @@ def _increase(metric: Metric, selector: str, group: tuple[str, ...], window: str
 ALERTS = (
     Alert(
         "IgMetricsExporterFailing",
-        f"({_increase(ATTEMPTS, FAILURE, EXPORTER, FAILING_WINDOW)} "
-        f">= {FAILED_ATTEMPTS})\nunless on ({', '.join(EXPORTER)})\n"
-        f"({_increase(ATTEMPTS, SUCCESS, EXPORTER, FAILING_WINDOW)} > 0)",
-        "1m", "warning",
+        f"max{by(EXPORTER)} ({HEALTH.prometheus}{FAILING}) == 1",
+        FAILING_FOR, "warning",
         "ig-metrics exporter {{ $labels.otel_component_name }} on {{ $labels.instance }} "
-        "has failed every export for " + FAILING_WINDOW,
-        f"At least {FAILED_ATTEMPTS} export attempts of exporter "
-        "{{ $labels.otel_component_name }} ({{ $labels.otel_component_type }}) failed "
-        f"in {FAILING_WINDOW} and none succeeded. Its data waits in its queue until the "
-        "queue is full, then is dropped. Check the error.type of "
-        f"{ATTEMPTS.prometheus} and the agent's log, then the collector's address, "
-        "TLS and credentials in the profile.",
+        "has delivered nothing for " + FAILING_FOR,
+        "Exporter {{ $labels.otel_component_name }} ({{ $labels.otel_component_type }}) "
+        f"has been failing for {FAILING_FOR}: none of its attempts succeeded, however "
+        "far apart its retries are, or the collector refuses its data for good. Its "
+        "data waits in its queue until the queue is full, then is dropped. The "
+        "error_type label of "
+        f"{FAILURES.prometheus} and the agent's log say what fails; then check the "
+        "collector's address, TLS and credentials in the profile.",
         "exporter-failing"),
     Alert(
         "IgMetricsExporterDroppingPoints",
@@ -106,8 +107,9 @@ ALERTS = (
         "in 5m because of {{ $labels.reason }}: queue_full (its queue of delta "
         "intervals overflowed while the collector was slow or down), expired (they "
         "waited longer than their time to live) or rejected (the collector refused "
-        "them). Those counts are lost. Fix the collector, or give the exporter a "
-        "larger queue (queue.max_bytes) or a longer interval.",
+        "them: the agent's log and the exporter's health say why, and what to change). "
+        "Those counts are lost. Fix the collector, or give the exporter a larger queue "
+        "(queue.max_bytes) or a longer interval.",
         "exporter-dropping-points"),
     Alert(
         "IgMetricsSeriesOverflow",
