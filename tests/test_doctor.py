@@ -30,7 +30,7 @@ PATH_CHECKS = ("privileges", "tracefs", "kernel-headers")
 
 def expected_names() -> set[str]:
     return {"privileges", "bcc", "bpf-syscall", "tracefs", "kernel-headers", "btf", "debugfs",
-            "kprobes", "bpf-stats", "unprivileged-bpf", "cgroup-v2", "cgroup-mkdir",
+            "kprobes", "bpf-stats", "unprivileged-bpf", "cgroup-v2", "cgroup-writes", "cgroup-mkdir",
             "kubernetes-api",
             *(f"hooks:{name}" for name in builtin_names()),
             *(f"loads:{name}" for name in builtin_names())}

@@ -9,12 +9,14 @@ kubelet and its container runtime (there is no cluster here): the pod's own
 network namespace is podman's `--network none`, the probes are asked from
 inside it.
 
-Checked inside: 1,234,567 bytes sent over loopback are exported as exactly
-that; /readyz, /livez and /healthz; no cgroup file can be opened for writing
-(and, on a hybrid cgroup host, that the old whole-/sys/fs/cgroup mount did
-allow it: the check can fail); `ig-metrics doctor` passes; under the
-runtime's own seccomp profile, a refused bpf() is explained with the
-profile ig-metrics ships.
+Checked: the image is the size docs/kubernetes.md says (within
+SIZE_TOLERANCE). Inside: 1,234,567 bytes sent over loopback are exported as
+exactly that; /readyz, /livez and /healthz; no cgroup file can be opened for
+writing, and doctor's cgroup-writes agrees (and, on a hybrid cgroup host,
+that the old whole-/sys/fs/cgroup mount did allow it, and that doctor there
+names the writable hierarchies: the check can fail); `ig-metrics doctor`
+passes; under the runtime's own seccomp profile, a refused bpf() is
+explained with the profile ig-metrics ships.
 
 The debootstrap base (~70 s) and the wheels are cached under
 /var/cache/ig-metrics-test; podman keeps the build's layers, so a rerun
@@ -64,6 +66,11 @@ CAPABILITY_BITS = {"NET_RAW": 13, "SYS_ADMIN": 21, "SYS_RESOURCE": 24, "PERFMON"
 # size measured here is the published base's.
 SLIM_REMOVES = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale",
                 "var/cache/apt/archives", "var/lib/apt/lists")
+# docs/kubernetes.md's "**Size: N MB**" (podman's count, 10^6 bytes), and how far
+# the image measured here may be from it: the base's bookworm packages move a
+# little with point releases, the locked wheels and ig-metrics' own code barely.
+DOCUMENTED_SIZE = re.compile(r"\*\*Size: (\d+) MB\*\*")
+SIZE_TOLERANCE = 0.02
 
 PROFILES = f"""\
 exporters:
@@ -123,6 +130,27 @@ for point in points:
             os.rmdir(os.path.join(directory, "ig-metrics-escape"))
             writable.append(directory + "/ (mkdir)")
 print(json.dumps({"points": points, "checked": checked, "writable": writable}))
+"""
+
+# Run inside the image: every module of ig-metrics imports (the Dockerfile
+# removes what it judges never imported: this is the proof), and the heavy
+# third-party parts work as ig-metrics uses them; prints what failed.
+IMPORT_ALL = r"""
+import importlib, pkgutil
+import ig_metrics
+failed = []
+for module in pkgutil.walk_packages(ig_metrics.__path__, "ig_metrics."):
+    if module.name.endswith("__main__"):
+        continue
+    try:
+        importlib.import_module(module.name)
+    except Exception as error:
+        failed.append(f"{module.name}: {type(error).__name__}: {error}")
+import numpy, cramjam, grpc, kubernetes.client, kubernetes.config, kubernetes.watch
+assert numpy.add.reduceat(numpy.arange(10, dtype=numpy.uint64), [0, 5]).tolist() == [10, 35]
+assert bytes(cramjam.snappy.decompress_raw(cramjam.snappy.compress_raw(b"ig" * 99))) == b"ig" * 99
+kubernetes.client.CoreV1Api(kubernetes.client.ApiClient()).api_client.close()
+print("\n".join(failed))
 """
 
 PROBE = r"""
@@ -245,7 +273,7 @@ def image(bpf_available) -> str:
         "-t", TAG, str(REPO), timeout=1200)
     if previous and previous != image_id(TAG):
         run("podman", "rmi", previous, check=False)
-    size = int(run("podman", "image", "inspect", "--format", "{{.Size}}", TAG).stdout)
+    size = image_size(TAG)
     print(f"\nimage {TAG}: {size / 1e6:.0f} MB, built in {time.monotonic() - started:.0f}s "
           f"from {base}")
     return TAG
@@ -377,6 +405,34 @@ def agent(image, tmp_path_factory):
         run("podman", "rm", "--force", "--time", "0", name, check=False)
 
 
+def image_size(name: str) -> int:
+    """podman's count of the image's bytes, uncompressed (what `podman images` shows)."""
+    return int(run("podman", "image", "inspect", "--format", "{{.Size}}", name).stdout)
+
+
+def documented_size_mb() -> int:
+    text = (REPO / "docs" / "kubernetes.md").read_text()
+    found = DOCUMENTED_SIZE.findall(text)
+    assert len(found) == 1, f"docs/kubernetes.md: want one '**Size: N MB**', found {found}"
+    return int(found[0])
+
+
+def test_the_image_is_the_size_the_docs_say(image):
+    measured, documented = image_size(image) / 1e6, documented_size_mb()
+    assert abs(measured - documented) <= SIZE_TOLERANCE * documented, (
+        f"the image is {measured:.0f} MB; docs/kubernetes.md says {documented} MB (within "
+        f"{SIZE_TOLERANCE:.0%}): write the measured size there, and what it is made of")
+
+
+def test_every_module_imports_in_the_image(image):
+    args = ["--ulimit", f"nofile={os.sysconf('SC_OPEN_MAX')}:{os.sysconf('SC_OPEN_MAX')}",
+            "--ulimit", "nproc=4096:4096"] if not _bounding_set_has(CAP_SYS_RESOURCE) else []
+    result = run("podman", "run", *RUNTIME, "--rm", "--network", "none", *args,
+                 "--entrypoint", "python3", image, "-c", IMPORT_ALL, check=False)
+    assert result.returncode == 0 and result.stdout.strip() == "", \
+        result.stdout[-3000:] + result.stderr[-3000:]
+
+
 def test_exact_bytes_are_exported_from_the_container(agent):
     name, _, ready = agent
     assert "[+]gadget tcp: attached" in ready and "readings" in ready
@@ -428,8 +484,19 @@ def test_the_old_whole_cgroup_mount_was_writable_on_a_hybrid_host(image):
         args, _ = podman_arguments(manifests, Path(scratch))
         args[args.index("--entrypoint") + 1] = "python3"
         result = run("podman", "run", *RUNTIME, "--rm", *args, image, "-c", CGROUP_WRITES)
-    writable = json.loads(result.stdout)["writable"]
-    assert any(path.endswith("/cgroup.procs") for path in writable), writable[:20]
+        writable = json.loads(result.stdout)["writable"]
+        assert any(path.endswith("/cgroup.procs") for path in writable), writable[:20]
+        # The agent sees it too, and says which and what to do.
+        args[args.index("--entrypoint") + 1] = "ig-metrics"
+        report = run("podman", "run", *RUNTIME, "--rm", *args, image, "doctor", "--gadget",
+                     "tcp", "--output", "json", check=False)
+    checks = {check["name"]: check for check in json.loads(report.stdout)["checks"]}
+    writes = checks["cgroup-writes"]
+    assert not writes["ok"] and writes["status"] == "info", writes
+    procs = {os.path.dirname(path) for path in writable if path.endswith("/cgroup.procs")}
+    for point in sorted(procs & {f"/sys/fs/cgroup/{name}" for name in ("memory", "unified")}):
+        assert point in writes["detail"], (point, writes)
+    assert "--cgroup2-path /sys/fs/cgroup/unified" in writes["fix"], writes
 
 
 def test_doctor_passes_inside(agent):
@@ -441,6 +508,8 @@ def test_doctor_passes_inside(agent):
     assert not failed, failed
     assert checks["bpf-syscall"]["ok"] and checks["privileges"]["ok"]
     assert str(find_cgroup2_mount()) in checks["cgroup-v2"]["detail"]
+    assert checks["cgroup-writes"]["ok"], checks["cgroup-writes"]
+    assert "no cgroup mount is writable" in checks["cgroup-writes"]["detail"]
 
 
 def test_under_the_runtimes_own_seccomp_profile_doctor_names_ours(image):

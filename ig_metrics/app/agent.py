@@ -29,6 +29,8 @@ from ig_metrics.exporters.telemetry import ExportTelemetry
 from ig_metrics.exporters.worker import ExporterWorker
 from ig_metrics.gadgets.spec import GadgetSpec
 from ig_metrics.k8s.attribution import Attribution, start_attribution
+from ig_metrics.k8s.cgroupwrites import (writable_cgroup_mounts, writable_cgroups_warning,
+                                         writable_mounts_metric)
 from ig_metrics.pipeline.sampler import DEFAULT_IDLE_EXPIRY, DEFAULT_LINGER, Sampler
 from ig_metrics.pipeline.probes import AgentHealth
 from ig_metrics.pipeline.selfmetrics import KernelSelfMetrics, gadget_read_metrics, merge_metrics
@@ -151,6 +153,7 @@ class Agent:
         self._last_reading: float | None = None
         self._last_tick_seconds = 0.0
         self._stopped = False
+        self.writable_cgroups: list[str] = []     # cgroup hierarchies this pod may write
         # Two of the longest interval: each exporter has exported, and let go of,
         # the snapshots that still held the expired series.
         self._burst_trim = BurstTrim(2 * max((config.interval for config in profile.exporters),
@@ -166,6 +169,9 @@ class Agent:
         workers. On any failure everything already done is undone and RunError
         is raised, naming the gadget."""
         timings = _StartTimings()
+        self.writable_cgroups = writable_cgroup_mounts()
+        if self.writable_cgroups:
+            log.warning("%s", writable_cgroups_warning(self.writable_cgroups))
         self.exporters = [create_exporter(config, console=self.console)
                           for config in self.profile.exporters]
         # First: the pod cache's first list runs while the gadgets compile.
@@ -300,7 +306,8 @@ class Agent:
             self.started_ns)
         merged = merge_metrics([(gadget.spec.name, metrics)
                                 for gadget, metrics in zip(self.gadgets, per_gadget)])
-        return [*merged, *reads, *self.telemetry.metrics(now)]
+        return [*merged, *reads, *self.telemetry.metrics(now),
+                writable_mounts_metric(self.writable_cgroups, now)]
 
     def latest(self) -> Snapshot | None:
         with self._latest_lock:

@@ -17,6 +17,7 @@ from ig_metrics.cli.common import ExitCode, ProfilesDirOption, fail
 from ig_metrics.config.suggest import did_you_mean
 from ig_metrics.gadgets import builtin_names, builtin_specs
 from ig_metrics.gadgets.selection import SelectionError, select_gadgets, split_names
+from ig_metrics.k8s.cgroupwrites import HYBRID_CGROUP2_PATH, HYBRID_NODE
 from ig_metrics.k8s.manifests import (
     DEFAULT_CGROUP2_PATH, DEFAULT_KUBE_VERSION, DEFAULT_NAMESPACE, HEALTH_PORT,
     PLACEHOLDER_IMAGE, SECCOMP_CHOICES, DeployOptions, build_manifests, parse_env,
@@ -90,8 +91,12 @@ def deploy(
     cgroup2_path: Annotated[str, typer.Option(
         "--cgroup2-path", metavar="PATH",
         help="Where the nodes mount the cgroup v2 hierarchy, the only cgroup path the pods "
-             "get: /sys/fs/cgroup (pure v2), /sys/fs/cgroup/unified on hybrid v1/v2 "
-             "nodes.")] = DEFAULT_CGROUP2_PATH,
+             "get (read-only): /sys/fs/cgroup on pure v2 nodes; /sys/fs/cgroup/unified on "
+             "hybrid v1/v2 nodes, which you tell by 'stat -fc %T /sys/fs/cgroup' saying "
+             "tmpfs (cgroup2fs: pure v2) and /sys/fs/cgroup/unified existing. Left at "
+             "/sys/fs/cgroup on a hybrid node, the v1 hierarchies below it stay writable "
+             "from the pods where the runtime has no recursive read-only mounts "
+             "(containerd 1.7, podman 4.3): the agent then warns.")] = DEFAULT_CGROUP2_PATH,
     print_seccomp_profile: Annotated[bool, typer.Option(
         "--print-seccomp-profile", is_eager=True, callback=_print_seccomp_profile,
         help="Print the seccomp profile --seccomp localhost uses, and exit.")] = False,
@@ -161,6 +166,13 @@ def deploy(
     if image is None:
         notes.append(f"the manifests name the image {PLACEHOLDER_IMAGE}, which no registry has: "
                      "pass --image with the image you pushed")
+    if cgroup2_path == DEFAULT_CGROUP2_PATH:
+        notes.append(f"--cgroup2-path {DEFAULT_CGROUP2_PATH} is for pure cgroup v2 nodes; on "
+                     f"{HYBRID_NODE}, pass --cgroup2-path {HYBRID_CGROUP2_PATH}: otherwise, "
+                     "on a runtime without recursive read-only mounts (containerd 1.7, "
+                     "podman 4.3), the pods can write the node's v1 cgroups (memory/"
+                     "cgroup.procs: out of their limits), and the agent warns (log, doctor's "
+                     "cgroup-writes, ig_metrics_cgroup_writable_mounts)")
     if seccomp == "localhost":
         notes.append(f"--seccomp localhost: every node needs {KUBELET_SECCOMP_DIR}/"
                      f"{LOCALHOST_PROFILE} (ig-metrics deploy --print-seccomp-profile), or the "

@@ -1,5 +1,6 @@
 """`doctor`'s view of container and pod attribution: is there a cgroup v2
-hierarchy to resolve cgroup ids in, are there kubelet pods on this host, can
+hierarchy to resolve cgroup ids in (and is any cgroup hierarchy writable from
+here, k8s/cgroupwrites.py), are there kubelet pods on this host, can
 new cgroups' paths be recorded as they are made, and can the pod metadata be
 had from the Kubernetes API. Informational: gadgets
 run without any of it, their series then just carry no container or pod."""
@@ -14,6 +15,7 @@ from ig_metrics.bpf.environment import (DEFAULT_PATHS, MOUNT_TRACEFS, Check, Hos
                                         find_tracefs)
 from ig_metrics.k8s.apiclient import KubernetesUnavailable, api_client
 from ig_metrics.k8s.cgrouprecorder import TRACEPOINT, WITHOUT, tracepoint_problem
+from ig_metrics.k8s.cgroupwrites import check_cgroup_writes
 from ig_metrics.bpf.cgroupfs import MOUNTS_FILE, NoCgroup2Mount, find_cgroup2_mount
 
 API_TIMEOUT = 3.0           # seconds doctor waits for the API server
@@ -23,8 +25,8 @@ KUBEPODS = ("kubepods.slice", "kubepods")      # kubelet's systemd and cgroupfs 
 def attribution_checks(environ: Mapping[str, str] = os.environ,
                        mounts_file: Path = MOUNTS_FILE,
                        paths: HostPaths = DEFAULT_PATHS) -> list[Check]:
-    return [check_cgroup_hierarchy(mounts_file), check_new_cgroups(paths),
-            check_kubernetes_api(environ)]
+    return [check_cgroup_hierarchy(mounts_file), check_cgroup_writes(paths),
+            check_new_cgroups(paths), check_kubernetes_api(environ)]
 
 
 def check_cgroup_hierarchy(mounts_file: Path = MOUNTS_FILE) -> Check:

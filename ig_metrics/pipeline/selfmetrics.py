@@ -5,6 +5,7 @@ sampler's own work."""
 from __future__ import annotations
 
 from ig_metrics.bpf.maps import POSSIBLE_CPUS, MapReader
+from ig_metrics.k8s.cgroupwrites import WRITABLE_MOUNTS
 from ig_metrics.model.snapshot import COUNTER, GAUGE, MetricData, MetricInfo, Point
 
 DROPPED = MetricInfo(
@@ -47,12 +48,13 @@ READ_FAILURES = MetricInfo(
 # Which gadget a self-metric's point is about: a run may hold several.
 GADGET = "ig_metrics.gadget"
 
-# Every self-metric of the kernel side with its attribute names, for the catalog page.
+# Every self-metric of the agent (the exporters' are theirs) with its attribute
+# names, for the catalog page.
 SELF_METRICS = ((DROPPED, (GADGET, "bpf.map.name")), (MISSED, (GADGET, "bpf.program.name")),
                 (RUNS, (GADGET, "bpf.program.name")), (RUN_TIME, (GADGET, "bpf.program.name")),
                 (TICK, (GADGET,)), (INTERVAL, (GADGET,)), (MAP_FILL, (GADGET, "bpf.map.name")),
                 (SERIES, (GADGET,)), (HOOKS, (GADGET, *HOOK_ATTRIBUTES)),
-                (READ_FAILURES, (GADGET,)))
+                (READ_FAILURES, (GADGET,)), (WRITABLE_MOUNTS, ()))
 
 
 class KernelSelfMetrics:
