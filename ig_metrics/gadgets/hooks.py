@@ -65,7 +65,7 @@ class Kprobe(HookKind):
         bpf.attach_kprobe(event=hook.target.encode(), fn_name=hook.program.encode())
 
     def detach(self, bpf, hook) -> None:
-        bpf.detach_kprobe(event=hook.target.encode())
+        _detach_probe(bpf.detach_kprobe, hook)
 
 
 # The most returns a kretprobe tracks at once (the kernel's own ceiling): a
@@ -94,7 +94,21 @@ class Kretprobe(HookKind):
             bpf.attach_kretprobe(event=hook.target.encode(), fn_name=hook.program.encode())
 
     def detach(self, bpf, hook) -> None:
-        bpf.detach_kretprobe(event=hook.target.encode())
+        _detach_probe(bpf.detach_kretprobe, hook)
+
+
+def _detach_probe(detach, hook) -> None:
+    """bcc closes the probe's perf event (which detaches the program), then
+    removes the tracefs event it named after the function and this process;
+    that fails while another gadget of this process still uses an event of the
+    same name (two gadgets probing one function), whose own detach removes it."""
+    try:
+        detach(event=hook.target.encode())
+    except Exception as error:     # bcc raises plain Exception
+        if "Failed to detach BPF from kprobe" not in str(error):
+            raise
+        log.debug("%s %s: detached; its tracefs event stays for another user in this "
+                  "process", hook.kind, hook.target)
 
 
 # linux/if_ether.h and asm-generic/socket.h: not in Python's socket module

@@ -32,6 +32,10 @@ hostname ig-guest
 ip link set lo up
 
 modprobe -a 9p 9pnet_virtio virtio_rng || fail "cannot load the 9p modules"
+# loop devices for the blockio tests (losetup needs /dev/loop-control); veth
+# and friends load on demand, but the loop driver makes its control node only
+# once loaded
+modprobe loop || echo "ig-guest: no loop module: the blockio tests will fail" >&2
 shares=trans=virtio,version=9p2000.L,msize=262144
 mkdir -p /mnt/checkout /mnt/control /mnt/output
 # cache=loose: the guest may cache what it reads (halves the copy's time under TCG)
