@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from ig_metrics.bpf.kernel import kernel_version
 from tests.snapshots import points, total
 from tests.tcp_workload import EchoCountServer, run_client
 
@@ -151,6 +152,11 @@ def test_socket_destroyed_between_slot_read_and_graveyard_take_counts_once(tcp, 
     listener.close()
 
 
+# The oldest kernel whose tcp_send_reset fires for a reset sent for no socket,
+# as far as measured: not 5.10's nor 6.1's; 6.12's and 6.18's do.
+RESETS_WITHOUT_SOCKET_SINCE = (6, 12, 0)
+
+
 def test_reset_from_a_closed_port_is_counted(tcp):
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
@@ -165,9 +171,15 @@ def test_reset_from_a_closed_port_is_counted(tcp):
     mine = dict(process__pid=os.getpid(), server__port=port,
                 network__io__direction="receive")
     assert total(after, "tcp.resets", **mine) - total(before, "tcp.resets", **mine) == 1
-    # The kernel answered the SYN with a reset for no socket: process.pid 0.
+    # The kernel answered the SYN with a reset for no socket: process.pid 0,
+    # where its tcp_send_reset tracepoint fires without a socket, which 5.10's
+    # and 6.1's do not (docs/kernels.md): there none is counted.
     kernel = dict(process__pid=0, network__io__direction="transmit")
-    assert total(after, "tcp.resets", **kernel) - total(before, "tcp.resets", **kernel) >= 1
+    sent = total(after, "tcp.resets", **kernel) - total(before, "tcp.resets", **kernel)
+    if kernel_version(os.uname().release) >= RESETS_WITHOUT_SOCKET_SINCE:
+        assert sent >= 1
+    else:
+        assert sent == 0
 
 
 PING_PONG_SERVER = r"""
@@ -380,7 +392,7 @@ def test_programs_are_detached_and_released(bpf_available):
     program.load()
     program.attach()
     ids = program.program_ids()
-    assert len(ids) == len(program.spec.hooks)
+    assert len(ids) == len(program.plan.hooks)      # fallbacks included
     program.close()
     listed = subprocess.run(["bpftool", "prog", "list", "--json"], capture_output=True,
                             text=True, check=True).stdout

@@ -385,9 +385,9 @@ class Agent:
             self.attribution = None
 
 
-# Compiling several gadgets in threads: measured no faster than one after the
-# other (benchmarks/startup.py, docs/performance.md), as bcc's compile holds
-# the GIL while clang runs; one at a time keeps the compiler's peak memory low.
+# One gadget after the other: bcc 0.26 crashes when two threads compile at once
+# (its kernel-symbol table is one global that each compile builds and frees;
+# benchmarks/several_gadgets.py --compile-threads, docs/performance.md).
 def _load_all(programs: Sequence[GadgetProgram]) -> None:
     """Compile and load every gadget; on a failure close those loaded and raise."""
     loaded: list[GadgetProgram] = []
