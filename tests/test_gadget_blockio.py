@@ -12,11 +12,15 @@ completions as the gadget does."""
 
 from __future__ import annotations
 
+import os
+
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from ig_metrics.bpf.kernel import kernel_version
 
 from ig_metrics.gadgets.decoders import DECODERS
 from ig_metrics.gadgets.spec import AttributeSpec
@@ -117,10 +121,20 @@ def test_comm_filter_counts_only_the_requests_that_process_issued(bpf_available,
         finally:
             program.close()
     mine = dict(system__device=device.name)
+    if kernel_version(os.uname().release) < WORKER_ISSUES_UNTIL:
+        # The loop driver's kernel worker issued every request: the filter
+        # judged that worker, and kept none (the gadget's description says so).
+        assert total(snapshot, "system.disk.operations", **mine) == 0
+        return
     assert total(snapshot, "system.disk.io", disk__io__direction="write", **mine) == 7 * BLOCK
     assert total(snapshot, "system.disk.io", disk__io__direction="read", **mine) == 2 * BLOCK
     assert total(snapshot, "system.disk.operations", disk__io__direction="write", **mine) == 7
     assert total(snapshot, "block.request.duration", disk__io__direction="write", **mine) == 7
+
+
+# The first kernel, as measured, whose loop driver lets the submitting task
+# issue direct I/O: 6.1's does, 5.10's hands every request to a kernel worker.
+WORKER_ISSUES_UNTIL = (6, 1, 0)
 
 
 def decode_device(number: int, sys_root: Path, proc_root: Path) -> str:
