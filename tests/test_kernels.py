@@ -25,8 +25,8 @@ GUEST_TIMEOUT = 2400.0
 
 def test_quickstart_and_tcp_exactness_on_debian_12s_stock_kernel(tmp_path):
     image = ensure_image(REPOSITORY, refresh=False)
-    run = run_kernel(image, "6.1", setup_and_pytest(list(IN_GUEST)), tmp_path / "6.1",
-                     GUEST_TIMEOUT, echo=False)
+    run = run_kernel(image, "6.1", setup_and_pytest(list(IN_GUEST)), folder=tmp_path / "6.1",
+                     timeout=GUEST_TIMEOUT, echo=False)
     log = (run.result.output or "")[-4000:]
     assert not run.result.timed_out, f"the guest ran past {GUEST_TIMEOUT:.0f} s\n{log}"
     assert run.phases.get("setup", (0, 1))[1] == 0, f"setup.sh failed in the guest\n{log}"
