@@ -233,7 +233,7 @@ def test_retransmits_under_packet_loss_are_counted_exactly(tcp):
         client = link.exec_python(link.client_ns, PING_PONG_CLIENT, link.server_ip, str(port),
                                   "40", stdout=subprocess.PIPE, text=True)
         client_pid = int(client.communicate(timeout=120)[0])
-        server.wait(timeout=30)
+        server.wait(timeout=120)
         link.wait_until_closed(port)      # no retransmission can follow now
         kernel = (link.retransmitted_segments(link.client_ns) - client_before,
                   link.retransmitted_segments(link.server_ns) - server_before)
