@@ -133,8 +133,9 @@ def test_comm_filter_counts_only_the_requests_that_process_issued(bpf_available,
 
 
 # The first kernel, as measured, whose loop driver lets the submitting task
-# issue direct I/O: 6.1's does, 5.10's hands every request to a kernel worker.
-WORKER_ISSUES_UNTIL = (6, 1, 0)
+# issue direct I/O: 6.12's does, 5.10's and 6.1's hand every request to a
+# kernel worker.
+WORKER_ISSUES_UNTIL = (6, 12, 0)
 
 
 def decode_device(number: int, sys_root: Path, proc_root: Path) -> str:
