@@ -123,9 +123,9 @@ def markdown(results: list[KernelResults], command: str, date: str) -> str:
               "- tcp: a reset the kernel sends for no socket (an answer to a SYN to a closed "
               "port) fires `tcp_send_reset` on 6.12 and later, not on 5.10 and 6.1: there "
               "`tcp.resets` with `process.pid` 0 stays 0 (tests/test_tcp_gadget.py).",
-              "- blockio: the loop driver of 5.10 and 6.1 issues every request from a kernel "
-              "worker, even direct I/O, so `--pid`/`--comm`/`--cgroup` leave a loop device's "
-              "requests out there; unfiltered counts are exact (tests/test_gadget_blockio.py).",
+              "- blockio: the loop driver of 5.10 and 6.1 issues requests from a kernel "
+              "worker, direct writes among them, so `--pid`/`--comm`/`--cgroup` leave those "
+              "out there; unfiltered counts are exact (tests/test_gadget_blockio.py).",
               "", "## Minimum kernel of each gadget", "",
               "| gadget | minimum | where a hook came later |", "|---|---|---|"]
     floor = f"{PROVEN_SINCE[0]}.{PROVEN_SINCE[1]}"
