@@ -104,15 +104,22 @@ class FakeApiServer:
     listens on (another one than loopback serves other network namespaces)."""
 
     def __init__(self, token: str = "test-token", tls: tuple[Path, Path] | None = None,
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", version: str = SCHEMA_VERSION) -> None:
         self.token = token
+        # The Kubernetes version it is: what /version says, and the schemas it
+        # validates objects against (an older one refuses fields it lacks).
+        self.version = version
+        major, minor = version.split(".")
+        self.version_answer = SERVER_VERSION if version == SCHEMA_VERSION else {
+            **SERVER_VERSION, "major": major, "minor": minor, "gitVersion": f"v{version}.0"}
         self._lock = threading.Condition()
         self._pods: dict[str, dict] = {}
         self._events: list[tuple[int, str, dict]] = []   # (resourceVersion, type, pod)
         self._version = 100
         self._oldest_kept = 100          # watches from an older version get 410
         self._drops = 0                  # bumped to cut every open watch
-        self.requests: list[dict[str, list[str]]] = []   # query of every /api/v1/pods request
+        self.requests: list[dict[str, list[str]]] = []   # query of every list or watch of pods
+        self.proxied: list[tuple[str, int]] = []         # (pod, bytes) of every pods/proxy answer
         # The objects of COLLECTIONS: (plural, namespace, name) -> object.
         self.objects: dict[tuple[str, str, str], dict] = {}
         self.writes: list[tuple[str, str]] = []      # (method, path) of every POST and DELETE
@@ -261,10 +268,11 @@ def labels_match(labels: dict[str, str], selector: str | None) -> bool:
     return True
 
 
-def schema_problem(obj: dict) -> str:
-    """Why `obj` does not match the Kubernetes OpenAPI schema ("" when it does)."""
+def schema_problem(obj: dict, version: str = SCHEMA_VERSION) -> str:
+    """Why `obj` does not match the Kubernetes OpenAPI schema of `version`
+    ("" when it does)."""
     try:
-        kubernetes_validate.validate(obj, SCHEMA_VERSION, strict=True)
+        kubernetes_validate.validate(obj, version, strict=True)
     except kubernetes_validate.ValidationError as error:
         return f"{'.'.join(map(str, error.path))}: {error.message}"
     return ""
@@ -320,7 +328,7 @@ def _handler(server: FakeApiServer):
             if not self._authorized():
                 return
             if parts.path.rstrip("/") == "/version":
-                return self._json(200, SERVER_VERSION)
+                return self._json(200, server.version_answer)
             pods = _NAMESPACED_POD.fullmatch(parts.path)
             if pods:
                 return self._namespaced_pods(parts, *pods.groups())
@@ -351,9 +359,20 @@ def _handler(server: FakeApiServer):
                              rest: str | None) -> None:
             query = parse_qs(parts.query)
             if name is None:
+                labels = query.get("labelSelector", [None])[0]
+                if query.get("watch") == ["true"]:
+                    if not self._permitted("watch", "pods", namespace):
+                        return
+                    server.requests.append(query)
+                    return self._watch(None, int(query.get("resourceVersion", ["0"])[0]),
+                                       float(query.get("timeoutSeconds", ["30"])[0]),
+                                       lambda pod: pod["metadata"]["namespace"] == namespace
+                                       and labels_match(pod["metadata"].get("labels", {}),
+                                                        labels))
                 if not self._permitted("list", "pods", namespace):
                     return
-                items = server.pods_of(namespace, query.get("labelSelector", [None])[0])
+                server.requests.append(query)
+                items = server.pods_of(namespace, labels)
                 return self._json(200, {"kind": "PodList", "apiVersion": "v1",
                                         "metadata": {"resourceVersion": str(server._version)},
                                         "items": items})
@@ -377,8 +396,9 @@ def _handler(server: FakeApiServer):
                 code, body = server.kubelet.log(pod, previous=query.get("previous") == ["true"],
                                                 tail=int(query.get("tailLines", ["0"])[0]))
                 return self._bytes(code, body, "text/plain")
-            code, body, content_type = server.kubelet.proxy(pod, scheme, int(port or 80),
-                                                            unquote(rest or "/"))
+            target = unquote(rest or "/") + (f"?{parts.query}" if parts.query else "")
+            code, body, content_type = server.kubelet.proxy(pod, scheme, int(port or 80), target)
+            server.proxied.append((name, len(body)))
             return self._bytes(code, body, content_type)
 
         def do_POST(self) -> None:
@@ -395,7 +415,7 @@ def _handler(server: FakeApiServer):
             server.writes.append(("POST", parts.path))
             if not self._permitted("create", plural, namespace):
                 return
-            problem = schema_problem(body)
+            problem = schema_problem(body, server.version)
             if body.get("kind") != kind or problem:
                 server.invalid.append(f"{body.get('kind')} {parts.path}: {problem}")
                 return self._json(422, _status(422, "Invalid", f"{kind} is invalid: {problem}"))
@@ -478,7 +498,9 @@ def _handler(server: FakeApiServer):
             self._json(200, {"kind": "PodList", "apiVersion": "v1", "metadata": metadata,
                              "items": items})
 
-        def _watch(self, selector: str | None, since: int, timeout: float) -> None:
+        def _watch(self, selector: str | None, since: int, timeout: float,
+                   match=None) -> None:
+            match = match or (lambda pod: _selected(pod, selector))
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Transfer-Encoding", "chunked")
@@ -494,7 +516,7 @@ def _handler(server: FakeApiServer):
                 deadline = time.monotonic() + timeout
                 while True:
                     for version, event_type, pod in server._events:
-                        if version > sent and _selected(pod, selector):
+                        if version > sent and match(pod):
                             self._chunk({"type": event_type, "object": pod})
                         sent = max(sent, version)
                     remaining = deadline - time.monotonic()

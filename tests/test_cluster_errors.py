@@ -22,9 +22,9 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 
-from ig_metrics.k8s.cluster import connect
-from ig_metrics.k8s.clusterrun import CLI_EXPORTER, plan_run
-from ig_metrics.k8s.manifests import RUN_LABEL, DeployOptions
+from ig_metrics.cluster.api import connect
+from ig_metrics.cluster.objects import plan_run
+from ig_metrics.deploy.manifests import RUN_LABEL, DeployOptions
 from tests.k8s_apiserver import SCHEMA_VERSION, FakeApiServer, write_kubeconfig
 from tests.k8s_kubelet import FakeNode, Kubelet
 
@@ -149,8 +149,8 @@ def test_doctor_cluster_checks_each_right_and_the_version(api):
             ("create", "serviceaccounts"), ("delete", "serviceaccounts"),
             ("create", "configmaps"), ("delete", "configmaps"),
             ("create", "daemonsets (apps)"), ("delete", "daemonsets (apps)"),
-            ("list", "pods"), ("get", "pods/proxy"), ("get", "pods/log"),
-            ("list", "daemonsets (apps)"))}
+            ("list", "pods"), ("watch", "pods"), ("get", "pods/proxy"),
+            ("get", "pods/log"), ("list", "daemonsets (apps)"))}
     assert all(check["status"] == "ok" for name, check in checks.items()
                if name.startswith("rbac:") and name != "rbac:list daemonsets (apps)")
 
@@ -172,8 +172,6 @@ def test_two_runs_create_objects_that_do_not_collide(api, tmp_path):
         assert daemon_set["spec"]["selector"]["matchLabels"][RUN_LABEL] == plan.options.run_id
         assert daemon_set["spec"]["template"]["spec"]["serviceAccountName"] == \
             plan.options.workload
-        # The local profile's Prometheus endpoint is served on every interface: read as is.
-        assert not plan.added_exporter and plan.endpoint.port == 9464
         for manifest in plan.manifests:
             kubernetes_validate.validate(manifest, SCHEMA_VERSION, strict=True)
             assert manifest["metadata"]["labels"][RUN_LABEL] == plan.options.run_id
@@ -185,7 +183,9 @@ def test_two_runs_create_objects_that_do_not_collide(api, tmp_path):
     assert len(api.stored()) == 6
 
 
-def test_a_profile_without_a_readable_endpoint_gets_one_for_the_cli(tmp_path):
+def test_a_profile_without_a_readable_endpoint_is_deployed_as_written(tmp_path):
+    """The CLI reads each agent's /summary on its health port, not a Prometheus
+    endpoint: a profile whose only endpoint asks for a password runs as is."""
     (tmp_path / "p.yaml").write_text("""
 exporters:
   guarded: {type: prometheus, listen: ":9464", basic_auth: {prom: "$2b$12$abcdefghijklmnopqrstuu5i7EWYGSCuJ/mDF7Ny2HvwY5O5Hdqvu"}}
@@ -193,12 +193,25 @@ profiles:
   guarded: {exporters: [guarded], interval: 5s}
 """)
     plan = plan_run(DeployOptions("tcp", "guarded", NAMESPACE), tmp_path)
-    assert plan.added_exporter and plan.endpoint.port == 9479
-    assert plan.options.profile == "guarded-cli"
-    data = plan.manifests[1]["data"]
-    assert CLI_EXPORTER in data["ig-metrics-cli.yaml"]
+    assert sorted(plan.manifests[1]["data"]) == ["p.yaml"]
     command = plan.manifests[2]["spec"]["template"]["spec"]["containers"][0]["command"]
-    assert command[command.index("--profile") + 1] == "guarded-cli"
+    assert command[command.index("--profile") + 1] == "guarded"
+    assert command[command.index("--health-listen") + 1] == "0.0.0.0:9465"
+
+
+@pytest.mark.parametrize("version", ["1.29", "1.25", "1.33"])
+def test_run_cluster_writes_the_daemonset_for_the_servers_version(tmp_path, version):
+    """A stand-in API server of `version` validates what it is sent against
+    that version's schemas, as a real one refuses a field it does not know
+    (recursiveReadOnly before 1.30)."""
+    with FakeApiServer(version=version) as api:
+        api.existing_namespaces.add(NAMESPACE)
+        api.kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", api)
+        result = run_cluster(api, "--duration", "1s")
+        assert api.invalid == [], api.invalid
+    assert f"manifests for {version})" in result.stderr, result.stderr
+    posted = [path for method, path in api.mutations() if method == "POST"]
+    assert any(path.endswith("/daemonsets") for path in posted), result.stderr
 
 
 @pytest.fixture

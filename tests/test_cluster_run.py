@@ -27,10 +27,9 @@ import yaml
 from rich.console import Console
 
 from ig_metrics.gadgets import resolve
-from ig_metrics.k8s.cluster import connect
-from ig_metrics.k8s.clusterwatch import ClusterWatch
-from ig_metrics.k8s.manifests import RUN_LABEL
-from ig_metrics.k8s.podprofiles import ScrapeEndpoint
+from ig_metrics.cluster.api import connect
+from ig_metrics.cluster.watch import ClusterWatch
+from ig_metrics.deploy.manifests import HEALTH_PORT, RUN_LABEL
 from ig_metrics.ui.cluster import ClusterLiveView, render
 from tests.k8s_apiserver import FakeApiServer, write_kubeconfig
 from tests.k8s_kubelet import FakeNode, Kubelet
@@ -44,6 +43,7 @@ IG_METRICS = str(Path(sys.executable).parent / "ig-metrics")
 NAMESPACE = "ig-metrics"
 IMAGE = "registry.example/ig-metrics:test"
 SIZES = {"node-a": 111_111, "node-b": 222_222}
+SORTS = ["tcp.sent", "process.executions"]      # of the run's gadgets: tcp, exec
 NO_BPF = ["setpriv", "--bounding-set=-bpf,-perfmon,-sys_admin",
           "--inh-caps=-bpf,-perfmon,-sys_admin", "--"]
 
@@ -131,17 +131,18 @@ def send_known_traffic(standin: StandIn) -> None:
 
 
 def totals_line(name: str, size: int) -> str:
-    return (rf"^.*{name}: ready; \d+ series; tcp\.sent {size:,} B; tcp\.received {size:,} B;"
-            r".*$")
+    """The node's line: with several gadgets, tcp's part starts with its name."""
+    return (rf"^.*{name}: ready; (tcp: )?\d+ series; tcp\.sent {size:,} B; "
+            rf"tcp\.received {size:,} B;.*$")
 
 
 def test_run_cluster_reads_every_node_reports_failed_ones_and_deletes_what_it_made(
         standin, tmp_path):
     api, kubelet = standin.api, standin.kubelet
-    cli = Cli(tmp_path, "run", "--gadget", "tcp", "--profile", "pushed", "--profiles-dir",
+    cli = Cli(tmp_path, "run", "--gadget", "tcp,exec", "--profile", "pushed", "--profiles-dir",
               str(standin.profiles), "--cluster", "--kubeconfig", str(standin.kubeconfig),
               "--namespace", NAMESPACE, "--image", IMAGE, "--no-tui")
-    run_id = cli.wait_for(r"^run ([0-9a-f]{6}): DaemonSet ig-metrics-tcp-\1 ").group(1)
+    run_id = cli.wait_for(r"^run ([0-9a-f]{6}): DaemonSet ig-metrics-tcp-exec-\1 ").group(1)
     # Progress per node; the failed node named with its pod's reason, by name.
     cli.wait_for(r"node-a: (pending|pulling)", timeout=30)
     cli.wait_for(r'node-c: failed \((ErrImagePull|ImagePullBackOff): .*registry\.example/'
@@ -157,16 +158,20 @@ def test_run_cluster_reads_every_node_reports_failed_ones_and_deletes_what_it_ma
 
     # The table of the same nodes, read as the CLI reads them (through the API server).
     cluster = connect(standin.kubeconfig)
-    watch = ClusterWatch(cluster, NAMESPACE, f"{RUN_LABEL}={run_id}", resolve("tcp"),
-                         ScrapeEndpoint("ig-metrics-cli", 9479, "http", False))
-    reading = watch.read()
+    specs = [resolve("tcp"), resolve("exec")]
+    with ClusterWatch(cluster, NAMESPACE, f"{RUN_LABEL}={run_id}", HEALTH_PORT,
+                      sort="tcp.sent", top=50) as watch:
+        reading = watch.read(budget=10)
+        while len(reading.ready()) < len(SIZES):
+            reading = watch.read(budget=10)
     console = Console(record=True, width=400)
-    console.print(render(resolve("tcp"), reading, title="cluster", top=50, sort="tcp.sent"))
+    console.print(render(specs, reading, title="cluster", top=50, sorts=SORTS))
     table = console.export_text()
     cluster.close()
     for name, size in SIZES.items():
         # One row per direction of the connection, each with the node's bytes.
-        rows = [line for line in table.splitlines() if line.startswith(f"│{name} ")]
+        rows = [line for line in table.split("cluster · exec")[0].splitlines()
+                if line.startswith(f"│{name} ")]
         assert len(rows) == 2, table
         assert all(f"{size:,} B ·" in row for row in rows), table
         assert re.search(totals_line(name, size), table, re.MULTILINE), table
@@ -174,17 +179,16 @@ def test_run_cluster_reads_every_node_reports_failed_ones_and_deletes_what_it_ma
     # The same through the live view, drawn on a terminal.
     screen = io.StringIO()
     terminal = Console(file=screen, force_terminal=True, width=400, color_system=None)
-    with ClusterLiveView(resolve("tcp"), title="cluster", top=50, sort="tcp.sent",
+    with ClusterLiveView(specs, title="cluster", top=50, sorts=SORTS,
                          console=terminal) as view:
-        view.show_progress(["node-a: pulling (ContainerCreating)"])
         view.update(reading)
-    assert "waiting for the pods" in screen.getvalue()
+    assert "cluster · exec" in screen.getvalue()
     assert re.search(totals_line("node-b", SIZES["node-b"]), screen.getvalue(), re.MULTILINE)
 
     assert sorted((obj["kind"], obj["metadata"]["name"]) for obj in api.stored()) == [
-        ("ConfigMap", f"ig-metrics-tcp-{run_id}-profiles"),
-        ("DaemonSet", f"ig-metrics-tcp-{run_id}"),
-        ("ServiceAccount", f"ig-metrics-tcp-{run_id}")]
+        ("ConfigMap", f"ig-metrics-tcp-exec-{run_id}-profiles"),
+        ("DaemonSet", f"ig-metrics-tcp-exec-{run_id}"),
+        ("ServiceAccount", f"ig-metrics-tcp-exec-{run_id}")]
     assert {obj["metadata"]["labels"][RUN_LABEL] for obj in api.stored()} == {run_id}
     processes = kubelet.processes()
     assert len(processes) >= 3            # node-a, node-b, and node-d's first try at least

@@ -21,11 +21,11 @@ from ig_metrics.gadgets.hooks import HOOK_KINDS
 from ig_metrics.cli import app
 from ig_metrics.catalog.loading import load_catalog
 from ig_metrics.gadgets import builtin_names, resolve
-from ig_metrics.k8s.manifests import (
+from ig_metrics.deploy.manifests import (
     HEALTH_PORT, DeployOptions, daemon_set, pod_environment, probe,
 )
-from ig_metrics.k8s.podprofiles import ScrapeEndpoint, set_listen
-from ig_metrics.k8s.privileges import HOOK_KIND_NEEDS, PodNeeds, UnknownHookKind, pod_needs
+from ig_metrics.deploy.podprofiles import ScrapeEndpoint, set_listen
+from ig_metrics.deploy.privileges import HOOK_KIND_NEEDS, PodNeeds, UnknownHookKind, pod_needs
 
 KUBERNETES_VERSIONS = ("1.28", "1.30", "1.32")
 OTLP_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT=otel-collector.observability.svc:4317"
@@ -219,7 +219,7 @@ def test_a_profile_without_prometheus_gets_no_scrape_annotations_but_the_probes(
 def test_probes_ask_the_health_endpoint_whatever_prometheus_wants(endpoint):
     """The kubelet has no password nor client certificate: the probes never
     go to /metrics, and /metrics stays where the profile puts it."""
-    from ig_metrics.k8s.podprofiles import PodProfiles
+    from ig_metrics.deploy.podprofiles import PodProfiles
     profiles = PodProfiles(files={}, profile=None, scrape=[endpoint])
     [container] = daemon_set(DeployOptions("tcp", "local"), profiles)["spec"]["template"][
         "spec"]["containers"]

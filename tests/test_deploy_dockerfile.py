@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ig_metrics.k8s.manifests import DeployOptions, run_command
+from ig_metrics.deploy.manifests import DeployOptions, run_command
 
 REPO = Path(__file__).resolve().parent.parent
 

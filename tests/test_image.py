@@ -44,7 +44,7 @@ import yaml
 from typer.testing import CliRunner
 
 from ig_metrics.cli import app
-from ig_metrics.k8s.manifests import HEALTH_PORT
+from ig_metrics.deploy.manifests import HEALTH_PORT
 from ig_metrics.bpf.cgroupfs import cgroup2_mount_points, find_cgroup2_mount
 from tests.conftest import running_in_ci
 from tests.test_run_e2e import prometheus_value

@@ -18,18 +18,19 @@ PACKAGE = ROOT / "ig_metrics"
 # line (--help, shell completion) imports every command module.
 DEFERRED_IMPORTS = {
     ("ig_metrics.cli.run", "ig_metrics.bpf.environment"),
-    ("ig_metrics.cli.run", "ig_metrics.pipeline.sampler"),
     ("ig_metrics.cli.run", "ig_metrics.app.agent"),
+    ("ig_metrics.cli.run", "ig_metrics.app.summaryservice"),   # the agent's, as above
     ("ig_metrics.cli.run", "ig_metrics.ui.live"),
     ("ig_metrics.cli.run", "ig_metrics.pipeline.probes"),   # http.server, only with --health-listen
     ("ig_metrics.cli.run", "ig_metrics.catalog.loading"),
     ("ig_metrics.cli.exporters", "ig_metrics.catalog.loading"),
     ("ig_metrics.cli.exporters", "ig_metrics.catalog.listing"),
     ("ig_metrics.cli.exporters", "ig_metrics.catalog.schema"),
-    ("ig_metrics.k8s.podprofiles", "ig_metrics.catalog.loading"),   # deploy's
+    ("ig_metrics.deploy.podprofiles", "ig_metrics.catalog.loading"),   # deploy's
     ("ig_metrics.k8s.attribution", "ig_metrics.k8s.pods"),    # the kubernetes client
     ("ig_metrics.cli.cluster", "ig_metrics.ui.cluster"),      # Rich's live view
-    ("ig_metrics.cli.cluster", "ig_metrics.k8s.clusterwatch"),  # the exposition parser
+    ("ig_metrics.cli.cluster", "ig_metrics.cluster.session"),   # the kubernetes client
+    ("ig_metrics.cli.cluster", "ig_metrics.cluster.watch"),     # the kubernetes client
 }
 
 

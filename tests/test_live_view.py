@@ -17,7 +17,7 @@ from ig_metrics.model.snapshot import (
     COUNTER, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot
 )
 from ig_metrics.ui.live import LiveView
-from ig_metrics.ui.rows import build_rows
+from ig_metrics.summary.rows import build_rows
 
 NOW = 1_700_000_100_000_000_000
 SENT = MetricInfo("tcp.sent", COUNTER, "By", "")

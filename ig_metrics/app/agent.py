@@ -22,7 +22,7 @@ from ig_metrics.bpf.filters import ProcessFilter
 from ig_metrics.bpf.loader import GadgetLoadError, GadgetProgram
 from ig_metrics.bpf.maps import MapReadError
 from ig_metrics.bpf.memory import BurstTrim, release_compiler_memory
-from ig_metrics.config.model import DEFAULT_SAMPLER_MAX_SERIES, Profile
+from ig_metrics.config.model import DEFAULT_IDLE_EXPIRY, DEFAULT_SAMPLER_MAX_SERIES, Profile
 from ig_metrics.exporters.registry import create_exporter
 from ig_metrics.exporters.base import Exporter, ExporterStartError, ExporterStatus
 from ig_metrics.exporters.telemetry import ExportTelemetry
@@ -31,7 +31,7 @@ from ig_metrics.gadgets.spec import GadgetSpec
 from ig_metrics.k8s.attribution import Attribution, start_attribution
 from ig_metrics.k8s.cgroupwrites import (writable_cgroup_mounts, writable_cgroups_warning,
                                          writable_mounts_metric)
-from ig_metrics.pipeline.sampler import DEFAULT_IDLE_EXPIRY, DEFAULT_LINGER, Sampler
+from ig_metrics.pipeline.sampler import DEFAULT_LINGER, Sampler
 from ig_metrics.pipeline.probes import AgentHealth
 from ig_metrics.pipeline.selfmetrics import KernelSelfMetrics, gadget_read_metrics, merge_metrics
 from ig_metrics.model.snapshot import Attributes, MetricData, Snapshot
@@ -143,6 +143,7 @@ class Agent:
         self.workers: list[ExporterWorker] = []
         self.attribution: Attribution | None = None
         self._latest: Snapshot | None = None
+        self._previous: Snapshot | None = None    # the reading before: for rates
         self._latest_lock = threading.Lock()
         self.started_ns = 0
         self.telemetry = ExportTelemetry()
@@ -287,7 +288,7 @@ class Agent:
         self._seq += 1
         snapshot = Snapshot(self._seq, now, self.name, self._resource, tuple(metrics), final)
         with self._latest_lock:
-            self._latest = snapshot
+            self._previous, self._latest = self._latest, snapshot
             if not final:
                 self._readings += 1
                 self._last_reading = time.monotonic()
@@ -312,6 +313,19 @@ class Agent:
     def latest(self) -> Snapshot | None:
         with self._latest_lock:
             return self._latest
+
+    def last_two(self) -> tuple[Snapshot | None, Snapshot | None]:
+        """(the reading before the last, the last), for rates between them."""
+        with self._latest_lock:
+            return self._previous, self._latest
+
+    @property
+    def last_tick_seconds(self) -> float:
+        return self._last_tick_seconds
+
+    def failures(self) -> dict[str, str]:
+        """gadget -> why its last read failed, for those whose read failed."""
+        return {gadget.spec.name: gadget.failure for gadget in self.gadgets if gadget.failure}
 
     def statuses(self) -> list[ExporterStatus]:
         return [worker.status() for worker in self.workers]

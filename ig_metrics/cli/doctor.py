@@ -14,8 +14,8 @@ from ig_metrics.cli.cluster import ContextOption, KubeconfigOption, NamespaceOpt
 from ig_metrics.cli.common import ExitCode, fail, plural, print_json, print_table
 from ig_metrics.gadgets import GadgetSpec, GadgetSpecError, UnknownGadget, builtin_specs, resolve
 from ig_metrics.k8s.checks import attribution_checks
-from ig_metrics.k8s.clusterchecks import cluster_checks
-from ig_metrics.k8s.manifests import DEFAULT_NAMESPACE
+from ig_metrics.cluster.checks import cluster_checks
+from ig_metrics.deploy.manifests import DEFAULT_NAMESPACE
 
 STATUS_MARKS = {"ok": ("✓", "green"), "fail": ("✗", "bold red"), "info": ("info", "cyan")}
 

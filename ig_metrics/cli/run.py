@@ -18,13 +18,18 @@ from ig_metrics.bpf.filters import FilterError, ProcessFilter
 from ig_metrics.bpf.memory import fix_malloc_thresholds
 from ig_metrics.catalog.attributenames import builtin_attribute_names, selection_problems
 from ig_metrics.catalog.directories import resolve_profiles_dir
-from ig_metrics.cli.cluster import ContextOption, KubeconfigOption, NamespaceOption, run_cluster
+from ig_metrics.cli.cluster import (
+    ContextOption, KubeconfigOption, NamespaceOption, cluster_options, run_cluster,
+)
 from ig_metrics.cli.common import ExitCode, ProfilesDirOption, StopOnSignals, fail
 from ig_metrics.config import ConfigError, parse_duration
+from ig_metrics.config.durations import format_duration
+from ig_metrics.config.model import DEFAULT_IDLE_EXPIRY
 from ig_metrics.config.addresses import HostPort, parse_listen
 from ig_metrics.gadgets import GadgetSpec
 from ig_metrics.gadgets.selection import SelectionError, select_gadgets, split_names
-from ig_metrics.ui.rows import UnknownSortColumn, sort_columns
+from ig_metrics.summary.node import SUMMARY_PATH
+from ig_metrics.summary.rows import UnknownSortColumn, sort_columns
 
 UI_TICK_INTERVAL = 1.0        # the live table shows rates over one-second reads
 UI_REFRESH_INTERVAL = 0.5     # and looks twice a second for an exporter change to show
@@ -67,10 +72,11 @@ def run(
         help="Sort the live table by this metric or attribute, descending "
              "(default: each gadget's, e.g. tcp.sent); with several gadgets, it sorts "
              "those that have it.")] = None,
-    idle_expiry: Annotated[str, typer.Option(
+    idle_expiry: Annotated[str | None, typer.Option(
         "--idle-expiry", metavar="DURATION",
         help="Drop a series from the kernel maps and the export once it has not "
-             "changed for this long (0 keeps every series).")] = "10m",
+             f"changed for this long (0 keeps every series; default "
+             f"{format_duration(DEFAULT_IDLE_EXPIRY)}).", show_default=False)] = None,
     pid: Annotated[list[int] | None, typer.Option(
         "--pid", metavar="PID",
         help="Only these processes (repeat for several, up to 16); filtered in the kernel, "
@@ -93,8 +99,9 @@ def run(
     health_listen: Annotated[str | None, typer.Option(
         "--health-listen", metavar="HOST:PORT",
         help="Serve /readyz (attached, first reading taken), /livez and /healthz (the "
-             "gadget and every exporter) here, e.g. 127.0.0.1:9465; the DaemonSet's "
-             "probes use them.")] = None,
+             "gadgets and every exporter) here, e.g. 127.0.0.1:9465; the DaemonSet's "
+             "probes use them. Also /summary?sort=COLUMN&top=N: the top rows and totals "
+             "as JSON, what 'run --cluster' and 'top --cluster' read.")] = None,
     cluster: Annotated[bool, typer.Option(
         "--cluster",
         help="Run on every node of the Kubernetes cluster instead: a DaemonSet of this "
@@ -136,7 +143,8 @@ def run(
     """
     interval_seconds = _duration(interval)
     duration_seconds = _duration(duration)
-    expiry_seconds = 0.0 if idle_expiry.strip() == "0" else _duration(idle_expiry)
+    expiry_seconds = 0.0 if idle_expiry is not None and idle_expiry.strip() == "0" \
+        else _duration(idle_expiry)
     names = split_names(gadget or ())
     try:
         process_filter = ProcessFilter(tuple(pid or ()), comm, cgroup)
@@ -181,14 +189,20 @@ def run(
         if unknown:
             fail("\n".join(str(problem) for problem in unknown))
     if cluster:
-        spec = specs[0]
-        if len(specs) > 1:
-            fail("--cluster runs one gadget per run for now: name one with --gadget")
-        _run_on_cluster(spec.name, spec, profile, directory, interval=interval, pid=pid,
-                        comm=comm, cgroup=cgroup, param=param, idle_expiry=idle_expiry,
-                        kubeconfig=kubeconfig, context=context, namespace=namespace,
-                        nodes=node or [], node_selector=node_selector, image=image,
-                        duration=duration_seconds, no_tui=no_tui, top=top, sort=sorts[0])
+        # The pods run the profile as deploy writes it: flags that would change
+        # what they run are refused, not silently dropped.
+        local_only = {"--interval": interval, "--pid": pid, "--comm": comm, "--cgroup": cgroup,
+                      "--param": param, "--idle-expiry": expiry_seconds is not None}
+        given = [flag for flag, value in local_only.items() if value]
+        if given:
+            fail(f"{', '.join(given)}: not with --cluster (the pods run the profile as "
+                 "'ig-metrics deploy' writes it)")
+        options = cluster_options(specs, profile, namespace=namespace, image=image,
+                                  nodes=node or (), node_selector=node_selector)
+        raise typer.Exit(run_cluster(specs, options, directory, kubeconfig=kubeconfig,
+                                     context=context, duration=duration_seconds,
+                                     use_tui=not no_tui and sys.stdout.isatty(), top=top,
+                                     sorts=sorts, sort=sort))
     for warning in catalog.warnings:
         typer.echo(str(warning), err=True)
 
@@ -197,10 +211,6 @@ def run(
     if problems:
         fail("\n".join(problems) + "\nRun 'ig-metrics doctor' for details.",
              ExitCode.RUNTIME_FAILURE)
-
-    # Imported here, not at the top: the sampler brings bcc, which loads LLVM
-    # (~60 MB, ~30 ms), and no other command needs it.
-    from ig_metrics.pipeline.sampler import DEFAULT_IDLE_EXPIRY
 
     use_tui = not no_tui and sys.stdout.isatty()
     console = Console(stderr=not use_tui)
@@ -211,21 +221,6 @@ def run(
                       idle_expiry=expiry_seconds if expiry_seconds is not None
                       else DEFAULT_IDLE_EXPIRY)
     raise typer.Exit(code)
-
-
-def _run_on_cluster(gadget, spec, profile, directory, *, interval, pid, comm, cgroup, param,
-                    idle_expiry, nodes, node_selector, no_tui, **options) -> None:
-    """The pods run the profile as deploy writes it: flags that would change
-    what they run are refused, not silently dropped."""
-    local_only = {"--interval": interval, "--pid": pid, "--comm": comm, "--cgroup": cgroup,
-                  "--param": param, "--idle-expiry": idle_expiry != "10m"}
-    given = [flag for flag, value in local_only.items() if value]
-    if given:
-        fail(f"{', '.join(given)}: not with --cluster (the pods run the profile as "
-             "'ig-metrics deploy' writes it)")
-    use_tui = not no_tui and sys.stdout.isatty()
-    raise typer.Exit(run_cluster(gadget, spec, profile, directory, nodes=nodes,
-                                 node_selector=node_selector, use_tui=use_tui, **options))
 
 
 def _configure_logging(console: Console, use_tui: bool) -> None:
@@ -245,6 +240,7 @@ def _run_agent(specs: list[GadgetSpec], profile, process_filter, *, console: Con
                use_tui: bool, duration: float | None, top: int, sorts: list[str],
                idle_expiry: float, health_address: HostPort | None = None) -> int:
     from ig_metrics.app.agent import Agent
+    from ig_metrics.app.summaryservice import SummaryService
     from ig_metrics.pipeline.probes import HealthServer    # http.server: start-up cost
 
     # The process' malloc policy, as gc.freeze below is its collector's: set
@@ -256,7 +252,8 @@ def _run_agent(specs: list[GadgetSpec], profile, process_filter, *, console: Con
     if health_address is not None:
         # Before the gadgets compile: /readyz says "not yet" rather than nothing.
         try:
-            health = HealthServer(health_address, agent.health)
+            health = HealthServer(health_address, agent.health,
+                                  {SUMMARY_PATH: SummaryService(agent).answer})
         except OSError as error:
             typer.echo(f"error: --health-listen {health_address}: {error.strerror or error}",
                        err=True)

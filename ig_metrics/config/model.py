@@ -15,6 +15,7 @@ DEFAULT_POINTS_PER_EXPORT = 1000
 DEFAULT_EXPORT_SHARE = 0.5       # of the interval an export may take before it widens
 DEFAULT_MAX_INTERVAL_FACTOR = 8  # load never widens an interval beyond 8 times itself
 DEFAULT_SAMPLER_MAX_SERIES = 250_000   # series the sampler keeps apart (its memory budget)
+DEFAULT_IDLE_EXPIRY = 600.0      # seconds a series may stay unchanged before it is dropped
 REDACTED = "***"
 # Settings whose every value is secret, whatever `secrets` says.
 ALWAYS_SECRET_SETTINGS = frozenset({"headers", "basic_auth"})

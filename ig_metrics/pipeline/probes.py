@@ -10,7 +10,8 @@ for the kubelet's probes and for people, in the style of Kubernetes' own:
     /healthz  the gadgets and every exporter: 503 also while an exporter fails
               or a gadget's reading does
 
-Each answers with one `[+]` or `[-]` line per check, then `ok` or why not."""
+Each answers with one `[+]` or `[-]` line per check, then `ok` or why not.
+The agent may serve more paths beside them (its /summary for the cluster CLI)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import http.server
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ig_metrics.config.addresses import HostPort
@@ -95,20 +96,33 @@ def answer(path: str, state: AgentHealth, now: float) -> tuple[int, str] | None:
     return (503 if failed else 200), "\n".join([*lines, verdict]) + "\n"
 
 
-class HealthServer:
-    """Serves the three endpoints in a daemon thread until close()."""
+# path -> a function of the request's query string: (HTTP status, body, content type)
+Route = Callable[[str], tuple[int, bytes, str]]
+TEXT = "text/plain; charset=utf-8"
 
-    def __init__(self, address: HostPort, state: Callable[[], AgentHealth]) -> None:
+
+class HealthServer:
+    """Serves the three endpoints, and `routes`, in a daemon thread until close()."""
+
+    def __init__(self, address: HostPort, state: Callable[[], AgentHealth],
+                 routes: Mapping[str, Route] | None = None) -> None:
         self.address = address
         family = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)[0][0]
+        extra = dict(routes or {})
+        known = ", ".join(["/readyz", "/livez", "/healthz", *extra])
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                result = answer(self.path, state(), time.monotonic())
-                status, body = result or (404, "not found: /readyz, /livez or /healthz\n")
-                payload = body.encode()
+                path, _, query = self.path.partition("?")
+                route = extra.get(path.rstrip("/"))
+                if route is not None:
+                    status, payload, content_type = route(query)
+                else:
+                    result = answer(self.path, state(), time.monotonic())
+                    status, body = result or (404, f"not found: {known}\n")
+                    payload, content_type = body.encode(), TEXT
                 self.send_response(status)
-                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import threading
 import time
 
-from ig_metrics.config.model import (ALL_ATTRIBUTES, DEFAULT_SAMPLER_MAX_SERIES,
-                                     AttributeSelection)
+from ig_metrics.config.model import (ALL_ATTRIBUTES, DEFAULT_IDLE_EXPIRY,
+                                     DEFAULT_SAMPLER_MAX_SERIES, AttributeSelection)
 from ig_metrics.gadgets.spec import GadgetSpec, MetricSpec
 from ig_metrics.k8s.attribution import CGROUP, Attribution, Token
 from ig_metrics.pipeline.decoding import Decoded, KeyDecoder
@@ -33,7 +33,6 @@ from ig_metrics.pipeline.sources import (CountersSource, HistogramSource, SlotHi
                                          SlotsSource, SourceLayoutError, index_key_type,
                                          index_series_key)
 
-DEFAULT_IDLE_EXPIRY = 600.0        # seconds a series may stay unchanged before it is dropped
 DEFAULT_LINGER = 300.0             # seconds a renamed series' final value is still exported
 # The sampler's memory budget, in series it keeps apart (each costs about 1.2 KB
 # here: its decoded attributes, carry and start times; docs/performance.md).

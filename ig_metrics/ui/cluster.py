@@ -1,25 +1,28 @@
-"""The cluster-wide live table of `run --cluster` and `top --cluster`: the
-busiest series across nodes with a `node` column (counters as totals since the
-node started and rates per second), and one line per node with its pod's
-state, its totals and its exporters' health, or why it is not running. Also
-the progress line per node while the pods start, and the summary lines
+"""The cluster-wide live table of `run --cluster` and `top --cluster`: per
+gadget, the busiest series across nodes with a `node` column (counters as
+totals since the series began and rates per second, as each node computed
+them) and the cluster's totals; then one line per node with its pod's state,
+its totals, its exporters' health and how old its reading is, or why it shows
+nothing. Also the progress line per node while the pods start, and the lines
 --no-tui logs. Cells are formatted by ui/live.py's helpers."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import time
+from collections.abc import Sequence
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from ig_metrics.cluster.api import FAILED, GONE, PENDING, PULLING, READY, RUNNING, PodState
+from ig_metrics.cluster.table import ClusterRow, cluster_rows, cluster_totals
+from ig_metrics.cluster.watch import ClusterReading, NodeReading
 from ig_metrics.gadgets.spec import GadgetSpec
-from ig_metrics.k8s.cluster import FAILED, GONE, PENDING, PULLING, READY, RUNNING, PodState
-from ig_metrics.k8s.clusterwatch import ClusterReading, NodeReading
-from ig_metrics.model.snapshot import COUNTER, HISTOGRAM, Snapshot
+from ig_metrics.model.snapshot import COUNTER, HISTOGRAM
 from ig_metrics.ui.live import attribute_cell, column_title, format_cell, short_name
-from ig_metrics.ui.rows import Row, build_rows, series_names
 
 NO_POD = ("no pod yet: the DaemonSet has none scheduled (does a node match --node or "
           "--node-selector?)")
@@ -27,67 +30,14 @@ STATE_STYLE = {PENDING: ("○", "yellow"), PULLING: ("◌", "yellow"), RUNNING: 
                READY: ("●", "green"), FAILED: ("✗", "red"), GONE: ("○", "dim")}
 HEALTH_STYLE = {"healthy": "green", "degraded": "yellow", "failing": "red",
                 "recovering": "cyan", "starting": "yellow"}
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterRow:
-    node: str
-    row: Row                                  # rates and percentiles, as the local table
-    totals: dict[str, float]                  # counter column -> total since the node started
+NO_POD_GRACE = 10.0          # seconds without any pod before saying so
+STALE_AFTER = 2.5            # intervals: a node's reading older than this says its age
 
 
 def format_total(value: float, unit: str) -> str:
     """Exact: 111,111 B (a total is a count of bytes or events, never rounded)."""
     text = f"{value:,.0f}" if float(value).is_integer() else f"{value:,.3f}"
     return f"{text} B" if unit == "By" else text
-
-
-def series_totals(spec: GadgetSpec, snapshot: Snapshot) -> dict[tuple, dict[str, float]]:
-    """identity (as build_rows makes it) -> counter column -> its value now."""
-    exact, prefixes = series_names(spec)
-    counters = {name for name in spec.table.columns if spec.metric(name).kind == COUNTER}
-    totals: dict[tuple, dict[str, float]] = {}
-    for data in snapshot.metrics:
-        if data.info.name not in counters:
-            continue
-        for point in data.points:
-            identity = tuple(item for item in point.attributes
-                             if item[0] in exact or item[0].startswith(prefixes))
-            cells = totals.setdefault(identity, {})
-            cells[data.info.name] = cells.get(data.info.name, 0) + point.value
-    return totals
-
-
-def node_totals(spec: GadgetSpec, snapshot: Snapshot) -> dict[str, float]:
-    sums: dict[str, float] = {}
-    for cells in series_totals(spec, snapshot).values():
-        for name, value in cells.items():
-            sums[name] = sums.get(name, 0) + value
-    return sums
-
-
-def cluster_rows(spec: GadgetSpec, reading: ClusterReading, *, top: int,
-                 sort: str) -> list[ClusterRow]:
-    """The `top` busiest series of every ready node together."""
-    rows: list[ClusterRow] = []
-    for node in reading.ready():
-        current = node.metrics.snapshot
-        previous = node.previous.snapshot if node.previous else None
-        totals = series_totals(spec, current)
-        rows.extend(ClusterRow(node.node, row, totals.get(row.attributes, {}))
-                    for row in build_rows(spec, previous, current, top=top, sort=sort))
-    rows.sort(key=lambda entry: _rank(entry, sort), reverse=True)
-    return rows[:top]
-
-
-def _rank(entry: ClusterRow, sort: str):
-    cell = entry.row.cells.get(sort)
-    if isinstance(cell, tuple):
-        cell = cell[1]
-    if sort not in entry.row.cells:
-        value = dict(entry.row.attributes).get(sort)
-        return (0, str(value), 0.0)
-    return (1, float(cell or 0.0), float(entry.totals.get(sort, 0)))
 
 
 def progress_line(pod: PodState, why: str = "") -> str:
@@ -103,45 +53,64 @@ def progress_line(pod: PodState, why: str = "") -> str:
     return text
 
 
-def node_line(spec: GadgetSpec, node: NodeReading) -> str:
+def node_line(specs: Sequence[GadgetSpec], node: NodeReading) -> str:
     """One line per node: state, totals and exporters, or why it shows nothing."""
-    if node.metrics is None:
+    if node.summary is None:
         line = progress_line(node.pod, node.why)
         if node.read_error and not node.pod.crashed:
             line += f"; not read: {node.read_error}"
+        elif node.pod.state in (READY, RUNNING):
+            line += "; starting: no reading yet"
         return line
-    snapshot = node.metrics.snapshot
-    sums = node_totals(spec, snapshot)
-    parts = [f"{node.node}: {node.pod.state}",
-             f"{len(series_totals(spec, snapshot))} series"]
-    parts.extend(f"{name} {format_total(sums.get(name, 0), spec.metric(name).unit)}"
-                 for name in spec.table.columns if spec.metric(name).kind == COUNTER)
+    summary = node.summary
+    parts = [f"{node.node}: {node.pod.state}"]
+    for spec in specs:
+        gadget = summary.gadget(spec.name)
+        if gadget is None:
+            continue
+        # With several gadgets, each one's part starts with its name.
+        prefix = f"{spec.name}: " if len(specs) > 1 else ""
+        parts.append(f"{prefix}{gadget.series} series")
+        parts.extend(f"{name} {format_total(gadget.totals.get(name, 0), spec.metric(name).unit)}"
+                     for name in spec.table.columns if spec.metric(name).kind == COUNTER)
+        if gadget.failure:
+            parts.append(f"{spec.name} reading fails: {gadget.failure}")
     if node.pod.restarts:
         parts.append(f"restarted {node.pod.restarts}x")
-    if node.metrics.exporters:
+    if summary.exporters:
         parts.append("exporters " + ", ".join(f"{exporter.name} {exporter.health}"
-                                              for exporter in node.metrics.exporters))
+                                              for exporter in summary.exporters))
+    if node.age > max(STALE_AFTER * summary.interval, 3.0):
+        parts.append(f"read {node.age:.0f}s ago" + (f" (then: {node.read_error})"
+                                                     if node.read_error else
+                                                     " (reading…)" if node.reading else ""))
     if node.why and node.pod.crashed:
         parts.append(f"its log: {node.why}")
     return "; ".join(parts)
 
 
-def _node_text(spec: GadgetSpec, node: NodeReading) -> Text:
+def _node_text(specs: Sequence[GadgetSpec], node: NodeReading) -> Text:
     mark, style = STATE_STYLE.get(node.pod.state, ("?", "dim"))
     text = Text(f"{mark} ", style=style)
-    line = node_line(spec, node)
-    text.append(line, style=None if node.metrics is not None else style)
-    if node.metrics is not None:
-        for exporter in node.metrics.exporters:
+    text.append(node_line(specs, node), style=None if node.summary is not None else style)
+    if node.summary is not None:
+        for exporter in node.summary.exporters:
             text.highlight_words([f"{exporter.name} {exporter.health}"],
                                  HEALTH_STYLE.get(exporter.health, ""))
     return text
 
 
-def render(spec: GadgetSpec, reading: ClusterReading, *, title: str, top: int,
-           sort: str) -> Group:
+def gadget_table(spec: GadgetSpec, reading: ClusterReading, *, title: str, top: int,
+                 sort: str) -> Table:
     rows = cluster_rows(spec, reading, top=top, sort=sort)
-    table = Table(title=title, title_justify="left", expand=False, pad_edge=False)
+    series, totals = cluster_totals(spec, reading)
+    counters = ", ".join(f"{name} {format_total(totals.get(name, 0), spec.metric(name).unit)}"
+                         for name in spec.table.columns
+                         if spec.metric(name).kind == COUNTER)
+    caption = f"{min(top, len(rows))} of {series:,} series" + (f" · cluster: {counters}"
+                                                               if counters else "")
+    table = Table(title=f"{title} · {spec.name}", title_justify="left", expand=False,
+                  pad_edge=False, caption=caption, caption_justify="left")
     cells = [[attribute_cell(attribute, dict(entry.row.attributes))
               for attribute in spec.attributes] for entry in rows]
     shown = [index for index, attribute in enumerate(spec.attributes)
@@ -158,10 +127,20 @@ def render(spec: GadgetSpec, reading: ClusterReading, *, title: str, top: int,
     for entry, row_cells in zip(rows, cells):
         table.add_row(entry.node, *(row_cells[index] for index in shown),
                       *(_metric_cell(spec, name, entry) for name in spec.table.columns))
-    lines = [_node_text(spec, node) for node in reading.nodes]
+    return table
+
+
+def render(specs: Sequence[GadgetSpec], reading: ClusterReading, *, title: str, top: int,
+           sorts: Sequence[str]) -> Group:
+    """A table per gadget, then a line per node."""
+    tables = [gadget_table(spec, reading, title=title, top=top, sort=sort)
+              for spec, sort in zip(specs, sorts)]
+    lines = [_node_text(specs, node) for node in reading.nodes]
     if not reading.nodes:
         lines = [Text(NO_POD, style="yellow")]
-    return Group(table, *lines)
+    if reading.pods_error:
+        lines.append(Text(f"watching the pods: {reading.pods_error} (retrying)", style="yellow"))
+    return Group(*tables, *lines)
 
 
 def _metric_cell(spec: GadgetSpec, name: str, entry: ClusterRow) -> str:
@@ -169,20 +148,20 @@ def _metric_cell(spec: GadgetSpec, name: str, entry: ClusterRow) -> str:
     rate = format_cell(spec, name, entry.row.cells.get(name))
     if metric.kind == HISTOGRAM:
         return rate
-    return f"{format_total(entry.totals.get(name, 0), metric.unit)} · {rate}"
+    return f"{format_total(entry.row.totals.get(name, 0), metric.unit)} · {rate}"
 
 
-def summary_lines(spec: GadgetSpec, reading: ClusterReading) -> list[str]:
+def summary_lines(specs: Sequence[GadgetSpec], reading: ClusterReading) -> list[str]:
     """What --no-tui logs per interval: one line per node."""
-    return [node_line(spec, node) for node in reading.nodes] or [NO_POD]
+    return [node_line(specs, node) for node in reading.nodes] or [NO_POD]
 
 
 class ClusterLiveView:
     """Redraws the cluster table from each reading."""
 
-    def __init__(self, spec: GadgetSpec, *, title: str, top: int, sort: str,
-                 console: Console | None = None) -> None:
-        self.spec, self.title, self.top, self.sort = spec, title, top, sort
+    def __init__(self, specs: Sequence[GadgetSpec], *, title: str, top: int,
+                 sorts: Sequence[str], console: Console | None = None) -> None:
+        self.specs, self.title, self.top, self.sorts = list(specs), title, top, list(sorts)
         self._live = Live(console=console or Console(), auto_refresh=False, transient=False,
                           redirect_stdout=True, redirect_stderr=True)
 
@@ -193,10 +172,45 @@ class ClusterLiveView:
     def __exit__(self, *exc) -> None:
         self._live.__exit__(*exc)
 
-    def show_progress(self, lines: list[str]) -> None:
-        self._live.update(Group(Text(f"{self.title}: waiting for the pods…"),
-                                *(Text(line) for line in lines)), refresh=True)
+    def update(self, reading: ClusterReading) -> None:
+        self._live.update(render(self.specs, reading, title=self.title, top=self.top,
+                                 sorts=self.sorts), refresh=True)
+
+
+class LogDisplay:
+    """--no-tui: a node's line when its state changes while it is not read,
+    and every read node's line once per the nodes' interval (their numbers
+    change no faster)."""
+
+    def __init__(self, specs: Sequence[GadgetSpec], log: logging.Logger) -> None:
+        self.specs, self.log = list(specs), log
+        self._started = time.monotonic()
+        self._shown: dict[str, str] = {}
+        self._first_table = False
+        self._next_summary = 0.0
 
     def update(self, reading: ClusterReading) -> None:
-        self._live.update(render(self.spec, reading, title=self.title, top=self.top,
-                                 sort=self.sort), refresh=True)
+        now = time.monotonic()
+        for node in reading.nodes:
+            if node.summary is None:
+                self._once(node.pod.name, node_line(self.specs, node))
+        if not reading.nodes and now - self._started > NO_POD_GRACE:
+            self._once("", NO_POD)
+        self._once("pods", f"watching the pods: {reading.pods_error} (retrying)"
+                   if reading.pods_error else "")
+        read = reading.ready()
+        if read and not self._first_table:
+            self._first_table = True
+            self.log.info("first cluster table after %.1fs (from the first look at the "
+                          "pods): %d of %d nodes read", now - self._started, len(read),
+                          len(reading.nodes))
+        if read and now >= self._next_summary:
+            self._next_summary = now + max(1.0, reading.export_interval()) - 0.05
+            for node in read:
+                self._shown.pop(node.pod.name, None)
+                self.log.info("%s", node_line(self.specs, node))
+
+    def _once(self, key: str, line: str) -> None:
+        if line and self._shown.get(key) != line:
+            self.log.info("%s", line)
+        self._shown[key] = line

@@ -20,7 +20,7 @@ from ig_metrics.model.semconv import (
     CONTAINER_NAME, NAMESPACE, PEER_NAMESPACE, PEER_POD_NAME, POD_NAME
 )
 from ig_metrics.model.snapshot import HISTOGRAM, Snapshot
-from ig_metrics.ui.rows import Row, build_rows
+from ig_metrics.summary.rows import Row, build_rows
 
 # Health -> (label, style, mark)
 _HEALTH_STYLE = {Health.HEALTHY: ("healthy", "green", "●"),

@@ -1,5 +1,5 @@
 """The monitoring objects `ig-metrics deploy` adds on request, beside the
-manifests of k8s/manifests.py: the mixin's dashboards and rules as a ConfigMap
+manifests of deploy/manifests.py: the mixin's dashboards and rules as a ConfigMap
 (Grafana's dashboard sidecar picks it up by its label), and the Prometheus
 Operator's PodMonitor and PrometheusRule.
 The shared objects hold the mixin of every built-in gadget, so that deploying
@@ -12,8 +12,8 @@ from typing import Any
 from ig_metrics import __version__
 from ig_metrics.app import mixin
 from ig_metrics.gadgets.spec import GadgetSpec
-from ig_metrics.k8s.manifests import NAME, DeployOptions
-from ig_metrics.k8s.podprofiles import PodProfiles
+from ig_metrics.deploy.manifests import NAME, DeployOptions
+from ig_metrics.deploy.podprofiles import PodProfiles
 
 MONITORING_API = "monitoring.coreos.com/v1"
 # The label the Grafana Helm chart's dashboard sidecar looks for, by default.

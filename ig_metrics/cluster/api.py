@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 from ig_metrics.k8s.apiclient import DEFAULT_KUBECONFIG
 
 API_TIMEOUT = 10.0        # seconds for one request to the API server
+MAX_IN_FLIGHT = 32        # node reads in flight at once, through the API server
 LOG_TAIL_LINES = 20
 
 
@@ -40,6 +42,13 @@ class Access:
         return f"{self.verb} {resource}" + (f" ({self.group})" if self.group else "")
 
 
+# What reading the nodes calls (run --cluster and top --cluster), in one namespace.
+READ_ACCESS = (
+    Access("list", "pods", why="the progress of each node, the pods to read"),
+    Access("watch", "pods", why="the pods followed by one watch, not listed each refresh"),
+    Access("get", "pods", subresource="proxy", why="each node's summary, through the API server"),
+    Access("get", "pods", subresource="log", why="why a node failed, from its pod's log"),
+)
 # What `run --cluster` calls, in one namespace; nothing cluster-wide.
 RUN_ACCESS = (
     *(Access(verb, resource, group, why=why)
@@ -47,9 +56,7 @@ RUN_ACCESS = (
                               ("daemonsets", "apps"))
       for verb, why in (("create", "run --cluster creates it"),
                         ("delete", "run --cluster deletes it on exit"))),
-    Access("list", "pods", why="the progress of each node, the pods to read"),
-    Access("get", "pods", subresource="proxy", why="each node's metrics, through the API server"),
-    Access("get", "pods", subresource="log", why="why a node failed, from its pod's log"),
+    *READ_ACCESS,
 )
 # What `top --cluster` adds: finding the standing DaemonSet.
 TOP_ACCESS = (Access("list", "daemonsets", "apps", why="top --cluster finds the deployment"),)
@@ -64,6 +71,7 @@ class Cluster:
     server: str
     kubeconfig: Path
     version: str = ""
+    minor_version: str = ""      # "1.29": what the manifests are written for
 
     @property
     def where(self) -> str:
@@ -141,16 +149,32 @@ class Cluster:
 
     # --- reading a node --------------------------------------------------------------
     def proxy_get(self, namespace: str, pod: str, port: int, path: str,
-                  scheme: str = "http") -> str:
-        """GET `path` from the pod's `port` through pods/proxy: the API server
-        (its kubelet connection) reaches the pod, the CLI only the API server."""
+                  scheme: str = "http", timeout: float = API_TIMEOUT) -> bytes:
+        """GET `path` (with its query) from the pod's `port` through pods/proxy:
+        the API server (its kubelet connection) reaches the pod, the CLI only
+        the API server."""
+        from kubernetes.client.exceptions import ApiException
+
         target = f"{pod}:{port}" if scheme == "http" else f"https:{pod}:{port}"
-        answer = self._call(lambda: self._api("CoreV1Api")
-                            .connect_get_namespaced_pod_proxy_with_path(
-                                target, namespace, path.lstrip("/"),
-                                _request_timeout=API_TIMEOUT, _preload_content=False),
-                            f"get pods/proxy in namespace {namespace}")
-        return answer.data.decode("utf-8", errors="replace")
+        where, _, query = path.lstrip("/").partition("?")
+        api = self.client
+
+        def get() -> bytes:
+            # The generated method takes no query for the pod: the request built
+            # the same way, with one.
+            request = api.param_serialize(
+                "GET", "/api/v1/namespaces/{namespace}/pods/{name}/proxy/{path}",
+                path_params={"namespace": namespace, "name": target, "path": where},
+                query_params=[tuple(pair.split("=", 1)) for pair in query.split("&")
+                              if "=" in pair],
+                header_params={"Accept": "*/*"}, auth_settings=["BearerToken"])
+            response = api.call_api(*request, _request_timeout=timeout)
+            response.read()
+            if not 200 <= response.status <= 299:
+                raise ApiException.from_response(http_resp=response, body=None, data=None)
+            return response.data
+
+        return self._call(get, f"get pods/proxy in namespace {namespace}")
 
     def log_tail(self, namespace: str, pod: str, previous: bool = False,
                  lines: int = LOG_TAIL_LINES) -> str:
@@ -237,17 +261,33 @@ def connect(kubeconfig: Path | None = None, context: str | None = None,
         if chosen is None:
             names = ", ".join(entry["name"] for entry in contexts)
             raise ClusterError(f"--context: no context '{context}' in {path} (it has: {names})")
-        api = config.new_client_from_config(config_file=str(path), context=chosen["name"],
-                                            persist_config=False)
+        configuration = client.Configuration()
+        config.load_kube_config(config_file=str(path), context=chosen["name"],
+                                client_configuration=configuration, persist_config=False)
     except config.ConfigException as error:
         raise ClusterError(f"cannot use kubeconfig {path}: {error}") from error
     # No retries: an unreachable server is reported at once, not after three tries.
-    api.configuration.retries = False
+    configuration.retries = False
+    # One connection per node read in flight, kept for the next refresh.
+    configuration.connection_pool_maxsize = MAX_IN_FLIGHT
+    api = client.ApiClient(configuration)
     cluster = Cluster(api, chosen["name"], api.configuration.host, path)
     answer = _json(cluster._call(lambda: client.VersionApi(api).get_code(
         _request_timeout=API_TIMEOUT, _preload_content=False), "get the version"))
     cluster.version = answer.get("gitVersion", "")
+    cluster.minor_version = server_minor_version(answer)
     return cluster
+
+
+def server_minor_version(answer: dict) -> str:
+    """MAJOR.MINOR of a /version answer ("1.29"; managed clusters say "29+"),
+    or "" when it says neither."""
+    major = re.sub(r"\D", "", str(answer.get("major", "")))
+    minor = re.sub(r"\D", "", str(answer.get("minor", "")))
+    if not (major and minor):
+        found = re.match(r"v?(\d+)\.(\d+)", answer.get("gitVersion", ""))
+        return f"{found[1]}.{found[2]}" if found else ""
+    return f"{major}.{minor}"
 
 
 # --- pods as the progress line shows them ----------------------------------------------

@@ -13,9 +13,9 @@ from typing import Any
 import yaml
 
 from ig_metrics import __version__
-from ig_metrics.k8s.podprofiles import POD_PROFILES_DIR, PodProfiles, ScrapeEndpoint
-from ig_metrics.k8s.privileges import BASE_CAPABILITIES, LEGACY_CAPABILITY, PodNeeds
-from ig_metrics.k8s.seccomp import LOCALHOST_PROFILE
+from ig_metrics.deploy.podprofiles import POD_PROFILES_DIR, PodProfiles, ScrapeEndpoint
+from ig_metrics.deploy.privileges import BASE_CAPABILITIES, LEGACY_CAPABILITY, PodNeeds
+from ig_metrics.deploy.seccomp import LOCALHOST_PROFILE
 
 DEFAULT_NAMESPACE = "ig-metrics"
 # What the printed manifests name without --image: a placeholder to replace
@@ -363,7 +363,7 @@ def container(options: DeployOptions, profiles: PodProfiles) -> dict[str, Any]:
 
 
 def seccomp_profile(options: DeployOptions) -> dict[str, str]:
-    """RuntimeDefault, or ig-metrics' own profile (k8s/seccomp.py) from the node's
+    """RuntimeDefault, or ig-metrics' own profile (deploy/seccomp.py) from the node's
     kubelet seccomp directory, for runtimes whose default admits bpf() only
     with CAP_SYS_ADMIN."""
     if options.seccomp == "localhost":

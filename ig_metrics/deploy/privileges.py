@@ -53,7 +53,7 @@ def pod_needs(hook_kinds: Iterable[str]) -> PodNeeds:
         if needs is None:
             raise UnknownHookKind(
                 f"deploy does not know what a '{kind}' hook needs in a pod: add it to "
-                "HOOK_KIND_NEEDS in ig_metrics/k8s/privileges.py")
+                "HOOK_KIND_NEEDS in ig_metrics/deploy/privileges.py")
         capabilities.extend(cap for cap in needs.capabilities if cap not in capabilities)
         host_network = host_network or needs.host_network
     return PodNeeds(tuple(capabilities), host_network)

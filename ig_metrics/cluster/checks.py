@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ig_metrics.bpf.environment import Check
-from ig_metrics.k8s.cluster import RUN_ACCESS, TOP_ACCESS, Access, Cluster, ClusterError, connect
+from ig_metrics.cluster.api import RUN_ACCESS, TOP_ACCESS, Access, Cluster, ClusterError, connect
 
 MIN_VERSION = (1, 19)        # SelfSubjectAccessReview v1, DaemonSet apps/v1, pods/proxy
 

@@ -1,10 +1,11 @@
-"""The rows of the live table, computed from two consecutive snapshots: one row
-per series (the gadget's attributes), counters as rates per second and
-histograms as percentiles. Pure functions: rendering lives in ui/live.py."""
+"""The rows of a gadget's table, computed from two consecutive snapshots: one
+row per series (the gadget's attributes), counters as rates per second and as
+totals so far, histograms as percentiles. Pure functions, shared by the local
+table (ui/live.py), the node summary (summary/node.py) and the cluster table."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ig_metrics.gadgets.spec import GadgetSpec
 from ig_metrics.model.snapshot import COUNTER, GAUGE, HISTOGRAM, Snapshot, bucket_quantile
@@ -18,6 +19,7 @@ class UnknownSortColumn(ValueError):
 class Row:
     attributes: tuple[tuple[str, object], ...]
     cells: dict[str, float | tuple[float, float] | None]   # metric -> rate, or (p50, p99)
+    totals: dict[str, float] = field(default_factory=dict)  # counter -> its value now
 
 
 def sort_keys(spec: GadgetSpec) -> list[str]:
@@ -56,15 +58,32 @@ def sort_columns(specs: list[GadgetSpec], sort: str | None) -> list[str]:
     return [sort if sort in sort_keys(spec) else check_sort(spec, None) for spec in specs]
 
 
+@dataclass(frozen=True, slots=True)
+class GadgetTable:
+    """A gadget's table at one reading: its top rows, how many series it has,
+    and each counter column summed over all of them (exact: not only the top)."""
+
+    rows: list[Row]
+    series: int
+    totals: dict[str, float]
+
+
 def build_rows(spec: GadgetSpec, previous: Snapshot | None, current: Snapshot,
                *, top: int, sort: str, totals: dict | None = None) -> list[Row]:
     """The `top` rows by `sort`. `totals`, a dict the caller keeps from one
     call to the next, holds the sums per series of the current snapshot for
     the next call, whose previous snapshot it is (summed once, not twice)."""
+    return gadget_table(spec, previous, current, top=top, sort=sort, kept=totals).rows
+
+
+def gadget_table(spec: GadgetSpec, previous: Snapshot | None, current: Snapshot,
+                 *, top: int, sort: str, kept: dict | None = None) -> GadgetTable:
+    """The gadget's table: its `top` rows by `sort`, its series and its totals.
+    `kept` is build_rows' `totals`."""
     attribute_names = [attribute.name for attribute in spec.attributes]
     elapsed = (current.time_ns - previous.time_ns) / 1e9 if previous else 0.0
     names = series_names(spec)
-    kept = totals if totals is not None else {}
+    kept = kept if kept is not None else {}
     known = kept.get("snapshot")
     identities = kept.setdefault("identities", {})
     if previous is None:
@@ -80,11 +99,14 @@ def build_rows(spec: GadgetSpec, previous: Snapshot | None, current: Snapshot,
     ranked = [column for column in columns if column.name == sort]
     rows = [Row(identity, _cells(ranked, identity, metrics, before, elapsed))
             for identity, metrics in now.items()]
-    rows.sort(key=lambda row: _sort_value(row, sort, attribute_names), reverse=True)
-    return [Row(row.attributes, _cells(columns, row.attributes, now[row.attributes], before,
-                                       elapsed))
-            for row in rows[:top]]
-
+    rows.sort(key=lambda row: sort_value(row, sort, attribute_names), reverse=True)
+    counters = [column.name for column in columns if column.kind == COUNTER]
+    sums = {name: sum(metrics.get(name, 0) for metrics in now.values()) for name in counters}
+    return GadgetTable([Row(row.attributes,
+                            _cells(columns, row.attributes, now[row.attributes], before,
+                                   elapsed),
+                            {name: now[row.attributes].get(name, 0) for name in counters})
+                        for row in rows[:top]], len(now), sums)
 
 @dataclass(frozen=True, slots=True)
 class _Column:
@@ -120,7 +142,9 @@ def _cells(columns: list[_Column], identity: tuple, metrics: dict, before: dict,
     return cells
 
 
-def _sort_value(row: Row, sort: str, attribute_names: list[str]):
+def sort_value(row: Row, sort: str, attribute_names: list[str]) -> tuple:
+    """The key rows sort by, descending: a metric's rate (a histogram's p99),
+    or an attribute's value."""
     if sort in attribute_names:
         value = dict(row.attributes).get(sort)
         return (1, str(value)) if not isinstance(value, int) else (0, value)

@@ -1,0 +1,45 @@
+"""The cluster-wide table, merged from the nodes' summaries: the busiest series
+of every node together, and the totals per node and for the cluster.
+
+The merged top N is exact: each node sends its own top N by the same sort key,
+and a series in the cluster's top N is in its node's top N (no node can have
+more than N series above it). Totals are exact too: each node sums every
+series it has, not only those it sends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ig_metrics.cluster.watch import ClusterReading
+from ig_metrics.gadgets.spec import GadgetSpec
+from ig_metrics.summary.rows import Row, sort_value
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterRow:
+    node: str
+    row: Row                     # rates, totals and percentiles, as the node computed them
+
+
+def cluster_rows(spec: GadgetSpec, reading: ClusterReading, *, top: int,
+                 sort: str) -> list[ClusterRow]:
+    """The `top` busiest series of gadget `spec` across the read nodes."""
+    attribute_names = [attribute.name for attribute in spec.attributes]
+    rows = [ClusterRow(node.node, row) for node in reading.ready()
+            for gadget in [node.summary.gadget(spec.name)] if gadget is not None
+            for row in gadget.rows]
+    rows.sort(key=lambda entry: sort_value(entry.row, sort, attribute_names), reverse=True)
+    return rows[:top]
+
+
+def cluster_totals(spec: GadgetSpec, reading: ClusterReading) -> tuple[int, dict[str, float]]:
+    """(series, counter column -> total) of gadget `spec` over the read nodes."""
+    series, totals = 0, {}
+    for node in reading.ready():
+        gadget = node.summary.gadget(spec.name)
+        if gadget is None:
+            continue
+        series += gadget.series
+        for name, value in gadget.totals.items():
+            totals[name] = totals.get(name, 0) + value
+    return series, totals
