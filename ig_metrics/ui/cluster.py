@@ -107,7 +107,7 @@ def gadget_table(spec: GadgetSpec, reading: ClusterReading, *, title: str, top: 
     counters = ", ".join(f"{name} {format_total(totals.get(name, 0), spec.metric(name).unit)}"
                          for name in spec.table.columns
                          if spec.metric(name).kind == COUNTER)
-    caption = f"{min(top, len(rows))} of {series:,} series" + (f" · cluster: {counters}"
+    caption = f"{len(rows)} of {series:,} series" + (f" · cluster: {counters}"
                                                                if counters else "")
     table = Table(title=f"{title} · {spec.name}", title_justify="left", expand=False,
                   pad_edge=False, caption=caption, caption_justify="left")
