@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from prometheus_client.parser import text_string_to_metric_families
 
 from ig_metrics.catalog.attributenames import builtin_attribute_names
+from ig_metrics.exporters.prometheus import naming
 from ig_metrics.gadgets.spec import GadgetSpec
-from ig_metrics.exporters import prometheus_naming as naming
 from ig_metrics.model.snapshot import (
     COUNTER, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot,
 )
