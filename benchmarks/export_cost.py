@@ -127,8 +127,8 @@ def fill(table, count: int, round_: int) -> None:
 
 def exporter_configs(count: int, grpc_port: int, http_port: int, prom_port: int):
     from ig_metrics.config.model import ExporterTemplate, ResolvedExporter
-    from ig_metrics.exporters.otlp_common import OtlpSettings
-    from ig_metrics.exporters.prometheus import PrometheusSettings
+    from ig_metrics.exporters.otlp.common import OtlpSettings
+    from ig_metrics.exporters.prometheus.exporter import PrometheusSettings
 
     def resolved(name, type_, settings):
         template = ExporterTemplate(name, type_, settings, 10.0, "bench", 1)

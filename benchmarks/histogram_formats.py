@@ -13,7 +13,7 @@ microseconds, as the tcp gadget's durations; counters with tcp's attributes):
                       and exponential histograms, gzip as compression: gzip does
 
 Each is the real code path of the exporter: SnapshotCollector.text/protobuf,
-RemoteWriteEncoder + snappy, encode() of otlp_wire. Every measured round is
+RemoteWriteEncoder + snappy, encode() of otlp/wire.py. Every measured round is
 a new snapshot with the same series (their attribute tuples kept, as the
 sampler keeps them) and new values, after one round that fills the caches:
 the steady state of a running agent. CPU is time.process_time() (user+system)
@@ -39,12 +39,13 @@ sys.path.insert(0, str(ROOT))
 
 from opentelemetry.sdk.metrics.export import AggregationTemporality  # noqa: E402
 
-from ig_metrics.exporters.encoding import encode, split  # noqa: E402
-from ig_metrics.exporters.otlp_wire import WireEncoder  # noqa: E402
-from ig_metrics.exporters.prometheus import SnapshotCollector  # noqa: E402
-from ig_metrics.exporters.prometheus_proto import BOTH, NATIVE  # noqa: E402
-from ig_metrics.exporters.prometheus_text import GZIP_LEVEL, TextFormat  # noqa: E402
-from ig_metrics.exporters.remote_write_wire import (  # noqa: E402
+from ig_metrics.exporters.encoding.chunks import split  # noqa: E402
+from ig_metrics.exporters.otlp.requests import encode  # noqa: E402
+from ig_metrics.exporters.otlp.wire import WireEncoder  # noqa: E402
+from ig_metrics.exporters.prometheus.exporter import SnapshotCollector  # noqa: E402
+from ig_metrics.exporters.prometheus.proto import BOTH, NATIVE  # noqa: E402
+from ig_metrics.exporters.prometheus.text import GZIP_LEVEL, TextFormat  # noqa: E402
+from ig_metrics.exporters.remotewrite.wire import (  # noqa: E402
     CLASSIC, RemoteWriteEncoder, compress,
 )
 from ig_metrics.model.snapshot import (  # noqa: E402

@@ -108,15 +108,15 @@ class Exports:
         from prometheus_client import CollectorRegistry, make_wsgi_app
 
         from ig_metrics.config.model import ExporterTemplate, ResolvedExporter
-        from ig_metrics.exporters.otlp_common import OtlpSettings
-        from ig_metrics.exporters.prometheus import PrometheusSettings
-        from ig_metrics.exporters.backoff import RetrySettings
+        from ig_metrics.exporters.otlp.common import OtlpSettings
+        from ig_metrics.exporters.prometheus.exporter import PrometheusSettings
+        from ig_metrics.exporters.delivery.retry import RetrySettings
         from ig_metrics.exporters.registry import create_exporter
-        from ig_metrics.exporters import encoding
-        from ig_metrics.exporters.otlp_grpc import GrpcTransport
-        from ig_metrics.exporters.otlp_wire import WireEncoder
-        from ig_metrics.exporters.prometheus import SnapshotCollector
-        from ig_metrics.exporters.webserver import serve
+        from ig_metrics.exporters.otlp import requests as otlp_requests
+        from ig_metrics.exporters.otlp.grpc import GrpcTransport
+        from ig_metrics.exporters.otlp.wire import WireEncoder
+        from ig_metrics.exporters.prometheus.exporter import SnapshotCollector
+        from ig_metrics.exporters.prometheus.webserver import serve
 
         def resolved(name, type_, settings):
             return ResolvedExporter(ExporterTemplate(name, type_, settings, 10.0, "bench", 1),
@@ -124,7 +124,7 @@ class Exports:
 
         self.sinks = sinks
         # A new size starts cold, as a new agent would: no attributes encoded yet.
-        encoding.SHARED.encoder = WireEncoder()
+        otlp_requests.SHARED.encoder = WireEncoder()
         self.otlp = create_exporter(resolved("grpc", "otlp-grpc", OtlpSettings(
             f"127.0.0.1:{grpc_port}", insecure=True, timeout=120)))
         self.prometheus = create_exporter(resolved("prom", "prometheus",
@@ -155,7 +155,7 @@ class Exports:
             assert self.sdk_transport.send(request, 120.0).failure is None
 
     def text(self, snapshot) -> None:
-        from ig_metrics.exporters.prometheus_text import TextFormat
+        from ig_metrics.exporters.prometheus.text import TextFormat
 
         self.text_collector.show(snapshot)
         assert self.text_collector.text(TextFormat(openmetrics=False))

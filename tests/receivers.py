@@ -31,10 +31,10 @@ from google.protobuf.duration_pb2 import Duration
 from google.rpc.error_details_pb2 import RetryInfo
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from ig_metrics.exporters.console import ConsoleSettings
 from ig_metrics.config.model import ExporterTemplate, ResolvedExporter
-from ig_metrics.exporters.otlp_common import OtlpSettings
-from ig_metrics.exporters.prometheus import PrometheusSettings
+from ig_metrics.exporters.console import ConsoleSettings
+from ig_metrics.exporters.otlp.common import OtlpSettings
+from ig_metrics.exporters.prometheus.exporter import PrometheusSettings
 from ig_metrics.model.snapshot import (
     COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot
 )

@@ -1,7 +1,7 @@
 """The SDK-path oracle: a Snapshot as OpenTelemetry SDK `MetricsData` (the public
 data classes that the SDK's OTLP exporters take in `export()`) and encoded by the
 SDK's own protobuf encoder, which the tests and benchmarks compare our own
-encoder (exporters/otlp_wire.py) with."""
+encoder (exporters/otlp/wire.py) with."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from ig_metrics import __version__
-from ig_metrics.exporters.encoding import Encoded, split
-from ig_metrics.exporters.log2native import layout_of, native_buckets
-from ig_metrics.exporters.otlp_wire import SCOPE_NAME
+from ig_metrics.exporters.encoding.chunks import Encoded, split
+from ig_metrics.exporters.encoding.log2native import layout_of, native_buckets
+from ig_metrics.exporters.otlp.wire import SCOPE_NAME
 from ig_metrics.model.snapshot import (
     COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, Point, Snapshot
 )

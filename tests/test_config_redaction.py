@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ig_metrics.cli import app
 from ig_metrics.catalog.directories import BUILTIN_PROFILES_DIR
 from ig_metrics.catalog.loading import load_catalog
+from ig_metrics.cli import app
 from ig_metrics.config import REDACTED, ConfigError, ExporterTemplate
-from ig_metrics.exporters.otlp_common import OtlpSettings
+from ig_metrics.exporters.otlp.common import OtlpSettings
 
 SECRETS = Path(__file__).parent / "config" / "secrets"
 SECRET = "s3cr3t-token"

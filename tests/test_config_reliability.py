@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from ig_metrics.config import REDACTED
 from ig_metrics.catalog.loading import load_catalog
+from ig_metrics.config import REDACTED
 from ig_metrics.config.model import LimitSettings
-from ig_metrics.exporters.queue import QueueSettings
-from ig_metrics.exporters.backoff import RetrySettings
-from ig_metrics.exporters.webserver import ServerTlsSettings
+from ig_metrics.exporters.delivery.queue import QueueSettings
+from ig_metrics.exporters.delivery.retry import RetrySettings
+from ig_metrics.exporters.prometheus.webserver import ServerTlsSettings
 
 GOOD = Path(__file__).parent / "config" / "good"
 HASH = "$2b$10$GtxjFJ/UsgGYYvOEgtzH1OYYI5vydIcZv/VDhtOg6RW.NTuZosJci"

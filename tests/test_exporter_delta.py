@@ -3,7 +3,7 @@ the same deltas on the wire)."""
 
 from __future__ import annotations
 
-from ig_metrics.exporters.delta import DeltaTracker
+from ig_metrics.exporters.otlp.delta import DeltaTracker
 from ig_metrics.model.snapshot import (
     COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot
 )

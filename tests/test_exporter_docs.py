@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from ig_metrics.catalog.loading import load_catalog
+from ig_metrics.exporters.prometheus.naming import prometheus_metric_name
 from ig_metrics.exporters.registry import create_exporter
-from ig_metrics.exporters.prometheus_naming import prometheus_metric_name
 from tests.receivers import console_config, tcp_like_snapshot
 
 DOC = Path(__file__).parent.parent / "docs" / "exporters.md"

@@ -12,11 +12,11 @@ import time
 import pytest
 
 from ig_metrics.config.model import LimitSettings
-from ig_metrics.exporters.queue import QueueSettings
-from ig_metrics.exporters.backoff import RetrySettings
-from ig_metrics.exporters.registry import create_exporter
 from ig_metrics.exporters.base import ExportResult, Health
-from ig_metrics.exporters.worker import ExporterWorker, HealthChange
+from ig_metrics.exporters.delivery.queue import QueueSettings
+from ig_metrics.exporters.delivery.retry import RetrySettings
+from ig_metrics.exporters.delivery.worker import ExporterWorker, HealthChange
+from ig_metrics.exporters.registry import create_exporter
 from tests.receivers import (
     OK, SLOW, THROTTLE, UNAUTHENTICATED, OtlpGrpcReceiver, OtlpHttpReceiver,
     clear_otel_environment, expected_values, flatten, free_port, iter_points, otlp_config,

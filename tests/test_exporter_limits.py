@@ -7,16 +7,16 @@ from __future__ import annotations
 import random
 
 from ig_metrics.config.model import LimitSettings
-from ig_metrics.exporters.backoff import RetrySettings
-from ig_metrics.exporters.backoff import RETRY_AFTER_CAP, Backoff
 from ig_metrics.exporters.base import ExportFailure, Health
-from ig_metrics.exporters.health import HealthTracker
-from ig_metrics.exporters.limits import OVERFLOW_ATTRIBUTES, SeriesLimiter
-from ig_metrics.exporters.load import CALM_EXPORTS, LoadGovernor
-from ig_metrics.exporters.telemetry import HEALTH_STATES, ExporterStats, ExportTelemetry
+from ig_metrics.exporters.delivery.health import HealthTracker
+from ig_metrics.exporters.delivery.limits import OVERFLOW_ATTRIBUTES, SeriesLimiter
+from ig_metrics.exporters.delivery.load import CALM_EXPORTS, LoadGovernor
+from ig_metrics.exporters.delivery.retry import RetrySettings
+from ig_metrics.exporters.delivery.telemetry import HEALTH_STATES, ExporterStats, ExportTelemetry
 from ig_metrics.model.snapshot import (
     COUNTER, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot
 )
+from ig_metrics.retry.backoff import RETRY_AFTER_CAP
 
 SENT = MetricInfo("tcp.sent", COUNTER, "By", "")
 LATENCY = MetricInfo("latency", HISTOGRAM, "s", "", (1.0,))
@@ -77,7 +77,7 @@ def test_a_metric_limit_overrides_the_exporter_limit_and_histograms_add_up():
 
 
 def test_backoff_doubles_up_to_max_with_jitter_and_honours_retry_after():
-    backoff = Backoff.of(RetrySettings(initial=1.0, max=8.0), random.Random(1))
+    backoff = RetrySettings(initial=1.0, max=8.0).backoff(random.Random(1))
     waits = [backoff.next_wait() for _ in range(6)]
     for wait, ceiling in zip(waits, [1, 2, 4, 8, 8, 8]):
         assert ceiling / 2 <= wait <= ceiling

@@ -11,10 +11,10 @@ from dataclasses import replace
 import pytest
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
-from ig_metrics.exporters.otlp_common import TlsSettings
-from ig_metrics.exporters.registry import create_exporter
 from ig_metrics.exporters.base import ExporterStartError, ExportResult, Health
-from ig_metrics.exporters.worker import ExporterWorker
+from ig_metrics.exporters.delivery.worker import ExporterWorker
+from ig_metrics.exporters.otlp.common import TlsSettings
+from ig_metrics.exporters.registry import create_exporter
 from ig_metrics.model.snapshot import HistogramValue, MetricData, Point, Snapshot
 from tests.receivers import (
     RESOURCE, START_NS, UNAVAILABLE, HistogramSeen, OtlpGrpcReceiver, OtlpHttpReceiver,

@@ -1,4 +1,4 @@
-"""The OTLP requests written straight to protobuf (exporters/otlp_wire.py) are
+"""The OTLP requests written straight to protobuf (exporters/otlp/wire.py) are
 what the SDK's data classes and encoder make of the same snapshots: parsed by
 opentelemetry-proto's own ExportMetricsServiceRequest they equal the SDK's
 request, and their bytes are the SDK's bytes. Snapshots as exporters see
@@ -19,10 +19,11 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.sdk.metrics.export import AggregationTemporality
 
 from ig_metrics.config.model import LimitSettings
-from ig_metrics.exporters.delta import DeltaTracker
-from ig_metrics.exporters.encoding import encode, split
-from ig_metrics.exporters.limits import SeriesLimiter
-from ig_metrics.exporters.otlp_wire import WireEncoder
+from ig_metrics.exporters.delivery.limits import SeriesLimiter
+from ig_metrics.exporters.encoding.chunks import split
+from ig_metrics.exporters.otlp.delta import DeltaTracker
+from ig_metrics.exporters.otlp.requests import encode
+from ig_metrics.exporters.otlp.wire import WireEncoder
 from tests.sdk_oracle import encode_with_sdk, to_metrics_data
 from ig_metrics.model.snapshot import (
     COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot
@@ -288,7 +289,7 @@ def test_concurrent_encodings_with_one_encoder_are_each_right():
 def test_no_request_grows_past_what_a_grpc_server_accepts(monkeypatch) -> None:
     """With a cap on points far too high for long attributes, requests are
     split further by size, and together still carry every point once."""
-    import ig_metrics.exporters.encoding as encoding
+    import ig_metrics.exporters.otlp.requests as encoding
 
     monkeypatch.setattr(encoding, "MAX_REQUEST_BYTES", 20_000)
     snapshot = many_series_snapshot(300)

@@ -13,9 +13,9 @@ import time
 import bcrypt
 import pytest
 
-from ig_metrics.exporters.backoff import RetrySettings
 from ig_metrics.exporters.base import Health
-from ig_metrics.exporters.prometheus_remote_write import BasicAuth, RemoteWriteSettings
+from ig_metrics.exporters.delivery.retry import RetrySettings
+from ig_metrics.exporters.remotewrite.exporter import BasicAuth, RemoteWriteSettings
 from tests.receivers import (
     PrometheusServer, exporter_config, make_tls_files, tcp_like_snapshot,
 )
@@ -70,7 +70,7 @@ def test_counters_and_native_histograms_come_back_exactly(receiver):
 
 
 def test_mutual_tls_to_a_receiver_that_requires_a_client_certificate(tmp_path):
-    from ig_metrics.exporters.otlp_common import TlsSettings
+    from ig_metrics.exporters.otlp.common import TlsSettings
     from ig_metrics.exporters.registry import create_exporter
 
     files = make_tls_files(tmp_path / "tls")
@@ -227,7 +227,7 @@ def test_samples_queued_in_a_directory_are_delivered_by_the_next_run(receiver, t
     """Receiver unreachable: two snapshots wait in queue.dir; the exporter shuts
     down (an ig-metrics stopped during an outage). The next one with the same
     directory delivers both samples, each at its own time, and nothing else."""
-    from ig_metrics.exporters.queue import QueueSettings
+    from ig_metrics.exporters.delivery.queue import QueueSettings
     from ig_metrics.exporters.registry import create_exporter
     from tests.receivers import free_port
 

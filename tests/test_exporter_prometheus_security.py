@@ -11,10 +11,10 @@ import urllib.request
 import bcrypt
 import pytest
 
-from ig_metrics.exporters.prometheus import PrometheusSettings
-from ig_metrics.exporters.webserver import ServerTlsSettings
-from ig_metrics.exporters.registry import create_exporter
 from ig_metrics.exporters.base import ExporterStartError
+from ig_metrics.exporters.prometheus.exporter import PrometheusSettings
+from ig_metrics.exporters.prometheus.webserver import ServerTlsSettings
+from ig_metrics.exporters.registry import create_exporter
 from tests.receivers import (
     PrometheusServer, exporter_config, make_tls_files, require_tool, PROMETHEUS,
     tcp_like_snapshot,

@@ -17,12 +17,12 @@ import time
 import cramjam
 import pytest
 
-from ig_metrics.exporters.backoff import RetrySettings
 from ig_metrics.exporters.base import ExportResult, Health
-from ig_metrics.exporters.prometheus_remote_write import NATIVE_FIX, RemoteWriteSettings
-from ig_metrics.exporters.queue import QueueSettings
+from ig_metrics.exporters.delivery.queue import QueueSettings
+from ig_metrics.exporters.delivery.retry import RetrySettings
+from ig_metrics.exporters.delivery.worker import ExporterWorker, HealthChange
 from ig_metrics.exporters.registry import create_exporter
-from ig_metrics.exporters.worker import ExporterWorker, HealthChange
+from ig_metrics.exporters.remotewrite.exporter import NATIVE_FIX, RemoteWriteSettings
 from ig_metrics.model.snapshot import Snapshot
 from tests.proto_reference import WriteRequest
 from tests.receivers import (

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 
-from ig_metrics.exporters.seriescache import ATTRIBUTES, PAYLOAD, SeriesCache
+from ig_metrics.exporters.encoding.seriescache import ATTRIBUTES, PAYLOAD, SeriesCache
 from ig_metrics.model.snapshot import Point
 
 

@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from ig_metrics.exporters.console import ConsoleSettings
-from ig_metrics.exporters.backoff import RetrySettings
-from ig_metrics.exporters.registry import create_exporter
 from ig_metrics.exporters.base import Exporter, ExportResult, Health
-from ig_metrics.exporters.worker import ExporterWorker, HealthChange
+from ig_metrics.exporters.console import ConsoleSettings
+from ig_metrics.exporters.delivery.retry import RetrySettings
+from ig_metrics.exporters.delivery.worker import ExporterWorker, HealthChange
+from ig_metrics.exporters.registry import create_exporter
 from ig_metrics.model.snapshot import Snapshot
 from tests.receivers import (
     HANG, OK, UNAVAILABLE, OtlpGrpcReceiver, OtlpHttpReceiver, clear_otel_environment,

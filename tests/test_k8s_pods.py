@@ -15,11 +15,11 @@ import kubernetes_validate
 import pytest
 
 from ig_metrics.k8s.apiclient import KubernetesUnavailable, api_client
-from ig_metrics.model.semconv import PEER_NAMESPACE, PEER_POD_NAME
 from ig_metrics.k8s.pods import PodCache, PodCacheConfig
 from ig_metrics.k8s.podstores import PodStore
-from ig_metrics.exporters.backoff import Backoff
 from ig_metrics.k8s.reflector import Reflector
+from ig_metrics.model.semconv import PEER_NAMESPACE, PEER_POD_NAME
+from ig_metrics.retry.backoff import Backoff
 from tests.k8s_apiserver import FakeApiServer, make_pod, write_kubeconfig
 
 KUBERNETES_VERSIONS = ("1.28", "1.30", "1.32")

@@ -182,7 +182,7 @@ def test_a_gadget_dashboard_covers_every_metric_of_its_spec(committed_boards, sp
 def test_native_queries_only_for_histograms_that_can_be_native(committed_boards,
                                                                specs) -> None:
     """The export duration's fixed buckets stay classic on every scrape
-    (exporters/log2native.py): a native query of it could never answer, so the
+    (exporters/encoding/log2native.py): a native query of it could never answer, so the
     health dashboard has none; every native query reads a log2 histogram."""
     native_names = {metric.prometheus for spec in specs
                     for metric in rules.gadget_metrics(spec) if metric.native}

@@ -1,6 +1,6 @@
-"""The kernel's log2 slots as exponential buckets (pipeline/log2native.py) and
-the three hand-written encoders that carry them: Prometheus' protobuf
-exposition, OTLP ExponentialHistogram, remote write. Each encoder's bytes are
+"""The kernel's log2 slots as exponential buckets
+(exporters/encoding/log2native.py) and the three hand-written encoders that
+carry them: Prometheus' protobuf exposition, OTLP ExponentialHistogram, remote write. Each encoder's bytes are
 checked against the protobuf library's own encoding of the reference message
 (tests/proto_reference.py, the SDK's encoder for OTLP); the slot mapping
 against a brute-force count of the integers of each slot."""
@@ -18,18 +18,18 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.sdk.metrics.export import AggregationTemporality
 
-from ig_metrics.exporters.delta import DeltaTracker
-from ig_metrics.exporters.encoding import encode
-from ig_metrics.exporters.otlp_wire import WireEncoder
-from ig_metrics.exporters.prometheus import SnapshotCollector
-from ig_metrics.exporters.prometheus_proto import (
+from ig_metrics.exporters.encoding.log2native import (
+    NativeBuckets, layout_of, native_buckets, native_index, slot_index, spans_and_deltas,
+)
+from ig_metrics.exporters.otlp.delta import DeltaTracker
+from ig_metrics.exporters.otlp.requests import encode
+from ig_metrics.exporters.otlp.wire import WireEncoder
+from ig_metrics.exporters.prometheus.exporter import SnapshotCollector
+from ig_metrics.exporters.prometheus.proto import (
     BOTH, CLASSIC, NATIVE, ZERO_THRESHOLD, ProtobufRenderer, wants_protobuf,
 )
-from ig_metrics.exporters.remote_write_wire import (
+from ig_metrics.exporters.remotewrite.wire import (
     RemoteWriteEncoder, compress, decompress, without_native_histograms,
-)
-from ig_metrics.exporters.log2native import (
-    NativeBuckets, layout_of, native_buckets, native_index, slot_index, spans_and_deltas,
 )
 from ig_metrics.model.snapshot import (
     HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point,

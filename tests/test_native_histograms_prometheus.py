@@ -42,7 +42,7 @@ def probe_snapshot(bpf_available):
 def test_native_and_classic_prometheus_scrape_the_same_endpoint(probe_snapshot, tmp_path):
     """Also a second endpoint with histograms: classic, which the native server
     then stores as classic buckets from the protobuf exposition."""
-    from ig_metrics.exporters.prometheus import PrometheusSettings
+    from ig_metrics.exporters.prometheus.exporter import PrometheusSettings
     from ig_metrics.exporters.registry import create_exporter
 
     (point,) = points(probe_snapshot, "probe.value", process__pid=os.getpid())

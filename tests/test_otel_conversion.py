@@ -9,7 +9,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.sdk.metrics.export import AggregationTemporality
 
 from ig_metrics import __version__
-from ig_metrics.exporters.otlp_common import MAX_POINTS_PER_REQUEST
+from ig_metrics.exporters.otlp.common import MAX_POINTS_PER_REQUEST
 from tests.sdk_oracle import point_count, to_metrics_data
 from ig_metrics.model.snapshot import (
     COUNTER, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ig_metrics.exporters.prometheus_naming import (
+from ig_metrics.exporters.prometheus.naming import (
     label_name, label_plan, label_value, prometheus_metric_name
 )
 from ig_metrics.model.snapshot import COUNTER, GAUGE, HISTOGRAM

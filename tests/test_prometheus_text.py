@@ -1,4 +1,4 @@
-"""The scrape text written straight from snapshots (exporters/prometheus_text.py)
+"""The scrape text written straight from snapshots (exporters/prometheus/text.py)
 is, byte for byte, what prometheus_client's own encoders make of the
 collector's families, in every format and escaping a scraper may ask for, and
 the exporter's HTTP answers are the library app's (headers, gzip, filters)."""
@@ -17,10 +17,10 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.utils import floatToGoString
 
 from ig_metrics.config.model import LimitSettings
+from ig_metrics.exporters.delivery.limits import SeriesLimiter
+from ig_metrics.exporters.prometheus.exporter import SnapshotCollector
+from ig_metrics.exporters.prometheus.text import _go_int, go_float, make_app, text_format
 from ig_metrics.exporters.registry import create_exporter
-from ig_metrics.exporters.limits import SeriesLimiter
-from ig_metrics.exporters.prometheus import SnapshotCollector
-from ig_metrics.exporters.prometheus_text import _go_int, go_float, make_app, text_format
 from ig_metrics.model.snapshot import (
     COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot
 )

@@ -1,4 +1,4 @@
-"""The encodings cumulative OTLP exporters share (exporters/encoding.py) hold
+"""The encodings cumulative OTLP exporters share (exporters/otlp/requests.py) hold
 only the latest tick's snapshots: a snapshot from before, however big, is let
 go as soon as a newer one is encoded, even when the newer one takes the
 freed snapshot's id (which Python often gives the next object)."""
@@ -9,7 +9,7 @@ import gc
 
 from opentelemetry.sdk.metrics.export import AggregationTemporality
 
-from ig_metrics.exporters.encoding import SharedEncodings
+from ig_metrics.exporters.otlp.requests import SharedEncodings
 from ig_metrics.model.snapshot import COUNTER, MetricData, MetricInfo, Point, Snapshot
 
 SENT = MetricInfo("tcp.sent", COUNTER, "By", "")

@@ -25,8 +25,8 @@ from ig_metrics.bpf.memory import BurstTrim, release_compiler_memory
 from ig_metrics.config.model import DEFAULT_IDLE_EXPIRY, DEFAULT_SAMPLER_MAX_SERIES, Profile
 from ig_metrics.exporters.registry import create_exporter
 from ig_metrics.exporters.base import Exporter, ExporterStartError, ExporterStatus
-from ig_metrics.exporters.telemetry import ExportTelemetry
-from ig_metrics.exporters.worker import ExporterWorker
+from ig_metrics.exporters.delivery.telemetry import ExportTelemetry
+from ig_metrics.exporters.delivery.worker import ExporterWorker
 from ig_metrics.gadgets.spec import GadgetSpec
 from ig_metrics.k8s.attribution import Attribution, start_attribution
 from ig_metrics.k8s.cgroupwrites import (writable_cgroup_mounts, writable_cgroups_warning,

@@ -3,10 +3,10 @@ both derived from the specs alone."""
 
 from __future__ import annotations
 
+from ig_metrics.exporters.prometheus.naming import prometheus_metric_name
 from ig_metrics.gadgets.decoders import EXPANDING
 from ig_metrics.gadgets.spec import AttributeSpec, GadgetSpec, Hook, MetricSpec
 from ig_metrics.pipeline.selfmetrics import SELF_METRICS
-from ig_metrics.exporters.prometheus_naming import prometheus_metric_name
 
 CATALOG_TITLE = "# Gadget catalog"
 

@@ -14,7 +14,7 @@ from ig_metrics.config.fieldkinds import HIDDEN
 from ig_metrics.config.model import (
     DEFAULT_INTERVAL, ExporterTemplate, Problem, Profile, ProfileConfig, ResolvedExporter
 )
-from ig_metrics.exporters.prometheus import PrometheusSettings
+from ig_metrics.exporters.prometheus.exporter import PrometheusSettings
 from ig_metrics.catalog.profilefile import ProfilesFile, read_profiles_file
 from ig_metrics.config.suggest import did_you_mean
 

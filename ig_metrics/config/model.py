@@ -83,7 +83,7 @@ class LimitSettings:
 
 class ExporterSettings(Protocol):
     """What every exporter type's settings class has (each type's module
-    declares its own: exporters/prometheus.py's PrometheusSettings...)."""
+    declares its own: exporters/prometheus/exporter.py's PrometheusSettings...)."""
 
     @property
     def limits(self) -> LimitSettings: ...

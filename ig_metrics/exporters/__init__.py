@@ -1,5 +1,6 @@
-"""Exporter types (one module each, listed in registry.py, whose
-`create_exporter` is the one factory) and what supervises them: one worker per
-exporter (its own thread, timeout, retry, health), limits, encoding and
-transports. Import the module you need: the registry takes in every type
+"""Exporter types, one package per protocol (prometheus/, otlp/, remotewrite/;
+console.py), listed in registry.py, whose `create_exporter` is the one factory;
+what they share to deliver (delivery/: one worker per exporter with its own
+thread, timeout, retry and health; limits, queue, transports) and to encode
+(encoding/). Import the module you need: the registry takes in every type
 (grpc, requests, prometheus_client), which costs start-up time."""

@@ -15,8 +15,8 @@ from typing import Any, Generic, TypeVar
 from ig_metrics.config.fields import Field
 from ig_metrics.config.model import REDACTED, ExporterSettings, ResolvedExporter
 from ig_metrics.config.rules import Rule
-from ig_metrics.exporters.limits import SeriesLimiter
-from ig_metrics.exporters.telemetry import ExporterStats
+from ig_metrics.exporters.delivery.limits import SeriesLimiter
+from ig_metrics.exporters.delivery.telemetry import ExporterStats
 from ig_metrics.model.snapshot import Snapshot
 
 # The longest an export may take for exporters that have no `timeout` setting

@@ -8,17 +8,18 @@ from __future__ import annotations
 from typing import Any
 
 from ig_metrics.config.model import ResolvedExporter
-from ig_metrics.exporters import (
-    console, otlp_grpc, otlp_http, prometheus, prometheus_remote_write,
-)
+from ig_metrics.exporters import console
 from ig_metrics.exporters.base import Exporter, ExporterType
+from ig_metrics.exporters.otlp import grpc as otlp_grpc, http as otlp_http
+from ig_metrics.exporters.prometheus import exporter as prometheus
+from ig_metrics.exporters.remotewrite import exporter as remote_write
 
 # In this order in `exporters list`, the JSON Schema and the docs.
 EXPORTER_TYPES: dict[str, ExporterType] = {t.name: t for t in (
     prometheus.TYPE,
     otlp_grpc.TYPE,
     otlp_http.TYPE,
-    prometheus_remote_write.TYPE,
+    remote_write.TYPE,
     console.TYPE,
 )}
 

@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 import time
 
-from ig_metrics.exporters.backoff import Backoff
 from ig_metrics.k8s.apiclient import KubernetesUnavailable, api_client
 from ig_metrics.k8s.podinfo import PeerPod, PodInfo
 from ig_metrics.k8s.podstores import ChangeListener, PeerIndex, PodStore, Tee, no_listener
@@ -17,6 +16,7 @@ from ig_metrics.k8s.reflector import (
     DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_WATCH_TIMEOUT, Reflector,
 )
+from ig_metrics.retry.backoff import Backoff
 
 # Where the peer index comes from: every pod of the cluster (one more watch,
 # of all pods, per node), this node's pods only, or nowhere.

@@ -16,8 +16,8 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.watch import Watch
 import urllib3
 
-from ig_metrics.exporters.backoff import Backoff
 from ig_metrics.k8s.podstores import ADDED, DELETED, MODIFIED, Store
+from ig_metrics.retry.backoff import Backoff
 
 log = logging.getLogger("ig_metrics.k8s")
 

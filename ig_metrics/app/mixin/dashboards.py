@@ -14,8 +14,8 @@ from ig_metrics.app.mixin.queries import (
     TARGET_INFO, Metric, by, classic_heatmap, classic_quantile, matchers, native_heatmap,
     native_quantile, rate, recorded_bucket_rate_name, recorded_rate_name, variable_matchers,
 )
-from ig_metrics.exporters import telemetry
-from ig_metrics.exporters.prometheus_naming import label_name
+from ig_metrics.exporters.delivery import telemetry
+from ig_metrics.exporters.prometheus.naming import label_name
 from ig_metrics.gadgets.spec import GadgetSpec
 from ig_metrics.model.snapshot import COUNTER, GAUGE
 from ig_metrics.pipeline import selfmetrics

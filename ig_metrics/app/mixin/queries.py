@@ -1,5 +1,5 @@
 """The PromQL the dashboards and rules are made of, from metric specs: each
-metric's Prometheus name (as exporters/prometheus_naming.py translates it), the label
+metric's Prometheus name (as exporters/prometheus/naming.py translates it), the label
 filters of the dashboards' variables, and the rate, quantile and heatmap
 expressions for counters and histograms (classic `_bucket` and native)."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ig_metrics.exporters.log2native import is_log2
-from ig_metrics.exporters.prometheus_naming import label_name, prometheus_metric_name
+from ig_metrics.exporters.encoding.log2native import is_log2
+from ig_metrics.exporters.prometheus.naming import label_name, prometheus_metric_name
 from ig_metrics.gadgets.spec import MetricSpec
 from ig_metrics.model.snapshot import HISTOGRAM, MetricInfo
 
@@ -42,7 +42,7 @@ class Metric:
     description: str
     labels: tuple[str, ...]     # the Prometheus labels its points may carry
     # A histogram of log2 slots: a native histogram where Prometheus scrapes them
-    # (exporters/log2native.py); other histograms stay classic everywhere.
+    # (exporters/encoding/log2native.py); other histograms stay classic everywhere.
     native: bool = False
 
     @property

@@ -1,6 +1,6 @@
 """Prometheus alerting and recording rules for ig-metrics: alerts on its own
 health (from the self-metrics of pipeline/selfmetrics.py and
-exporters/telemetry.py) and, per gadget, the per-node aggregations the
+exporters/delivery/telemetry.py) and, per gadget, the per-node aggregations the
 overview dashboard reads. Every alert names its runbook section in
 docs/monitoring.md."""
 
@@ -13,8 +13,8 @@ from ig_metrics.app.mixin.queries import (
     JOB_MATCHER, RECORDED_WINDOW, Metric, by, metric_of, recorded_bucket_rate_name,
     recorded_rate_name,
 )
-from ig_metrics.exporters import telemetry
-from ig_metrics.exporters.prometheus_naming import label_name
+from ig_metrics.exporters.delivery import telemetry
+from ig_metrics.exporters.prometheus.naming import label_name
 from ig_metrics.gadgets.spec import GadgetSpec
 from ig_metrics.model.snapshot import COUNTER, HISTOGRAM
 from ig_metrics.pipeline import selfmetrics

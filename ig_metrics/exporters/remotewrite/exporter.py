@@ -1,8 +1,8 @@
 """The prometheus-remote-write exporter: pushes every accepted snapshot as
 Prometheus remote write 1.0 (a snappy-compressed WriteRequest of cumulative
-samples, remote_write_wire.py) to Prometheus' /api/v1/write, Mimir, Thanos
-Receive, VictoriaMetrics and the like. It shares the OTLP push exporters'
-machinery (push.py): a bounded queue, optionally on disk, sent oldest first,
+samples, wire.py) to Prometheus' /api/v1/write, Mimir, Thanos Receive,
+VictoriaMetrics and the like. It shares the OTLP push exporters' machinery
+(delivery/push.py): a bounded queue, optionally on disk, sent oldest first,
 so an outage or a restart loses no sample; retries with backoff (5xx and 429,
 honouring Retry-After); a 4xx, or an answer that says retrying cannot help, is
 final (logged once, the batch dropped and counted as rejected). A receiver that
@@ -29,21 +29,20 @@ from ig_metrics.config.fields import Field, Section
 from ig_metrics.config.model import LimitSettings
 from ig_metrics.config.rules import COMMON_RULES, ExporterDraft, Rule
 from ig_metrics.config.sections import build_limits, limits_field
-from ig_metrics.exporters.backoff import RetrySettings, retry_field
 from ig_metrics.exporters.base import ExporterType
-from ig_metrics.exporters.encoding import Encoded, split
-from ig_metrics.exporters.otlp_common import (
+from ig_metrics.exporters.delivery.push import PushExporter
+from ig_metrics.exporters.delivery.queue import QueueSettings, queue_field
+from ig_metrics.exporters.delivery.retry import RetrySettings, retry_field, retry_waits_grow
+from ig_metrics.exporters.delivery.transport import Delivery
+from ig_metrics.exporters.encoding.chunks import Encoded, split
+from ig_metrics.exporters.otlp.common import (
     HEADER_NAME_PATTERN, TlsSettings, client_certificate_with_key, client_tls_section,
-    retry_waits_grow,
 )
-from ig_metrics.exporters.otlp_http import FinalAnswer, HttpTransport, requests_tls
-from ig_metrics.exporters.push import PushExporter
-from ig_metrics.exporters.queue import QueueSettings, queue_field
-from ig_metrics.exporters.remote_write_wire import (
+from ig_metrics.exporters.otlp.http import FinalAnswer, HttpTransport, requests_tls
+from ig_metrics.exporters.remotewrite.wire import (
     CLASSIC, NATIVE, VERSION, RemoteWriteEncoder, compress, decompress,
     without_native_histograms,
 )
-from ig_metrics.exporters.transport import Delivery
 from ig_metrics.model.snapshot import Snapshot
 
 DEFAULT_TIMEOUT = 10.0          # seconds

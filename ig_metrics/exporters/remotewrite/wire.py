@@ -1,14 +1,13 @@
 """Snapshots as Prometheus remote write 1.0 requests: a prometheus.WriteRequest
 protobuf of cumulative samples stamped with the snapshot's time, labels
 sorted (`__name__`, the series' labels, external labels), classic histograms
-as _bucket/_count/_sum series or native ones (schema 0, log2native.py), then
-snappy-compressed (block format) as the protocol says. Written by hand like
-otlp_wire.py; field numbers are prometheus/prompb's types.proto."""
+as _bucket/_count/_sum series or native ones (schema 0, encoding/log2native.py),
+then snappy-compressed (block format) as the protocol says. Written by hand like
+otlp/wire.py; field numbers are prometheus/prompb's types.proto."""
 
 from __future__ import annotations
 
 import logging
-import struct
 import threading
 from bisect import bisect_left
 from collections.abc import Iterable
@@ -18,13 +17,13 @@ from operator import attrgetter
 import cramjam
 from prometheus_client.utils import floatToGoString
 
-from ig_metrics.exporters.otlp_wire import field, length, varint, zigzag
-from ig_metrics.exporters.prometheus_proto import (
-    ZERO_THRESHOLD, double_field, label_pairs, span, varint_field,
+from ig_metrics.exporters.encoding.log2native import layout_of, native_buckets, spans_and_deltas
+from ig_metrics.exporters.encoding.protobuf import (
+    DOUBLE, double_field, field, fields, length, varint, varint_field, zigzag,
 )
-from ig_metrics.exporters.seriescache import PAYLOAD, SeriesCache
-from ig_metrics.exporters import prometheus_naming as naming
-from ig_metrics.exporters.log2native import layout_of, native_buckets, spans_and_deltas
+from ig_metrics.exporters.encoding.seriescache import PAYLOAD, SeriesCache
+from ig_metrics.exporters.prometheus import naming
+from ig_metrics.exporters.prometheus.proto import ZERO_THRESHOLD, label_pairs, span
 from ig_metrics.model.snapshot import HISTOGRAM, Attributes, HistogramValue, Snapshot
 
 log = logging.getLogger("ig_metrics.exporters")
@@ -32,7 +31,6 @@ log = logging.getLogger("ig_metrics.exporters")
 VERSION = "0.1.0"
 CLASSIC, NATIVE = "classic", "native"
 _NAME = "__name__"
-_DOUBLE = struct.Struct("<d")
 _VALUE = attrgetter("value")
 _PLAIN_NUMBERS = {int, float}             # bool, a subclass of int, is refused below
 
@@ -53,49 +51,15 @@ def without_native_histograms(request: bytes) -> tuple[bytes, int]:
     kept: list[bytes] = []
     dropped = 0
     data = memoryview(request)
-    for number, start, body, end in _fields(data, 0, len(data)):
-        if number == 1 and any(inner == 4 for inner, *_ in _fields(data, body, end)):
-            dropped += 1
-        else:
-            kept.append(data[start:end])
+    try:
+        for number, start, body, end in fields(data, 0, len(data)):
+            if number == 1 and any(inner == 4 for inner, *_ in fields(data, body, end)):
+                dropped += 1
+            else:
+                kept.append(data[start:end])
+    except ValueError as error:
+        raise ValueError(f"not a WriteRequest: {error}") from error
     return b"".join(kept), dropped
-
-
-def _fields(data: memoryview, at: int, end: int):
-    """(field number, where the field starts, where its value starts, where it
-    ends) of each protobuf field in data[at:end]."""
-    while at < end:
-        start = at
-        key, at = _varint_at(data, at)
-        wire = key & 7
-        if wire == 0:
-            _, value_end = _varint_at(data, at)
-        elif wire == 1:
-            value_end = at + 8
-        elif wire == 2:
-            size, at = _varint_at(data, at)
-            value_end = at + size
-        elif wire == 5:
-            value_end = at + 4
-        else:
-            raise ValueError(f"not a WriteRequest: wire type {wire} at byte {start}")
-        if value_end > end:
-            raise ValueError(f"not a WriteRequest: a field past its end at byte {start}")
-        yield key >> 3, start, at, value_end
-        at = value_end
-
-
-def _varint_at(data: memoryview, at: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if at >= len(data):
-            raise ValueError("not a WriteRequest: cut short in a varint")
-        byte = data[at]
-        value |= (byte & 0x7F) << shift
-        at += 1
-        if byte < 0x80:
-            return value, at
-        shift += 7
 
 
 def _pair(name: str, value: str) -> bytes:
@@ -131,7 +95,7 @@ class RemoteWriteEncoder:
         with self._lock:
             self._labels.begin()
             # A metric's points in a chunk are known to the cache by the metric and
-            # their place among its pieces, as in otlp_wire.
+            # their place among its pieces, as in otlp/wire.py.
             pieces: dict[str, int] = {}
             # Prometheus name -> the metric that has it: a second metric of the same
             # name is left out, as the scrape endpoint does (its samples would
@@ -173,7 +137,7 @@ class RemoteWriteEncoder:
                     heads = [_number_head(entry, named, len(sample_tail))
                              for entry in entries]
                     parts.append(b"".join(chain.from_iterable(
-                        zip(heads, map(_DOUBLE.pack, values), repeat(sample_tail)))))
+                        zip(heads, map(DOUBLE.pack, values), repeat(sample_tail)))))
                     continue
             les = [_pair("le", floatToGoString(bound)) for bound in info.bounds] \
                 + [_pair("le", "+Inf")]
@@ -248,7 +212,7 @@ def _sample(value: float, tail: bytes) -> bytes:
     """A Sample field: value (1, double; proto3 leaves 0 off), then `tail`, the
     timestamp field shared by every sample of a request."""
     if value:
-        return b"\x12" + length(9 + len(tail)) + b"\x09" + _DOUBLE.pack(value) + tail
+        return b"\x12" + length(9 + len(tail)) + b"\x09" + DOUBLE.pack(value) + tail
     return b"\x12" + length(len(tail)) + tail
 
 

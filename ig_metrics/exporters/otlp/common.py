@@ -1,7 +1,7 @@
 """What the otlp-grpc and otlp-http exporters share: their settings, table and
 rules; the newest cumulative snapshot or a queue of delta intervals, delivered
-over a transport of their own (push.py; retries are the worker's, not the
-SDK's: see docs/reliability.md), encoded by otlp_wire.py with explicit or
+over a transport of their own (delivery/push.py; retries are the worker's, not
+the SDK's: see docs/reliability.md), encoded by wire.py with explicit or
 exponential histograms."""
 
 from __future__ import annotations
@@ -21,19 +21,20 @@ from ig_metrics.config.fieldkinds import (
 )
 from ig_metrics.config.fields import EnvVar, Field, Section
 from ig_metrics.config.model import DEFAULT_POINTS_PER_EXPORT, LimitSettings
-from ig_metrics.config.otelenv import (
+from ig_metrics.config.rules import COMMON_RULES, ExporterDraft, Rule
+from ig_metrics.config.sections import build_limits, env, limits_field
+from ig_metrics.exporters.base import Exporter, ExporterStartError, ExporterType
+from ig_metrics.exporters.delivery.push import PushExporter
+from ig_metrics.exporters.delivery.queue import QueueSettings, queue_field
+from ig_metrics.exporters.delivery.retry import RetrySettings, retry_field, retry_waits_grow
+from ig_metrics.exporters.encoding.chunks import Encoded
+from ig_metrics.exporters.otlp.delta import DeltaTracker
+from ig_metrics.exporters.otlp.otelenv import (
     HTTP_BASE_URL, HeaderListKind, MillisecondsKind, TemporalityPreferenceKind,
     otel_variables,
 )
-from ig_metrics.config.rules import COMMON_RULES, ExporterDraft, Rule
-from ig_metrics.config.sections import build_limits, env, limits_field
-from ig_metrics.exporters.backoff import RetrySettings, retry_field
-from ig_metrics.exporters.base import Exporter, ExporterStartError, ExporterType
-from ig_metrics.exporters.delta import DeltaTracker
-from ig_metrics.exporters.encoding import SHARED, Encoded, encode
-from ig_metrics.exporters.otlp_wire import WireEncoder
-from ig_metrics.exporters.push import PushExporter
-from ig_metrics.exporters.queue import QueueSettings, queue_field
+from ig_metrics.exporters.otlp.requests import SHARED, encode
+from ig_metrics.exporters.otlp.wire import WireEncoder
 from ig_metrics.model.snapshot import Snapshot
 
 # The default of limits.max_points_per_export. A default collector refuses a
@@ -219,14 +220,6 @@ def client_certificate_with_key(draft: ExporterDraft, ctx: FileContext) -> None:
         ctx.error(draft.line_of("tls"),
                   f"{draft.site.child('tls')}: cert_file and key_file go together "
                   f"(a client certificate and its private key); {missing} is missing")
-
-
-def retry_waits_grow(draft: ExporterDraft, ctx: FileContext) -> None:
-    retry = draft.values.get("retry", {})
-    if retry.get("initial", 0) > retry.get("max", float("inf")):
-        ctx.error(draft.line_of("retry"),
-                  f"{draft.site.child('retry')}: initial ({retry['initial']:g}s) is longer "
-                  f"than max ({retry['max']:g}s); waits grow from initial up to max")
 
 
 def queue_needs_delta(draft: ExporterDraft, ctx: FileContext) -> None:

@@ -1,5 +1,5 @@
-"""What an OTLP transport (gRPC or HTTP) gives back for one request: delivered,
-partly refused by the collector, or failed and why."""
+"""What a push exporter's transport (OTLP gRPC or HTTP, remote write) gives back
+for one request: delivered, partly refused by the receiver, or failed and why."""
 
 from __future__ import annotations
 

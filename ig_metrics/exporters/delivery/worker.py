@@ -12,12 +12,12 @@ import logging
 import threading
 import time
 
-from ig_metrics.exporters.backoff import Backoff, RetrySettings
 from ig_metrics.exporters.base import (
     ExportFailure, ExportResult, Exporter, ExporterStatus, Health,
 )
-from ig_metrics.exporters.health import HealthTracker
-from ig_metrics.exporters.load import LoadGovernor
+from ig_metrics.exporters.delivery.health import HealthTracker
+from ig_metrics.exporters.delivery.load import LoadGovernor
+from ig_metrics.exporters.delivery.retry import RetrySettings
 from ig_metrics.model.snapshot import Snapshot
 
 log = logging.getLogger("ig_metrics.exporters")
@@ -72,7 +72,7 @@ class ExporterWorker:
                                      limits.max_export_share)
         self.retry: RetrySettings = retry or getattr(exporter.settings, "retry", RetrySettings())
         self._internal_error = ""          # the last internal error logged in full
-        self.backoff = Backoff.of(self.retry)
+        self.backoff = self.retry.backoff()
         self.tracker = HealthTracker()
         self.stats = exporter.stats
         self.stats.interval = interval

@@ -1,22 +1,19 @@
-"""When to try again after a failure: exponential backoff with jitter (for an
-export, as `retry: {initial, max}` says, never sooner than a collector's
-Retry-After; for the pod watch, its own bounds), and the `retry:` settings."""
+"""The `retry:` settings of a push exporter (exponential backoff with jitter,
+the Backoff they make), their table and their rule."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 import random
-from collections.abc import Callable
 from typing import Any
 
+from ig_metrics.config.context import FileContext
 from ig_metrics.config.durations import format_duration
 from ig_metrics.config.fieldkinds import DurationKind
 from ig_metrics.config.fields import Field, Section
+from ig_metrics.config.rules import ExporterDraft
+from ig_metrics.retry.backoff import Backoff
 
-
-# A Retry-After longer than this is taken as this: a collector that asks for an
-# hour is more likely broken than busy, and the exporter must come back.
-RETRY_AFTER_CAP = 300.0
 
 DEFAULT_RETRY_INITIAL = 1.0      # seconds before the first retry
 
@@ -36,6 +33,10 @@ class RetrySettings:
         if self.max_elapsed is not None:
             written["max_elapsed"] = format_duration(self.max_elapsed)
         return written
+
+    def backoff(self, rng: random.Random | None = None) -> Backoff:
+        """The schedule `retry: {initial, max}` says."""
+        return Backoff(self.initial, self.max, (rng or random.Random()).random)
 
 
 def retry_field() -> Field:
@@ -62,35 +63,9 @@ def retry_field() -> Field:
         {"initial": "1s", "max": "30s"})
 
 
-class Backoff:
-    """The waits between consecutive failed attempts: initial, 2x, 4x... up to
-    maximum, each shortened by a random share of up to half ("equal jitter"), so
-    that many nodes that failed together do not retry together. The one
-    schedule of every retry here: exporters (`retry:`, `Backoff.of`) and the
-    Kubernetes pod watch."""
-
-    def __init__(self, initial: float, maximum: float,
-                 jitter: Callable[[], float] = random.random) -> None:
-        self.initial, self.maximum = initial, maximum
-        self.failures = 0
-        self._jitter = jitter
-
-    @classmethod
-    def of(cls, retry: RetrySettings, rng: random.Random | None = None) -> Backoff:
-        """The schedule `retry: {initial, max}` says."""
-        return cls(retry.initial, retry.max, (rng or random.Random()).random)
-
-    def next_wait(self, retry_after: float | None = None) -> float:
-        """The wait before the next attempt, never shorter than a collector's
-        Retry-After (capped at RETRY_AFTER_CAP)."""
-        ceiling = min(self.maximum, self.initial * 2 ** min(self.failures, 32))
-        self.failures += 1
-        wait = ceiling * (0.5 + self._jitter() / 2)
-        if retry_after is not None:
-            wait = max(wait, min(retry_after, RETRY_AFTER_CAP))
-        return wait
-
-    def reset(self) -> None:
-        self.failures = 0
-
-
+def retry_waits_grow(draft: ExporterDraft, ctx: FileContext) -> None:
+    retry = draft.values.get("retry", {})
+    if retry.get("initial", 0) > retry.get("max", float("inf")):
+        ctx.error(draft.line_of("retry"),
+                  f"{draft.site.child('retry')}: initial ({retry['initial']:g}s) is longer "
+                  f"than max ({retry['max']:g}s); waits grow from initial up to max")

@@ -17,8 +17,11 @@ from opentelemetry.sdk.metrics.export import AggregationTemporality
 from opentelemetry.sdk.resources import Resource
 
 from ig_metrics import __version__
-from ig_metrics.exporters.log2native import Layout, layout_of, native_buckets
-from ig_metrics.exporters.seriescache import PAYLOAD, SeriesCache
+from ig_metrics.exporters.encoding.log2native import Layout, layout_of, native_buckets
+from ig_metrics.exporters.encoding.protobuf import (
+    LENGTH_DELIMITED, field, length, string_field, varint, varint_field, zigzag,
+)
+from ig_metrics.exporters.encoding.seriescache import PAYLOAD, SeriesCache
 from ig_metrics.model.snapshot import (
     COUNTER, GAUGE, HISTOGRAM, AttrValue, Attributes, HistogramValue, MetricData,
     MetricInfo, Snapshot,
@@ -29,11 +32,10 @@ SCOPE_NAME = "ig-metrics"           # the instrumentation scope of every metric 
 log = logging.getLogger("ig_metrics.exporters")
 
 # Tags (field number << 3 | wire type): 0 varint, 1 fixed64, 2 length-delimited.
-_LENGTH_DELIMITED = 2
-_NUMBER_ATTRIBUTES = 7 << 3 | _LENGTH_DELIMITED        # NumberDataPoint.attributes
-_HISTOGRAM_ATTRIBUTES = 9 << 3 | _LENGTH_DELIMITED     # HistogramDataPoint.attributes
-_RESOURCE_ATTRIBUTES = 1 << 3 | _LENGTH_DELIMITED      # Resource.attributes
-_EXPONENTIAL_ATTRIBUTES = 1 << 3 | _LENGTH_DELIMITED   # ExponentialHistogramDataPoint's
+_NUMBER_ATTRIBUTES = 7 << 3 | LENGTH_DELIMITED         # NumberDataPoint.attributes
+_HISTOGRAM_ATTRIBUTES = 9 << 3 | LENGTH_DELIMITED      # HistogramDataPoint.attributes
+_RESOURCE_ATTRIBUTES = 1 << 3 | LENGTH_DELIMITED       # Resource.attributes
+_EXPONENTIAL_ATTRIBUTES = 1 << 3 | LENGTH_DELIMITED    # ExponentialHistogramDataPoint's
 _GAUGE, _SUM, _HISTOGRAM, _EXPONENTIAL = 5, 7, 9, 10   # Metric.data, by kind
 _DATA_FIELD = {GAUGE: _GAUGE, COUNTER: _SUM, HISTOGRAM: _HISTOGRAM}
 # A NumberDataPoint of a sum: start_time_unix_nano (2), time_unix_nano (3),
@@ -49,34 +51,6 @@ _ZERO_COUNT_TAG = 0x39                 # ExponentialHistogramDataPoint.zero_coun
 _TAGGED_FIXED64 = struct.Struct("<BQ")
 _TAGGED_INT = struct.Struct("<Bq")
 _TAGGED_DOUBLE = struct.Struct("<Bd")
-
-
-def varint(value: int) -> bytes:
-    """A non-negative integer as a protobuf varint."""
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-_SMALL_VARINTS = tuple(varint(value) for value in range(1 << 14))
-
-
-def length(value: int) -> bytes:
-    """The varint length prefix of a length-delimited field."""
-    return _SMALL_VARINTS[value] if value < 16384 else varint(value)
-
-
-def field(number: int, body: bytes) -> bytes:
-    """A length-delimited field (a string or a message)."""
-    return bytes((number << 3 | _LENGTH_DELIMITED,)) + length(len(body)) + body
-
-
-def _string_field(number: int, text: str) -> bytes:
-    # proto3 leaves an empty string off the wire.
-    return field(number, text.encode()) if text else b""
 
 
 def _any_value(value: AttrValue) -> AnyValue:
@@ -204,20 +178,20 @@ class WireEncoder:
                 number = _EXPONENTIAL
                 points = self._exponential_points(data, key, time_ns, layout)
                 # ExponentialHistogram.aggregation_temporality
-                trailer = _enum_field(2, temporality)
+                trailer = varint_field(2, temporality)
             elif info.kind == HISTOGRAM:
                 points = self._histogram_points(data, key, time_ns)
-                trailer = _enum_field(2, temporality)      # Histogram.aggregation_temporality
+                trailer = varint_field(2, temporality)      # Histogram.aggregation_temporality
             elif info.kind == COUNTER:
                 points = self._sum_points(data, key, time_ns)
-                trailer = _enum_field(2, temporality) + b"\x18\x01"     # is_monotonic = true
+                trailer = varint_field(2, temporality) + b"\x18\x01"     # is_monotonic = true
             else:
                 points = self._gauge_points(data, key, time_ns)
                 trailer = b""
         except struct.error as error:       # as the SDK's encoder refuses it
             raise ValueError(f"metric {info.name}: a value out of range: {error}") from error
         body_size = len(points) + len(trailer)
-        header = _metric_header(info) + bytes((number << 3 | _LENGTH_DELIMITED,)) \
+        header = _metric_header(info) + bytes((number << 3 | LENGTH_DELIMITED,)) \
             + length(body_size)
         parts += (b"\x12", length(len(header) + body_size), header, points, trailer)
 
@@ -308,11 +282,6 @@ def _histogram_values(info: MetricInfo, points: Iterable[Point], attributes: Ite
         yield point, point.value, encoded
 
 
-def zigzag(value: int) -> bytes:
-    """A sint32 or sint64 as its zigzag varint."""
-    return varint(value << 1 if value >= 0 else (-value << 1) - 1)
-
-
 def _number_point(attributes: bytes, start: int, time_ns: int, value) -> tuple[bytes, ...]:
     """NumberDataPoint field of any kind: zero times are left off the wire."""
     if isinstance(value, HistogramValue):
@@ -332,11 +301,7 @@ def _fixed64(tag: int, value: int) -> bytes:
     return _TAGGED_FIXED64.pack(tag, value) if value else b""
 
 
-def _enum_field(number: int, value: int) -> bytes:
-    return bytes((number << 3,)) + varint(value) if value else b""
-
-
 def _metric_header(info: MetricInfo) -> bytes:
     """Metric.name (1), description (2), unit (3)."""
-    return (_string_field(1, info.name) + _string_field(2, info.description)
-            + _string_field(3, info.unit))
+    return (string_field(1, info.name) + string_field(2, info.description)
+            + string_field(3, info.unit))

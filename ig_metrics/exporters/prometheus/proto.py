@@ -1,23 +1,24 @@
 """A snapshot in Prometheus' protobuf exposition format: length-delimited
 io.prometheus.client.MetricFamily messages (what Prometheus asks for with
 --enable-feature=native-histograms). Counters, gauges and histograms, these
-classic, native (schema 0, from the kernel's log2 slots: log2native.py) or
-both in one message. Written by hand like otlp_wire.py, each series' labels
+classic, native (schema 0, from the kernel's log2 slots: encoding/log2native.py)
+or both in one message. Written by hand like otlp/wire.py, each series' labels
 encoded once while it lives; field numbers are client_model's metrics.proto."""
 
 from __future__ import annotations
 
-import struct
 from itertools import accumulate, chain
 from operator import attrgetter
 
 from prometheus_client.metrics_core import Metric
 
-from ig_metrics.exporters.log2native import layout_of, native_buckets, spans_and_deltas
-from ig_metrics.exporters.otlp_wire import field, length, varint, zigzag
-from ig_metrics.exporters.prometheus_families import check_buckets
-from ig_metrics.exporters.seriescache import PAYLOAD, SeriesCache
-from ig_metrics.exporters import prometheus_naming as naming
+from ig_metrics.exporters.encoding.log2native import layout_of, native_buckets, spans_and_deltas
+from ig_metrics.exporters.encoding.protobuf import (
+    DOUBLE, delimited, double_field, field, length, string_field, varint_field, zigzag,
+)
+from ig_metrics.exporters.encoding.seriescache import PAYLOAD, SeriesCache
+from ig_metrics.exporters.prometheus import naming
+from ig_metrics.exporters.prometheus.families import check_buckets
 from ig_metrics.model.snapshot import (
     COUNTER, GAUGE, HISTOGRAM, Attributes, HistogramValue, MetricData, Snapshot,
 )
@@ -28,7 +29,6 @@ CLASSIC, NATIVE, BOTH = "classic", "native", "both"
 # MetricFamily.type
 _TYPE_COUNTER, _TYPE_GAUGE, _TYPE_HISTOGRAM = 0, 1, 4
 _TYPE_OF = {COUNTER: _TYPE_COUNTER, GAUGE: _TYPE_GAUGE, HISTOGRAM: _TYPE_HISTOGRAM}
-_DOUBLE = struct.Struct("<d")
 _VALUE = attrgetter("value")
 _PLAIN_NUMBERS = {int, float}             # bool, a subclass of int, is refused below
 # The zero bucket's width: the smallest client_golang uses. No kernel value
@@ -38,21 +38,12 @@ _PLAIN_NUMBERS = {int, float}             # bool, a subclass of int, is refused 
 ZERO_THRESHOLD = 2.0 ** -128
 
 
-def double_field(number: int, value: float) -> bytes:
-    # proto3: a zero double is left off the wire.
-    return bytes((number << 3 | 1,)) + _DOUBLE.pack(value) if value else b""
-
-
-def varint_field(number: int, value: int) -> bytes:
-    return bytes((number << 3,)) + varint(value) if value else b""
-
-
 def label_pairs(names: list[str], values: list[str], tag: int = 1) -> bytes:
     """Repeated LabelPair (name 1, value 2) fields under `tag`, sorted by name.
     remote write's Label has the same two fields."""
     out = []
     for name, value in sorted(zip(names, values)):
-        body = field(1, name.encode()) + (field(2, value.encode()) if value else b"")
+        body = field(1, name.encode()) + string_field(2, value)
         out.append(bytes((tag << 3 | 2,)) + length(len(body)) + body)
     return b"".join(out)
 
@@ -113,8 +104,8 @@ class ProtobufRenderer:
                       for key, value in snapshot.resource]
             metric = label_pairs([name for name, _ in labels], [value for _, value in labels]) \
                 + field(2, double_field(1, 1.0))
-            chunks.append(_delimited(field(1, b"target_info") + field(2, b"Target metadata")
-                                     + varint_field(3, _TYPE_GAUGE) + field(4, metric)))
+            chunks.append(delimited(field(1, b"target_info") + field(2, b"Target metadata")
+                                    + varint_field(3, _TYPE_GAUGE) + field(4, metric)))
         self._labels.begin()
         try:
             for data, family in served:
@@ -129,8 +120,7 @@ class ProtobufRenderer:
         if kind is None:
             raise ValueError(f"metric {info.name}: unknown kind {info.kind!r}")
         name = naming.prometheus_metric_name(info.name, info.unit, info.kind)
-        header = field(1, name.encode()) + (field(2, help_text.encode()) if help_text
-                                            else b"") + varint_field(3, kind)
+        header = field(1, name.encode()) + string_field(2, help_text) + varint_field(3, kind)
         labels = self._labels.column(info.name, data.points, PAYLOAD)
         if info.kind != HISTOGRAM:
             values = list(map(_VALUE, data.points))
@@ -138,8 +128,8 @@ class ProtobufRenderer:
                 # The bulk of a scrape, by C code alone: cached heads, packed values.
                 heads = self._labels.column(info.name, data.points,
                                             PAYLOAD + (1 if kind == _TYPE_COUNTER else 2))
-                return _delimited(header + b"".join(
-                    chain.from_iterable(zip(heads, map(_DOUBLE.pack, values)))))
+                return delimited(header + b"".join(
+                    chain.from_iterable(zip(heads, map(DOUBLE.pack, values)))))
         metrics = []
         for point, label_fields in zip(data.points, labels):
             value = point.value
@@ -151,7 +141,7 @@ class ProtobufRenderer:
             else:
                 body = field(3 if kind == _TYPE_COUNTER else 2, double_field(1, float(value)))
             metrics.append(field(4, label_fields + body))
-        return _delimited(header + b"".join(metrics))
+        return delimited(header + b"".join(metrics))
 
 
 def histogram_message(info, value, histograms: str) -> bytes:
@@ -164,10 +154,6 @@ def histogram_message(info, value, histograms: str) -> bytes:
     native = native_fields(info, value) if histograms != CLASSIC else None
     classic = _classic_buckets(info, value) if histograms != NATIVE or native is None else b""
     return head + classic + (native or b"")
-
-
-def _delimited(message: bytes) -> bytes:
-    return varint(len(message)) + message
 
 
 def wants_protobuf(accept: str | None) -> bool:

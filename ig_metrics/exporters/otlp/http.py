@@ -21,8 +21,8 @@ from ig_metrics import __version__
 from ig_metrics.config.addresses import parse_http_endpoint
 from ig_metrics.config.fieldkinds import HTTP_ENDPOINT
 from ig_metrics.exporters.base import ExportFailure
-from ig_metrics.exporters.otlp_common import OtlpExporter, otlp_type, read_tls_file
-from ig_metrics.exporters.transport import Delivery, Transport
+from ig_metrics.exporters.delivery.transport import Delivery, Transport
+from ig_metrics.exporters.otlp.common import OtlpExporter, otlp_type, read_tls_file
 
 PROTOBUF = "application/x-protobuf"
 # The statuses the OTLP/HTTP specification says to retry; any other error is final.

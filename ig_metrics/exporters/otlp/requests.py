@@ -1,5 +1,5 @@
 """A snapshot as encoded OTLP requests of at most N points each, written by
-otlp_wire.py (the same bytes as the SDK's data classes through the SDK's own
+wire.py (the same bytes as the SDK's data classes through the SDK's own
 protobuf encoder: tests/sdk_oracle.py's `encode_with_sdk`, which the tests and
 benchmarks compare with). Cumulative exporters that share a snapshot share its
 encoding: it is made once."""
@@ -8,46 +8,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, replace
 
 from opentelemetry.sdk.metrics.export import AggregationTemporality
 
-from ig_metrics.exporters.otlp_wire import WireEncoder
-from ig_metrics.model.snapshot import MetricData, Snapshot
+from ig_metrics.exporters.encoding.chunks import Encoded, split
+from ig_metrics.exporters.otlp.wire import WireEncoder
+from ig_metrics.model.snapshot import Snapshot
 
 log = logging.getLogger("ig_metrics.exporters")
-
-
-@dataclass(frozen=True, slots=True)
-class Encoded:
-    requests: tuple[bytes, ...]
-    points: tuple[int, ...]            # data points in each request
-
-    @property
-    def total_points(self) -> int:
-        return sum(self.points)
-
-
-def split(snapshot: Snapshot, max_points: int) -> list[Snapshot]:
-    """`snapshot` cut into snapshots of at most `max_points` points, metric by
-    metric and in order (a metric may straddle two)."""
-    chunks: list[Snapshot] = []
-    current: list[MetricData] = []
-    room = max_points
-    for data in snapshot.metrics:
-        points = data.points
-        taken = 0
-        while taken < len(points):
-            piece = points[taken:taken + room]
-            taken += len(piece)
-            current.append(MetricData(data.info, piece))
-            room -= len(piece)
-            if room == 0:
-                chunks.append(replace(snapshot, metrics=tuple(current)))
-                current, room = [], max_points
-    if current:
-        chunks.append(replace(snapshot, metrics=tuple(current)))
-    return chunks
 
 
 # A gRPC server refuses a message over 4 MiB unless configured otherwise (the

@@ -13,10 +13,10 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from ig_metrics import __version__
 from ig_metrics.config.addresses import HostPort, parse_grpc_endpoint
 from ig_metrics.config.fieldkinds import GRPC_ENDPOINT
-from ig_metrics.exporters.backoff import RetrySettings
 from ig_metrics.exporters.base import ExportFailure
-from ig_metrics.exporters.otlp_common import OtlpExporter, otlp_type, read_tls_file
-from ig_metrics.exporters.transport import Delivery, Transport
+from ig_metrics.exporters.delivery.retry import RetrySettings
+from ig_metrics.exporters.delivery.transport import Delivery, Transport
+from ig_metrics.exporters.otlp.common import OtlpExporter, otlp_type, read_tls_file
 
 EXPORT_METHOD = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
 # What the OTLP specification says may succeed if sent again (RESOURCE_EXHAUSTED

@@ -1,5 +1,5 @@
 """A snapshot's metrics as prometheus_client metric families: names
-translated as prometheus_naming.py says, classic histograms, resource attributes as
+translated as naming.py says, classic histograms, resource attributes as
 `target_info`. What prometheus_client's own encoders render."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-from ig_metrics.exporters import prometheus_naming as naming
+from ig_metrics.exporters.prometheus import naming
 from ig_metrics.model.snapshot import (
     COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Snapshot
 )

@@ -14,9 +14,9 @@ from ig_metrics.config.model import REDACTED
 from ig_metrics.exporters.base import (
     Exporter, ExporterStartError, ExportFailure, ExportResult, SettingsT,
 )
-from ig_metrics.exporters.encoding import Encoded
-from ig_metrics.exporters.queue import Batch, BatchQueue, QueueDirectoryError
-from ig_metrics.exporters.transport import Delivery, Transport
+from ig_metrics.exporters.delivery.queue import Batch, BatchQueue, QueueDirectoryError
+from ig_metrics.exporters.delivery.transport import Delivery, Transport
+from ig_metrics.exporters.encoding.chunks import Encoded
 from ig_metrics.model.snapshot import Snapshot
 
 log = logging.getLogger("ig_metrics.exporters")

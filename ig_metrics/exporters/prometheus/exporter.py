@@ -19,19 +19,19 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from ig_metrics.config.addresses import HostPort, is_loopback
-from ig_metrics.config.basicauth import BcryptUsersKind
 from ig_metrics.config.context import FileContext
 from ig_metrics.config.fieldkinds import LISTEN_ADDRESS, Choice, FilePathKind
 from ig_metrics.config.fields import Field, Section
 from ig_metrics.config.model import LimitSettings
 from ig_metrics.config.rules import COMMON_RULES, ExporterDraft, Rule
 from ig_metrics.config.sections import build_limits, limits_field
-from ig_metrics.exporters import prometheus_naming as naming
 from ig_metrics.exporters.base import ExportResult, Exporter, ExporterStartError, ExporterType
-from ig_metrics.exporters.prometheus_families import empty_family, fill_family, target_info
-from ig_metrics.exporters.prometheus_proto import BOTH, CLASSIC, NATIVE, ProtobufRenderer
-from ig_metrics.exporters.prometheus_text import TextFormat, TextRenderer, gzipped, make_app
-from ig_metrics.exporters.webserver import ServerTlsSettings, serve
+from ig_metrics.exporters.prometheus import naming
+from ig_metrics.exporters.prometheus.basicauth import BcryptUsersKind
+from ig_metrics.exporters.prometheus.families import empty_family, fill_family, target_info
+from ig_metrics.exporters.prometheus.proto import BOTH, CLASSIC, NATIVE, ProtobufRenderer
+from ig_metrics.exporters.prometheus.text import TextFormat, TextRenderer, gzipped, make_app
+from ig_metrics.exporters.prometheus.webserver import ServerTlsSettings, serve
 from ig_metrics.model.snapshot import MetricData, Snapshot
 
 log = logging.getLogger("ig_metrics.exporters")
@@ -127,8 +127,8 @@ PROMETHEUS_RULES: tuple[Rule, ...] = (passwords_not_in_clear,)
 
 class SnapshotCollector(Collector):
     """Renders one snapshot as Prometheus metric families (classic histograms,
-    names translated as prometheus_naming.py says, resource attributes as `target_info`)
-    for prometheus_client's encoders, or straight to text (prometheus_text.py)
+    names translated as naming.py says, resource attributes as `target_info`)
+    for prometheus_client's encoders, or straight to text (text.py)
     for the formats that module writes."""
 
     def __init__(self, histograms: str = BOTH) -> None:
@@ -160,7 +160,7 @@ class SnapshotCollector(Collector):
     def text(self, fmt: TextFormat, compress: bool = False) -> list[bytes] | None:
         """The latest snapshot as scrape text in `fmt` (gzipped if `compress`),
         in pieces; None when the library's encoders must write it (see
-        prometheus_text.py). Kept for the other scrapes of the same snapshot
+        text.py). Kept for the other scrapes of the same snapshot
         (an HA pair of Prometheus servers): only in the form asked for."""
         return self._kept(fmt, compress, lambda snapshot: (
             self._renderer.render([], None, fmt) if snapshot is None else

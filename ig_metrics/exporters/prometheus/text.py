@@ -21,11 +21,11 @@ from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-from ig_metrics.exporters.prometheus_families import check_buckets
-from ig_metrics.exporters.prometheus_proto import CONTENT_TYPE as PROTOBUF_CONTENT_TYPE
-from ig_metrics.exporters.prometheus_proto import wants_protobuf
-from ig_metrics.exporters.seriescache import PAYLOAD, SeriesCache
-from ig_metrics.exporters import prometheus_naming as naming
+from ig_metrics.exporters.encoding.seriescache import PAYLOAD, SeriesCache
+from ig_metrics.exporters.prometheus import naming
+from ig_metrics.exporters.prometheus.families import check_buckets
+from ig_metrics.exporters.prometheus.proto import CONTENT_TYPE as PROTOBUF_CONTENT_TYPE
+from ig_metrics.exporters.prometheus.proto import wants_protobuf
 from ig_metrics.model.snapshot import (
     COUNTER, GAUGE, HISTOGRAM, Attributes, HistogramValue, MetricData
 )
@@ -105,7 +105,7 @@ def _escape_value(value: str) -> str:
 def _label_layout(attribute_names: tuple[str, ...], escaping: str,
                   ) -> tuple[naming.LabelPlan, tuple[tuple[int, str], ...], int, int]:
     """How the labels of series with these attribute names are written: their
-    plan (prometheus_naming.py), the labels in the order the encoders write them (sorted
+    plan (naming.py), the labels in the order the encoders write them (sorted
     by name) as (index in the plan, escaped name), and the slice of them a
     bucket's own `le` goes between (it replaces a label of that name)."""
     plan = naming.label_plan(attribute_names)
@@ -175,7 +175,7 @@ def gzipped(chunks: list[bytes]) -> list[bytes]:
 
 
 def _sample_names(data: MetricData) -> list[str]:
-    """The names of a family's samples, as prometheus_families.fill_family writes them."""
+    """The names of a family's samples, as families.fill_family writes them."""
     info = data.info
     name = naming.prometheus_metric_name(info.name, info.unit, info.kind)
     if info.kind == HISTOGRAM:

@@ -1,0 +1,1 @@
+"""What every exporter shares to deliver: worker, health, retry, limits, queue, transport."""

@@ -1,0 +1,1 @@
+"""What the encoders share: protobuf framing, series caches, log2 slots as native buckets."""

@@ -1,0 +1,1 @@
+"""The otlp-grpc and otlp-http exporters: their settings, request encoder and transports."""

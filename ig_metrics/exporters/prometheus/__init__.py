@@ -1,0 +1,1 @@
+"""The prometheus (pull) exporter: its endpoint, metric names, text and protobuf expositions."""

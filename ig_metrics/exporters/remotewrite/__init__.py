@@ -1,0 +1,1 @@
+"""The prometheus-remote-write exporter and its WriteRequest encoder."""

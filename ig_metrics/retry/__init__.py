@@ -1,0 +1,1 @@
+"""The retry-delay policy (Backoff) that exporters and the Kubernetes pod watch share."""
