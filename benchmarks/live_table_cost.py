@@ -98,7 +98,7 @@ def measure(seconds: int, peers: int, ports: int) -> dict:
                     continue
                 spent["sampler tick"].append(tick_cpu)
                 spent["table update"].append(update_cpu)
-                series = max(series, snapshot.series_count)
+                series = max(series, snapshot.point_count)
     finally:
         program.close()
         workload.terminate()

@@ -215,7 +215,7 @@ def measure(series: int, repeat: int, sinks, grpc_port: int) -> dict:
     finally:
         exports.close()
         program.close()
-    row = {"series": series, "points": snapshot.series_count, "first_tick": first_tick,
+    row = {"series": series, "points": snapshot.point_count, "first_tick": first_tick,
            "tick": statistics.median(ticks)}
     for name, seconds in spent.items():
         row[f"{name}_first"] = seconds[0]

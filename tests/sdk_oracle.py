@@ -129,4 +129,4 @@ def encode_with_sdk(snapshot: Snapshot, temporality: AggregationTemporality,
     return Encoded(tuple(encode_metrics(to_metrics_data(chunk, temporality, exponential))
                          .SerializeToString()
                          for chunk in chunks),
-                   tuple(chunk.series_count for chunk in chunks))
+                   tuple(chunk.point_count for chunk in chunks))

@@ -163,7 +163,7 @@ def test_doctor_cluster_checks_each_right_and_the_version(api):
 
 def test_two_runs_create_objects_that_do_not_collide(api, tmp_path):
     profiles = Path(__file__).parent.parent / "ig_metrics" / "profiles"
-    plans = [plan_run(DeployOptions("tcp", "local", NAMESPACE), profiles) for _ in range(2)]
+    plans = [plan_run(DeployOptions("tcp", "local", namespace=NAMESPACE), profiles) for _ in range(2)]
     assert plans[0].options.run_id != plans[1].options.run_id
     names = [{(m["kind"], m["metadata"]["name"]) for m in plan.manifests} for plan in plans]
     assert not names[0] & names[1]
@@ -192,7 +192,7 @@ exporters:
 profiles:
   guarded: {exporters: [guarded], interval: 5s}
 """)
-    plan = plan_run(DeployOptions("tcp", "guarded", NAMESPACE), tmp_path)
+    plan = plan_run(DeployOptions("tcp", "guarded", namespace=NAMESPACE), tmp_path)
     assert sorted(plan.manifests[1]["data"]) == ["p.yaml"]
     command = plan.manifests[2]["spec"]["template"]["spec"]["containers"][0]["command"]
     assert command[command.index("--profile") + 1] == "guarded"

@@ -152,7 +152,7 @@ def test_an_agent_of_another_version_is_named_not_misread(api):
 
 def test_top_cluster_shows_a_read_node_while_another_never_starts_and_stops_on_sigint(
         api, tmp_path):
-    options = DeployOptions("tcp", "local", NAMESPACE)
+    options = DeployOptions("tcp", "local", namespace=NAMESPACE)
     profiles = pod_profiles(PROFILES, "local", {})
     daemon_set = build_manifests(options, profiles)[-1]
     cluster = connect(api.kubeconfig)

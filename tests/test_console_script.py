@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,10 +21,18 @@ def ig_metrics(*args: str, env: dict | None = None) -> subprocess.CompletedProce
 
 
 def test_help_lists_every_command():
-    result = ig_metrics("--help")
+    """Each command the app registers has its own row in --help's command list,
+    with its one-line description (not just its name somewhere in the text)."""
+    import typer.main
+
+    from ig_metrics.cli import app
+
+    registered = {name for name in typer.main.get_command(app).commands}
+    assert {"run", "doctor", "deploy", "mixin", "top", "exporters", "gadgets"} <= registered
+    result = ig_metrics("--help", env={"COLUMNS": "100"})
     assert result.returncode == 0
-    for command in ("run", "exporters", "gadgets", "doctor"):
-        assert command in result.stdout
+    listed = set(re.findall(r"^│ ([a-z]+) {2,}\S", result.stdout, re.MULTILINE))
+    assert listed == registered, result.stdout
 
 
 def test_builtin_profiles_validate():

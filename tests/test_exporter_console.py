@@ -32,7 +32,7 @@ def printed(format_: str, snapshot=None) -> str:
 def test_text_is_one_line_per_series():
     lines = printed("text").splitlines()
     assert lines[0] == ("# snapshot 7 of gadget tcp at 2023-11-14T22:14:30.000+00:00: "
-                        "7 series")
+                        "7 points")
     assert lines[1] == ("tcp.sent{process.pid=4242,process.command=curl,"
                         "network.peer.address=127.0.0.1,server.port=8080,network.type=ipv4} "
                         "1000000")

@@ -296,5 +296,5 @@ def test_no_request_grows_past_what_a_grpc_server_accepts(monkeypatch) -> None:
     encoded = encode(snapshot, CUMULATIVE, 100_000, WireEncoder())
     assert len(encoded.requests) > 1
     assert max(map(len, encoded.requests)) <= 20_000
-    assert encoded.total_points == snapshot.series_count == sum(
+    assert encoded.total_points == snapshot.point_count == sum(
         points_per_request(list(encoded.requests)))

@@ -15,7 +15,7 @@ import pytest
 
 from ig_metrics.exporters.base import Health
 from ig_metrics.exporters.delivery.retry import RetrySettings
-from ig_metrics.exporters.remotewrite.exporter import BasicAuth, RemoteWriteSettings
+from ig_metrics.exporters.remotewrite.exporter import BasicCredentials, RemoteWriteSettings
 from tests.receivers import (
     PrometheusServer, exporter_config, make_tls_files, tcp_like_snapshot,
 )
@@ -46,7 +46,7 @@ def test_counters_and_native_histograms_come_back_exactly(receiver):
 
     exporter = create_exporter(remote_write_config(
         "to-prometheus", f"http://127.0.0.1:{receiver.port}/api/v1/write",
-        basic_auth=BasicAuth("ig", PASSWORD), histograms="native",
+        basic_auth=BasicCredentials("ig", PASSWORD), histograms="native",
         external_labels=(("cluster", "test-1"),)))
     exporter.start()
     try:
@@ -98,15 +98,19 @@ def test_mutual_tls_to_a_receiver_that_requires_a_client_certificate(tmp_path):
 
 
 def test_a_wrong_password_is_said_once_with_a_clear_health_state(receiver, caplog):
-    from tests.test_exporter_faults import Sampler, worker_for
+    from tests.test_exporter_faults import Sampler, wait_until, worker_for
 
     caplog.set_level(logging.INFO, logger="ig_metrics.exporters")
     config = remote_write_config("locked-out", f"http://127.0.0.1:{receiver.port}/api/v1/write",
-                                 basic_auth=BasicAuth("ig", "not-the-password"))
+                                 basic_auth=BasicCredentials("ig", "not-the-password"))
     with Sampler() as sampler:
         worker = worker_for(config, sampler, interval=0.3)
         try:
-            time.sleep(1.5)
+            # Refused, then three more intervals' batches refused (each dropped):
+            # the error must still have been said only once.
+            wait_until(lambda: worker.status().health is Health.FAILING)
+            refused = worker.status().exports_failed
+            wait_until(lambda: worker.status().exports_failed >= refused + 3)
             status = worker.status()
         finally:
             worker.stop(None, 1.0)
@@ -220,7 +224,7 @@ def test_statuses_remote_write_retries_and_those_it_does_not(status, retryable, 
     assert f"HTTP {status}" in failure.message and "no thanks" in failure.message
     assert len(exporter.queue) == (1 if retryable else 0)
     assert exporter.stats.dropped_by_reason() == (
-        {} if retryable else {"rejected": snapshot.series_count})
+        {} if retryable else {"rejected": snapshot.point_count})
 
 
 def test_samples_queued_in_a_directory_are_delivered_by_the_next_run(receiver, tmp_path):
@@ -232,7 +236,7 @@ def test_samples_queued_in_a_directory_are_delivered_by_the_next_run(receiver, t
     from tests.receivers import free_port
 
     queue = QueueSettings(dir=tmp_path / "queue")
-    auth = BasicAuth("ig", PASSWORD)
+    auth = BasicCredentials("ig", PASSWORD)
     down = create_exporter(remote_write_config(
         "queued", f"http://127.0.0.1:{free_port()}/api/v1/write", basic_auth=auth,
         queue=queue, external_labels=(("run", "queued"),)))

@@ -18,10 +18,7 @@ PACKAGE = ROOT / "ig_metrics"
 # line (--help, shell completion) imports every command module.
 DEFERRED_IMPORTS = {
     ("ig_metrics.cli.run", "ig_metrics.bpf.environment"),
-    ("ig_metrics.cli.run", "ig_metrics.app.agent"),
-    ("ig_metrics.cli.run", "ig_metrics.app.summaryservice"),   # the agent's, as above
-    ("ig_metrics.cli.run", "ig_metrics.ui.live"),
-    ("ig_metrics.cli.run", "ig_metrics.pipeline.probes"),   # http.server, only with --health-listen
+    ("ig_metrics.cli.run", "ig_metrics.app.localrun"),      # the agent: bcc, LLVM
     ("ig_metrics.cli.run", "ig_metrics.catalog.loading"),
     ("ig_metrics.cli.exporters", "ig_metrics.catalog.loading"),
     ("ig_metrics.cli.exporters", "ig_metrics.catalog.listing"),

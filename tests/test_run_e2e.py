@@ -291,6 +291,9 @@ profiles:
         server.close()
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, screen[-2000:]
-    assert "igm-tui" in screen and str(client.pid) in screen
+    # A row of the table: the client's process and the server it talked to.
+    rows = [line for line in screen.splitlines()
+            if str(client.pid) in line and "igm-tui" in line and str(server.port) in line]
+    assert rows, screen[-3000:]
     assert "prom-tty" in screen and f"127.0.0.1:{prom_port}" in screen
     assert "sent" in screen and "p50 / p99" in screen

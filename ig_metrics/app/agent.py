@@ -258,7 +258,7 @@ class Agent:
         return self._last_tick_seconds / self._tick_interval
 
     def _series_count(self, gadget: GadgetRun) -> int:
-        return gadget.last.series_count if gadget.last else 0
+        return gadget.last.point_count if gadget.last else 0
 
     # --- running ----------------------------------------------------------------
     def tick(self, final: bool = False) -> Snapshot:
@@ -292,7 +292,7 @@ class Agent:
             if not final:
                 self._readings += 1
                 self._last_reading = time.monotonic()
-        self._burst_trim.after_tick(snapshot.series_count, time.monotonic())
+        self._burst_trim.after_tick(snapshot.point_count, time.monotonic())
         return snapshot
 
     def _self_metrics(self, now: int) -> list[MetricData]:

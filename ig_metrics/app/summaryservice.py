@@ -16,9 +16,8 @@ from ig_metrics.exporters.base import ExporterStatus, Health
 from ig_metrics.summary.node import (
     MAX_TOP, AgentCost, ExporterLine, NodeSummary, encode, summarize,
 )
-from ig_metrics.summary.rows import UnknownSortColumn
+from ig_metrics.summary.rows import DEFAULT_TOP, UnknownSortColumn
 
-DEFAULT_TOP = 20
 JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")

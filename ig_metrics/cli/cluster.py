@@ -26,7 +26,8 @@ from ig_metrics.deploy.podprofiles import DeployInputError
 from ig_metrics.deploy.privileges import UnknownHookKind, pod_needs
 from ig_metrics.gadgets import GadgetSpec, GadgetSpecError, UnknownGadget, builtin_names, resolve
 from ig_metrics.gadgets.selection import split_names
-from ig_metrics.summary.rows import UnknownSortColumn, sort_columns
+from ig_metrics.summary.node import MAX_TOP
+from ig_metrics.summary.rows import DEFAULT_TOP, UnknownSortColumn, sort_columns
 
 if TYPE_CHECKING:
     from ig_metrics.cluster.session import Display
@@ -200,7 +201,8 @@ def top(
     no_tui: Annotated[bool, typer.Option(
         "--no-tui", help="No live table: log one line per node per export interval "
                          "(the default when stdout is not a terminal).")] = False,
-    rows: Annotated[int, typer.Option("--top", min=1, help="Rows of the live table.")] = 20,
+    rows: Annotated[int, typer.Option("--top", min=1, max=MAX_TOP,
+                                      help="Rows of each gadget's table.")] = DEFAULT_TOP,
     sort: Annotated[str | None, typer.Option(
         "--sort", metavar="COLUMN",
         help="Sort by this metric or attribute, descending (each node sends its top rows "

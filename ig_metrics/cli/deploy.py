@@ -148,9 +148,10 @@ def deploy(
              f"unqualified {PLACEHOLDER_IMAGE} means docker.io/library/ig-metrics, which "
              "does not exist")
     try:
-        options = DeployOptions(",".join(chosen), profile, namespace, image or PLACEHOLDER_IMAGE,
-                                parse_env(env or []), sys_admin, needs, kube_version,
-                                cgroup2_path, seccomp)
+        options = DeployOptions(",".join(chosen), profile, namespace=namespace,
+                                image=image or PLACEHOLDER_IMAGE, env=parse_env(env or []),
+                                sys_admin=sys_admin, needs=needs, kube_version=kube_version,
+                                cgroup2_path=cgroup2_path, seccomp=seccomp)
     except ValueError as error:
         fail(str(error))
     directory, _rule = resolve_profiles_dir(profiles_dir)

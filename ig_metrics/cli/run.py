@@ -3,7 +3,6 @@ a live table on a terminal (or a one-line summary per interval in logs)."""
 
 from __future__ import annotations
 
-import gc
 import logging
 from pathlib import Path
 import sys
@@ -15,7 +14,7 @@ from rich.logging import RichHandler
 import typer
 
 from ig_metrics.bpf.filters import FilterError, ProcessFilter
-from ig_metrics.bpf.memory import fix_malloc_thresholds
+from ig_metrics.app.runoptions import RunOptions
 from ig_metrics.catalog.attributenames import builtin_attribute_names, selection_problems
 from ig_metrics.catalog.directories import resolve_profiles_dir
 from ig_metrics.cli.cluster import (
@@ -25,14 +24,10 @@ from ig_metrics.cli.common import ExitCode, ProfilesDirOption, StopOnSignals, fa
 from ig_metrics.config import ConfigError, parse_duration
 from ig_metrics.config.durations import format_duration
 from ig_metrics.config.model import DEFAULT_IDLE_EXPIRY
-from ig_metrics.config.addresses import HostPort, parse_listen
-from ig_metrics.gadgets import GadgetSpec
+from ig_metrics.config.addresses import parse_listen
 from ig_metrics.gadgets.selection import SelectionError, select_gadgets, split_names
-from ig_metrics.summary.node import SUMMARY_PATH
-from ig_metrics.summary.rows import UnknownSortColumn, sort_columns
-
-UI_TICK_INTERVAL = 1.0        # the live table shows rates over one-second reads
-UI_REFRESH_INTERVAL = 0.5     # and looks twice a second for an exporter change to show
+from ig_metrics.summary.node import MAX_TOP
+from ig_metrics.summary.rows import DEFAULT_TOP, UnknownSortColumn, sort_columns
 
 
 def _duration(value: str | None) -> float | None:
@@ -66,7 +61,8 @@ def run(
         "--no-tui", help="No live table: log a one-line summary per interval instead "
                          "(the default when stdout is not a terminal).")] = False,
     top: Annotated[int, typer.Option(
-        "--top", min=1, help="Rows of the live table.")] = 20,
+        "--top", min=1, help="Rows of each gadget's table (with --cluster, at most "
+                             f"{MAX_TOP}: each node sends that many).")] = DEFAULT_TOP,
     sort: Annotated[str | None, typer.Option(
         "--sort", metavar="COLUMN",
         help="Sort the live table by this metric or attribute, descending "
@@ -197,6 +193,8 @@ def run(
         if given:
             fail(f"{', '.join(given)}: not with --cluster (the pods run the profile as "
                  "'ig-metrics deploy' writes it)")
+        if top > MAX_TOP:
+            fail(f"--top: at most {MAX_TOP} with --cluster (each node sends that many rows)")
         options = cluster_options(specs, profile, namespace=namespace, image=image,
                                   nodes=node or (), node_selector=node_selector)
         raise typer.Exit(run_cluster(specs, options, directory, kubeconfig=kubeconfig,
@@ -213,14 +211,25 @@ def run(
              ExitCode.RUNTIME_FAILURE)
 
     use_tui = not no_tui and sys.stdout.isatty()
+    options = RunOptions(tuple(specs), chosen, tuple(sorts), process_filter,
+                         idle_expiry=DEFAULT_IDLE_EXPIRY if expiry_seconds is None
+                         else expiry_seconds,
+                         duration=duration_seconds, top=top, health_address=health_address,
+                         use_tui=use_tui)
     console = Console(stderr=not use_tui)
     _configure_logging(console, use_tui)
-    code = _run_agent(specs, chosen, process_filter, console=console, use_tui=use_tui,
-                      duration=duration_seconds, top=top, sorts=sorts,
-                      health_address=health_address,
-                      idle_expiry=expiry_seconds if expiry_seconds is not None
-                      else DEFAULT_IDLE_EXPIRY)
-    raise typer.Exit(code)
+    # Imported here, not at the top: the agent brings bcc, which loads LLVM
+    # (~60 MB, ~30 ms), and no other command needs it.
+    from ig_metrics.app.localrun import RunError, run_here
+
+    stop = threading.Event()
+    with StopOnSignals(stop):
+        try:
+            run_here(options, stop, console)
+        except RunError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(ExitCode.RUNTIME_FAILURE) from None
+    raise typer.Exit(ExitCode.OK)
 
 
 def _configure_logging(console: Console, use_tui: bool) -> None:
@@ -234,96 +243,6 @@ def _configure_logging(console: Console, use_tui: bool) -> None:
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     root.propagate = False
-
-
-def _run_agent(specs: list[GadgetSpec], profile, process_filter, *, console: Console,
-               use_tui: bool, duration: float | None, top: int, sorts: list[str],
-               idle_expiry: float, health_address: HostPort | None = None) -> int:
-    from ig_metrics.app.agent import Agent
-    from ig_metrics.app.summaryservice import SummaryService
-    from ig_metrics.pipeline.probes import HealthServer    # http.server: start-up cost
-
-    # The process' malloc policy, as gc.freeze below is its collector's: set
-    # before the compiler's allocations, so that they too are mapped apart.
-    fix_malloc_thresholds()
-    agent = Agent(specs, profile, idle_expiry=idle_expiry, console=console,
-                  process_filter=process_filter)
-    health = None
-    if health_address is not None:
-        # Before the gadgets compile: /readyz says "not yet" rather than nothing.
-        try:
-            health = HealthServer(health_address, agent.health,
-                                  {SUMMARY_PATH: SummaryService(agent).answer})
-        except OSError as error:
-            typer.echo(f"error: --health-listen {health_address}: {error.strerror or error}",
-                       err=True)
-            return ExitCode.RUNTIME_FAILURE
-        health.start()
-    try:
-        return _run_started(agent, profile, process_filter, console=console, use_tui=use_tui,
-                            duration=duration, top=top, sorts=sorts)
-    finally:
-        if health is not None:
-            health.close()
-
-
-def _run_started(agent, profile, process_filter, *, console: Console, use_tui: bool,
-                 duration: float | None, top: int, sorts: list[str]) -> int:
-    from ig_metrics.app.agent import RunError
-
-    stop = threading.Event()
-    with StopOnSignals(stop):
-        try:
-            agent.start()
-        except RunError as error:
-            typer.echo(f"error: {error}", err=True)
-            return ExitCode.RUNTIME_FAILURE
-        # What start-up made (modules, bcc's tables, the SDK, the exporters) lives
-        # as long as this process. Frozen, Python's full collections no longer walk
-        # it: each tick's snapshot outlives a tick, so one comes every few ticks,
-        # and at ~60k start-up objects it cost ~35 ms (docs/performance.md). The
-        # process' policy, so here and not in the Agent the tests also run.
-        gc.collect()
-        gc.freeze()
-        log = logging.getLogger("ig_metrics.run")
-        try:
-            _run_loop(agent, profile, process_filter, stop, console=console,
-                      use_tui=use_tui, duration=duration, top=top, sorts=sorts, log=log)
-        finally:
-            final = agent.stop()
-            if final is not None:
-                log.info("stopped: programs detached; final reading of %d series "
-                         "handed to the exporters", final.series_count)
-        return ExitCode.OK
-
-
-def _run_loop(agent, profile, process_filter, stop: threading.Event, *, console: Console,
-              use_tui: bool, duration: float | None, top: int, sorts: list[str],
-              log: logging.Logger) -> None:
-    """Ticks (and the live table or the summary lines) until stopped."""
-    from ig_metrics.ui.live import LiveView, summary_line
-
-    specs = agent.specs
-    if use_tui:
-        title = f"ig-metrics · {agent.name} · profile {profile.name}"
-        if process_filter.active:
-            title += f" · {process_filter.describe()}"
-        with LiveView(specs, top=top, sorts=sorts, title=title, console=console) as view:
-            agent.run(stop, duration=duration,
-                      tick_interval=min(UI_TICK_INTERVAL, agent.tick_interval),
-                      refresh=lambda: view.update(agent.latest(), agent.statuses()),
-                      refresh_interval=UI_REFRESH_INTERVAL)
-        return
-    previous: dict[str, object] = {}
-
-    def log_summary(snapshot) -> None:
-        # One line per gadget per interval, the exporters' states on the last.
-        for index, spec in enumerate(specs):
-            statuses = agent.statuses() if index == len(specs) - 1 else []
-            log.info(summary_line(spec, previous.get("last"), snapshot, statuses))
-        previous["last"] = snapshot
-
-    agent.run(stop, duration=duration, tick_interval=agent.tick_interval, on_tick=log_summary)
 
 
 def register(app: typer.Typer) -> None:

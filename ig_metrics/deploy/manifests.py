@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 import yaml
@@ -91,6 +91,7 @@ LIVENESS_TIMING = {"initialDelaySeconds": 10, "periodSeconds": 10, "timeoutSecon
 class DeployOptions:
     gadget: str                    # the gadgets every pod runs: "tcp" or "tcp,dns,blockio"
     profile: str
+    _: KW_ONLY                     # the rest by name: a positional () or False says nothing
     namespace: str = DEFAULT_NAMESPACE
     image: str = PLACEHOLDER_IMAGE
     env: tuple[tuple[str, str], ...] = ()          # --env NAME=VALUE, in order

@@ -67,7 +67,7 @@ class ConsoleExporter(Exporter[ConsoleSettings]):
             return ExportResult.SUCCESS
         if isinstance(self.stream, Console):
             self.stream.out("\n".join(lines), highlight=False)
-            self.stats.points_exported += snapshot.series_count
+            self.stats.points_exported += snapshot.point_count
             return ExportResult.SUCCESS
         stream = self.stream if self.stream is not None else sys.stdout
         try:
@@ -77,7 +77,7 @@ class ConsoleExporter(Exporter[ConsoleSettings]):
             self.failure = ExportFailure(
                 f"cannot write to {self.target}: {error.strerror or error}", "write")
             return ExportResult.FAILURE
-        self.stats.points_exported += snapshot.series_count
+        self.stats.points_exported += snapshot.point_count
         return ExportResult.SUCCESS
 
 
@@ -86,7 +86,7 @@ def text_lines(snapshot: Snapshot) -> list[str]:
     as count, sum and p50/p99 (the upper bound of the bucket holding them)."""
     when = datetime.fromtimestamp(snapshot.time_ns / 1e9, timezone.utc)
     lines = [f"# snapshot {snapshot.seq} of gadget {snapshot.gadget} at "
-             f"{when.isoformat(timespec='milliseconds')}: {snapshot.series_count} series"
+             f"{when.isoformat(timespec='milliseconds')}: {snapshot.point_count} points"
              + (" (final)" if snapshot.final else "")]
     for data in snapshot.metrics:
         for point in data.points:

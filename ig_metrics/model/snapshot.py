@@ -88,5 +88,7 @@ class Snapshot:
         return None
 
     @property
-    def series_count(self) -> int:
+    def point_count(self) -> int:
+        """Data points: one per metric per series (a series being a metric's
+        values for one set of attributes)."""
         return sum(len(data.points) for data in self.metrics)

@@ -11,6 +11,9 @@ from ig_metrics.gadgets.spec import GadgetSpec
 from ig_metrics.model.snapshot import COUNTER, GAUGE, HISTOGRAM, Snapshot, bucket_quantile
 
 
+DEFAULT_TOP = 20              # rows a table shows, and a node summary sends, unless asked
+
+
 class UnknownSortColumn(ValueError):
     """--sort named neither a metric nor an attribute of the gadget."""
 

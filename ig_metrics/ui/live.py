@@ -112,7 +112,7 @@ def export_quality(status: ExporterStatus, now_ns: int) -> list[str]:
         parts.append(f"last export {max(0, now_ns - status.last_success_ns) / 1e9:.0f}s ago"
                      f" in {format_seconds(status.last_duration)}")
     if status.points_exported:
-        parts.append(f"{status.points_exported} points")
+        parts.append(f"{status.points_exported:,} points since start")
     if status.queued_batches:
         parts.append(f"{status.queued_batches} queued")
     if status.points_dropped:

@@ -89,7 +89,7 @@ class PushExporter(Exporter[SettingsT]):
             super().accept(snapshot)
             return
         interval = self.interval(self.within_limits(snapshot))
-        if interval.series_count:
+        if interval.point_count:
             encoded = self.encode_interval(interval)
             self.queue.push(Batch(snapshot.time_ns, encoded.total_points,
                                   list(encoded.requests), points_per_request=list(encoded.points)))
@@ -136,7 +136,7 @@ class PushExporter(Exporter[SettingsT]):
         return ExportResult.SUCCESS
 
     def deliver(self, snapshot: Snapshot, timeout: float) -> ExportResult:
-        if snapshot.series_count == 0:
+        if snapshot.point_count == 0:
             return ExportResult.SUCCESS
         encoded = self.encode_latest(snapshot, timeout)
         batch = Batch(snapshot.time_ns, encoded.total_points, list(encoded.requests),

@@ -34,7 +34,7 @@ def encode(snapshot: Snapshot, temporality: AggregationTemporality, max_points: 
         requests = tuple(encoder.encode(chunks, temporality, exponential))
         largest = max(map(len, requests), default=0)
         if largest <= MAX_REQUEST_BYTES or max_points == 1:
-            return Encoded(requests, tuple(chunk.series_count for chunk in chunks))
+            return Encoded(requests, tuple(chunk.point_count for chunk in chunks))
         # Rare (the default cap keeps requests near 1 MB): encode again, in
         # requests small enough with room to spare.
         max_points = max(1, int(max_points * MAX_REQUEST_BYTES / largest * 0.9))

@@ -281,7 +281,7 @@ class PrometheusExporter(Exporter[PrometheusSettings]):
 
     def deliver(self, snapshot: Snapshot, timeout: float) -> ExportResult:
         self.collector.show(snapshot)
-        self.stats.points_exported += snapshot.series_count
+        self.stats.points_exported += snapshot.point_count
         return ExportResult.SUCCESS
 
     def shutdown(self, timeout: float) -> None:

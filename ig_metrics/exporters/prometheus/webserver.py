@@ -45,7 +45,7 @@ class _QuietHandler(WSGIRequestHandler):
         """Scrapes are not worth a log line each."""
 
 
-class BasicAuth:
+class BcryptUserCheck:
     """WSGI middleware: 401 unless the request carries a user of `users` and a
     password matching its bcrypt hash."""
 
@@ -110,7 +110,7 @@ def serve(host: str, port: int, app: Callable, *, tls: ServerTlsSettings | None,
         daemon_threads = True
 
     if users:
-        app = BasicAuth(app, users, realm="ig-metrics")
+        app = BcryptUserCheck(app, users, realm="ig-metrics")
     context = tls_context(tls) if tls is not None else None
     server = make_server(host, port, app, Server, handler_class=_QuietHandler)
     if context is not None:

@@ -72,7 +72,9 @@ URL = AddressKind("remote write URL", URL_FORMS, parse_url,
 
 
 @dataclass(frozen=True, slots=True)
-class BasicAuth:
+class BasicCredentials:
+    """The user and password the exporter sends (HTTP basic authentication)."""
+
     username: str
     password: str
 
@@ -81,7 +83,7 @@ class BasicAuth:
 class RemoteWriteSettings:
     url: str
     tls: TlsSettings = field(default_factory=TlsSettings)
-    basic_auth: BasicAuth | None = None
+    basic_auth: BasicCredentials | None = None
     bearer_token: str = ""
     headers: tuple[tuple[str, str], ...] = ()
     timeout: float = DEFAULT_TIMEOUT       # seconds
@@ -168,7 +170,7 @@ def build_remote_write(values: Mapping[str, Any]) -> RemoteWriteSettings:
     return RemoteWriteSettings(
         url=values["url"].url,
         tls=TlsSettings(**values.get("tls", {})),
-        basic_auth=BasicAuth(**auth) if auth else None,
+        basic_auth=BasicCredentials(**auth) if auth else None,
         bearer_token=values.get("bearer_token", ""),
         headers=values["headers"],
         timeout=values["timeout"],
@@ -269,7 +271,7 @@ class RemoteWriteExporter(PushExporter[RemoteWriteSettings]):
     def encode_interval(self, snapshot: Snapshot) -> Encoded:
         chunks = split(snapshot, self.settings.limits.max_points_per_export)
         requests = tuple(map(compress, self._encoder.encode(chunks)))
-        return Encoded(requests, tuple(chunk.series_count for chunk in chunks))
+        return Encoded(requests, tuple(chunk.point_count for chunk in chunks))
 
     def encode_latest(self, snapshot: Snapshot, timeout: float) -> Encoded:
         return self.encode_interval(snapshot)
