@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -55,27 +55,22 @@ def run_cluster(specs: Sequence[GadgetSpec], options: DeployOptions, directory: 
     from ig_metrics.cluster.session import run_on_cluster   # the kubernetes client
 
     cluster = _connect(kubeconfig, context)
-    stop = threading.Event()
     console = _console_and_logging(use_tui)
 
-    def display(plan) -> Display:
-        title = (f"ig-metrics · profile {options.profile} · run {plan.options.run_id} · "
-                 f"{cluster.context}")
-        return _display(specs, sorts, console, use_tui, title, top, stack)
+    def session(stop: threading.Event, stack: ExitStack) -> bool:
+        def display(plan) -> Display:
+            title = (f"ig-metrics · profile {options.profile} · run {plan.options.run_id} · "
+                     f"{cluster.context}")
+            return _display(specs, sorts, console, use_tui, title, top, stack)
 
-    with StopOnSignals(stop), ExitStack() as stack:
         try:
-            read = run_on_cluster(cluster, options, directory, stop, sort=sort, top=top,
+            return run_on_cluster(cluster, options, directory, stop, sort=sort, top=top,
                                   display=display, duration=duration,
                                   say=lambda line: typer.echo(line, err=True))
         except DeployInputError as error:
             fail("\n".join(error.lines))
-        except ClusterError as error:
-            typer.echo(f"error: {error}", err=True)
-            return ExitCode.RUNTIME_FAILURE
-        finally:
-            cluster.close()
-    return _verdict(read, stop)
+
+    return _until_stopped(cluster, session)
 
 
 def cluster_options(specs: Sequence[GadgetSpec], profile: str, *, namespace: str,
@@ -119,27 +114,22 @@ def top_cluster(gadgets: Sequence[str], *, kubeconfig: Path | None, context: str
     from ig_metrics.cluster.watch import ClusterWatch
 
     cluster = _connect(kubeconfig, context)
-    stop = threading.Event()
-    with StopOnSignals(stop), ExitStack() as stack:
+
+    def session(stop: threading.Event, stack: ExitStack) -> bool:
+        standing = find_standing(cluster, namespace, gadgets)
         try:
-            standing = find_standing(cluster, namespace, gadgets)
-            try:
-                specs = [resolve(name) for name in standing.gadgets]
-                sorts = sort_columns(specs, sort)
-            except (UnknownGadget, GadgetSpecError, UnknownSortColumn) as error:
-                fail(str(error))
-            title = f"ig-metrics · DaemonSet {standing.name} · {cluster.context}"
-            display = _display(specs, sorts, _console_and_logging(use_tui), use_tui, title,
-                               top, stack)
-            with ClusterWatch(cluster, namespace, standing.selector, standing.port,
-                              sort=sort, top=top) as watch:
-                read = follow(watch, stop, display, duration=duration)
-        except ClusterError as error:
-            typer.echo(f"error: {error}", err=True)
-            return ExitCode.RUNTIME_FAILURE
-        finally:
-            cluster.close()
-    return _verdict(read, stop)
+            specs = [resolve(name) for name in standing.gadgets]
+            sorts = sort_columns(specs, sort)
+        except (UnknownGadget, GadgetSpecError, UnknownSortColumn) as error:
+            fail(str(error))
+        title = f"ig-metrics · DaemonSet {standing.name} · {cluster.context}"
+        display = _display(specs, sorts, _console_and_logging(use_tui), use_tui, title, top,
+                           stack)
+        with ClusterWatch(cluster, namespace, standing.selector, standing.port, sort=sort,
+                          top=top) as watch:
+            return follow(watch, stop, display, duration=duration)
+
+    return _until_stopped(cluster, session)
 
 
 # --- both ----------------------------------------------------------------------------------
@@ -155,9 +145,21 @@ def _display(specs: Sequence[GadgetSpec], sorts: Sequence[str], console: Console
                                                console=console))
 
 
-def _verdict(read: bool, stop: threading.Event) -> int:
-    """0 once a node was read, or when the user stopped the run before any
-    could be (as run --help says); 1 when the run ended with none read."""
+def _until_stopped(cluster: Cluster,
+                   session: Callable[[threading.Event, ExitStack], bool]) -> int:
+    """Run `session` (whether it read a node) until Ctrl-C or SIGTERM: the exit
+    code. 0 once a node was read, or when the user stopped it before any could
+    be (as run --help says); 1 when it ended with none read, or the cluster
+    refused something."""
+    stop = threading.Event()
+    with StopOnSignals(stop), ExitStack() as stack:
+        try:
+            read = session(stop, stack)
+        except ClusterError as error:
+            typer.echo(f"error: {error}", err=True)
+            return ExitCode.RUNTIME_FAILURE
+        finally:
+            cluster.close()
     if read or stop.is_set():
         return ExitCode.OK
     typer.echo("error: no node was read: see each node's line above", err=True)
