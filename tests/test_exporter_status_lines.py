@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from ig_metrics.exporters.base import ExporterStatus, Health
-from ig_metrics.ui.live import exporter_line, sampler_line
+from ig_metrics.ui.status import exporter_line, sampler_line
 from ig_metrics.model.snapshot import COUNTER, GAUGE, MetricData, MetricInfo, Point, Snapshot
 
 NOW = 1_700_000_100_000_000_000
@@ -22,7 +22,16 @@ def test_a_recovering_exporter_shows_its_backlog_drops_and_error():
                                 points_dropped=7, last_error="gRPC UNAVAILABLE: gone"),
                          NOW).plain
     assert line == ("◑ central (otlp-grpc collector:4317) recovering, every 10s, last export "
-                    "2s ago in 12ms, 1234 points, 3 queued, 7 dropped: gRPC UNAVAILABLE: gone")
+                    "2s ago in 12ms, 1,234 points since start, 3 queued, 7 dropped: "
+                    "gRPC UNAVAILABLE: gone")
+
+
+def test_a_pull_exporter_shows_its_last_scrape_and_who_made_it():
+    scraped = status(Health.HEALTHY, pull=True, last_pull_ns=NOW - 3_000_000_000,
+                     last_puller="10.0.0.7", last_success_ns=NOW)
+    line = exporter_line(scraped, NOW).plain
+    assert "last scrape 3s ago by 10.0.0.7" in line and "last export" not in line
+    assert "not scraped yet" in exporter_line(status(Health.HEALTHY, pull=True), NOW).plain
 
 
 def test_a_widened_interval_and_a_pending_retry_are_shown():

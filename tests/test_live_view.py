@@ -17,7 +17,7 @@ from ig_metrics.model.snapshot import (
     COUNTER, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot
 )
 from ig_metrics.ui.live import LiveView
-from ig_metrics.summary.rows import build_rows
+from ig_metrics.summary.rows import RecentWindow, build_rows, gadget_table
 
 NOW = 1_700_000_100_000_000_000
 SENT = MetricInfo("tcp.sent", COUNTER, "By", "")
@@ -40,8 +40,9 @@ def test_rows_rank_every_series_by_the_sort_column_and_show_the_top_ones():
             identity = (("process.pid", pid),)
             sent.append(Point(identity, rate * seq, NOW))
             counts = [0] * (len(bounds) + 1)
-            counts[slot] = 4
-            latencies.append(Point(identity, HistogramValue(tuple(counts), 1.0, 4), NOW))
+            counts[slot] = 4 * seq
+            latencies.append(Point(identity, HistogramValue(tuple(counts), 1.0 * seq, 4 * seq),
+                                   NOW))
         return Snapshot(seq, NOW + seq * 2_000_000_000, "tcp", (),
                         (MetricData(SENT, tuple(sent)), MetricData(connect, tuple(latencies))))
 
@@ -54,6 +55,63 @@ def test_rows_rank_every_series_by_the_sort_column_and_show_the_top_ones():
     assert by_latency[0].cells == {"tcp.sent": 10.0, "tcp.received": None,
                                    "tcp.connections.opened": None, "tcp.retransmits": None,
                                    "tcp.connect.duration": (bounds[9], bounds[9])}
+
+
+def test_percentiles_are_over_the_recent_window_and_idle_rows_sink():
+    """A series whose latency moves shows the new bucket once the window has
+    moved past the old observations; a series that stopped changing is idle and
+    ranks below every live one, whatever its rate."""
+    spec = resolve("tcp")
+    bounds = spec.metric("tcp.connect.duration").bounds
+    connect = MetricInfo("tcp.connect.duration", HISTOGRAM, "s", "", bounds)
+    fast, slow = 3, 9                                   # bucket slots: ≤ 3µs, ≤ 255µs
+
+    def reading(seq: int, slots: dict[int, int], sent: dict[int, int]) -> Snapshot:
+        points, latencies = [], []
+        for pid, count in sent.items():
+            points.append(Point((("process.pid", pid),), count, NOW))
+        for slot, count in slots.items():
+            counts = [0] * (len(bounds) + 1)
+            counts[slot] = count
+            latencies.append(Point((("process.pid", 1),),
+                                   HistogramValue(tuple(counts), 0.0, count), NOW))
+        merged = [0] * (len(bounds) + 1)
+        for value in latencies:
+            merged = [a + b for a, b in zip(merged, value.value.counts, strict=True)]
+        histogram = (Point((("process.pid", 1),), HistogramValue(tuple(merged), 0.0,
+                                                                 sum(merged)), NOW),)
+        return Snapshot(seq, NOW + seq * 1_000_000_000, "tcp", (),
+                        (MetricData(SENT, tuple(points)), MetricData(connect, histogram)))
+
+    window = RecentWindow(seconds=10)
+    kept: dict = {}
+    tables = []
+    # pid 1 connects fast for 12 s, then slowly; pid 2 sends much, then stops at 5 s.
+    for second in range(1, 31):
+        slots = {fast: 10 * min(second, 12), slow: 10 * max(0, second - 12)}
+        sent = {1: 100 * second, 2: 1_000_000 * min(second, 5)}
+        current = reading(second, {slot: count for slot, count in slots.items() if count},
+                          sent)
+        previous = tables[-1][0] if tables else None
+        table = gadget_table(spec, previous, current, top=10, sort="tcp.sent", kept=kept,
+                             window=window.base(current))
+        tables.append((current, table))
+    by_second = {second: table for second, (_, table) in enumerate(tables, start=1)}
+    latency = {second: next(row for row in by_second[second].rows
+                            if dict(row.attributes)["process.pid"] == 1
+                            ).cells["tcp.connect.duration"]
+               for second in (10, 30)}
+    assert latency[10] == (bounds[fast], bounds[fast])
+    assert latency[30] == (bounds[slow], bounds[slow])       # the fast ones left the window
+    assert 10 <= by_second[30].window < 20
+    # pid 2: busiest while it sends, idle and last once it has stopped for a window.
+    assert [dict(row.attributes)["process.pid"] for row in by_second[4].rows] == [2, 1]
+    assert [dict(row.attributes)["process.pid"] for row in by_second[30].rows] == [1, 2]
+    assert by_second[30].rows[1].idle and by_second[30].idle == 1
+    assert by_second[30].rows[1].totals["tcp.sent"] == 5_000_000          # exact, kept
+    hidden = gadget_table(spec, tables[-2][0], tables[-1][0], top=10, sort="tcp.sent",
+                          window=window.base(tables[-1][0]), show_idle=False)
+    assert [dict(row.attributes)["process.pid"] for row in hidden.rows] == [1]
 
 
 class Screen:

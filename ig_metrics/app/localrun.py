@@ -17,7 +17,9 @@ from ig_metrics.bpf.memory import fix_malloc_thresholds
 from ig_metrics.model.snapshot import Snapshot
 from ig_metrics.pipeline.probes import HealthServer
 from ig_metrics.summary.node import SUMMARY_PATH
-from ig_metrics.ui.live import LiveView, summary_line
+from ig_metrics.ui.keys import KeyReader
+from ig_metrics.ui.live import LiveView
+from ig_metrics.ui.status import summary_line
 
 UI_TICK_INTERVAL = 1.0        # the live table shows rates over one-second reads
 UI_REFRESH_INTERVAL = 0.5     # and looks twice a second for an exporter change to show
@@ -71,8 +73,10 @@ def _tick_until_stopped(agent: Agent, options: RunOptions, stop: threading.Event
         title = f"ig-metrics · {agent.name} · profile {options.profile.name}"
         if options.process_filter.active:
             title += f" · {options.process_filter.describe()}"
-        with LiveView(list(options.specs), top=options.top, sorts=list(options.sorts),
-                      title=title, console=console) as view:
+        view = LiveView(list(options.specs), top=options.top, sorts=list(options.sorts),
+                        title=title, console=console, on_quit=stop.set)
+        with view, KeyReader(view.on_key) as keys:
+            view.keys = keys.active
             agent.run(stop, duration=options.duration,
                       tick_interval=min(UI_TICK_INTERVAL, agent.tick_interval),
                       refresh=lambda: view.update(agent.latest(), agent.statuses()),

@@ -16,7 +16,7 @@ from ig_metrics.exporters.base import ExporterStatus, Health
 from ig_metrics.summary.node import (
     MAX_TOP, AgentCost, ExporterLine, NodeSummary, encode, summarize,
 )
-from ig_metrics.summary.rows import DEFAULT_TOP, UnknownSortColumn
+from ig_metrics.summary.rows import DEFAULT_TOP, RecentWindow, UnknownSortColumn
 
 JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
@@ -30,6 +30,7 @@ class SummaryService:
         self.agent = agent
         self._lock = threading.Lock()
         self._kept: dict[str, dict] = {}
+        self._window = RecentWindow()
         self._cache: tuple[tuple[int, str | None, int], bytes] | None = None
 
     def answer(self, query: str) -> tuple[int, bytes, str]:
@@ -51,7 +52,8 @@ class SummaryService:
                 return 200, self._cache[1], JSON
             try:
                 gadgets = summarize(self.agent.specs, previous, current, sort=sort, top=top,
-                                    kept=self._kept, failures=self.agent.failures())
+                                    kept=self._kept, failures=self.agent.failures(),
+                                    window=self._window.base(current))
             except UnknownSortColumn as error:
                 return 400, f"{error}\n".encode(), TEXT
             elapsed = (current.time_ns - previous.time_ns) / 1e9 if previous else 0.0

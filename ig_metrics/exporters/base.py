@@ -228,6 +228,9 @@ class ExporterStatus:
     points_exported: int = 0
     points_dropped: int = 0         # overflow, queue full, rejected, expired
     retry_in: float = 0.0           # seconds until the next attempt after a failure (0: none)
+    pull: bool = False              # read by scrapers rather than pushed
+    last_pull_ns: int = 0           # a pull exporter: wall clock of its last scrape (0: never)
+    last_puller: str = ""           # and the address that scraped it
 
 
 @dataclass(frozen=True)

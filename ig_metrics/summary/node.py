@@ -70,17 +70,18 @@ class NodeSummary:
 
 
 def summarize(specs: Sequence[GadgetSpec], previous: Snapshot | None, current: Snapshot, *,
-              sort: str | None, top: int, kept: dict[str, dict],
-              failures: dict[str, str]) -> tuple[GadgetSummary, ...]:
-    """Each gadget's part of the summary from the agent's last two readings:
-    its top `top` rows by `sort` (where it has that column, else its own
-    default; UnknownSortColumn when no gadget has it). `kept` holds, per
-    gadget, what build_rows keeps from one reading to the next."""
+              sort: str | None, top: int, kept: dict[str, dict], failures: dict[str, str],
+              window: Snapshot | None = None) -> tuple[GadgetSummary, ...]:
+    """Each gadget's part of the summary from the agent's last two readings
+    (percentiles and idleness over the recent window from `window`): its top
+    `top` rows by `sort` (where it has that column, else its own default;
+    UnknownSortColumn when no gadget has it), live ones first. `kept` holds,
+    per gadget, what build_rows keeps from one reading to the next."""
     sorts = sort_columns(list(specs), sort)
     parts = []
-    for spec, column in zip(specs, sorts):
+    for spec, column in zip(specs, sorts, strict=True):
         table = gadget_table(spec, previous, current, top=min(top, MAX_TOP), sort=column,
-                             kept=kept.setdefault(spec.name, {}))
+                             kept=kept.setdefault(spec.name, {}), window=window)
         parts.append(GadgetSummary(spec.name, column, table.series, table.totals, table.rows,
                                    failures.get(spec.name, "")))
     return tuple(parts)
@@ -112,7 +113,7 @@ def _encode_row(row: Row) -> dict[str, Any]:
     return {"attributes": [[name, _bounded(value)] for name, value in row.attributes],
             "cells": {name: (list(cell) if isinstance(cell, tuple) else cell)
                       for name, cell in row.cells.items()},
-            "totals": row.totals}
+            "totals": row.totals, "idle": row.idle}
 
 
 def _bounded(value: object) -> object:
@@ -158,4 +159,4 @@ def _decode_row(row: dict[str, Any]) -> Row:
     return Row(tuple((name, value) for name, value in row["attributes"]),
                {name: (tuple(cell) if isinstance(cell, list) else cell)
                 for name, cell in row["cells"].items()},
-               dict(row["totals"]))
+               dict(row["totals"]), bool(row.get("idle", False)))

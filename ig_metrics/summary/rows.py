@@ -1,14 +1,19 @@
-"""The rows of a gadget's table, computed from two consecutive snapshots: one
-row per series (the gadget's attributes), counters as rates per second and as
-totals so far, histograms as percentiles. Pure functions, shared by the local
-table (ui/live.py), the node summary (summary/node.py) and the cluster table."""
+"""The rows of a gadget's table, computed from two consecutive snapshots and
+one from a little while ago (the recent window): one row per series (the
+gadget's attributes), counters as rates per second and as totals so far,
+histograms as percentiles over the recent window. A series that changed in
+the window is live; one that did not is idle, and sinks below the live ones.
+Pure functions, shared by the local table (ui/live.py), the node summary
+(summary/node.py) and the cluster table."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from ig_metrics.gadgets.spec import GadgetSpec
-from ig_metrics.model.snapshot import COUNTER, GAUGE, HISTOGRAM, Snapshot, bucket_quantile
+from ig_metrics.model.snapshot import (
+    COUNTER, GAUGE, HISTOGRAM, HistogramValue, Snapshot, bucket_quantile,
+)
 
 
 DEFAULT_TOP = 20              # rows a table shows, and a node summary sends, unless asked
@@ -18,11 +23,52 @@ class UnknownSortColumn(ValueError):
     """--sort named neither a metric nor an attribute of the gadget."""
 
 
+RECENT_WINDOW = 10.0          # seconds of the recent percentiles, and of idleness
+
+# Short names of attributes as the tables' headers show them (--sort takes them too).
+SHORT_NAMES = {"process.pid": "pid", "process.command": "command", "server.port": "port",
+               "network.peer.address": "peer", "network.type": "net",
+               "tcp.connection.direction": "dir", "process.parent.command": "parent",
+               "syscall.name": "syscall", "error.type": "error", "file.path": "path",
+               "peer.pod": "peer pod"}
+
+
 @dataclass(frozen=True, slots=True)
 class Row:
     attributes: tuple[tuple[str, object], ...]
     cells: dict[str, float | tuple[float, float] | None]   # metric -> rate, or (p50, p99)
     totals: dict[str, float] = field(default_factory=dict)  # counter -> its value now
+    idle: bool = False                                       # nothing changed in the window
+
+
+def short_name(name: str) -> str:
+    """What a table's header calls a column: `pid` for process.pid, `sent` for
+    tcp.sent."""
+    return SHORT_NAMES.get(name, name.rsplit(".", 1)[-1] if "." in name else name)
+
+
+class RecentWindow:
+    """The base of the recent window: a reading `seconds` old, or up to twice
+    that (two readings are held, not one per tick). Until the run is `seconds`
+    old, its first reading."""
+
+    def __init__(self, seconds: float = RECENT_WINDOW) -> None:
+        self.seconds = seconds
+        self._base: Snapshot | None = None
+        self._next: Snapshot | None = None
+
+    def base(self, current: Snapshot) -> Snapshot:
+        if self._base is None or current.time_ns < self._base.time_ns:
+            self._base, self._next = current, None
+        if self._next is None and _age(self._base, current) >= self.seconds:
+            self._next = current
+        elif self._next is not None and _age(self._next, current) >= self.seconds:
+            self._base, self._next = self._next, current
+        return self._base
+
+
+def _age(older: Snapshot, newer: Snapshot) -> float:
+    return (newer.time_ns - older.time_ns) / 1e9
 
 
 def sort_keys(spec: GadgetSpec) -> list[str]:
@@ -39,13 +85,24 @@ def series_names(spec: GadgetSpec) -> tuple[frozenset[str], tuple[str, ...]]:
 
 
 def check_sort(spec: GadgetSpec, sort: str | None) -> str:
-    """The column to sort by: `sort` if it is one, else the gadget's default."""
+    """The column to sort by: `sort` (a column's name, or its short name as the
+    header shows it) if it is one, else the gadget's default."""
     if not sort:
         return spec.table.sort or (spec.table.columns[0] if spec.table.columns else "")
-    if sort not in sort_keys(spec):
+    found = _column_named(spec, sort)
+    if found is None:
         raise UnknownSortColumn(f"--sort: '{sort}' is not a column of gadget {spec.name}; "
-                                f"choose one of: {', '.join(sort_keys(spec))}")
-    return sort
+                                f"choose one of: {', '.join(sort_keys(spec))} (or their "
+                                "short names in the table's header)")
+    return found
+
+
+def _column_named(spec: GadgetSpec, name: str) -> str | None:
+    keys = sort_keys(spec)
+    if name in keys:
+        return name
+    matches = [key for key in keys if short_name(key) == name]
+    return matches[0] if len(matches) == 1 else None
 
 
 def sort_columns(specs: list[GadgetSpec], sort: str | None) -> list[str]:
@@ -53,22 +110,27 @@ def sort_columns(specs: list[GadgetSpec], sort: str | None) -> list[str]:
     columns, else the gadget's default; a `sort` no gadget has is refused."""
     if len(specs) == 1 or not sort:
         return [check_sort(spec, sort) for spec in specs]
-    if not any(sort in sort_keys(spec) for spec in specs):
+    if not any(_column_named(spec, sort) is not None for spec in specs):
         choices = ", ".join(dict.fromkeys(key for spec in specs for key in sort_keys(spec)))
         raise UnknownSortColumn(f"--sort: '{sort}' is not a column of gadget "
                                 f"{', '.join(spec.name for spec in specs)}; choose one of: "
                                 f"{choices}")
-    return [sort if sort in sort_keys(spec) else check_sort(spec, None) for spec in specs]
+    return [check_sort(spec, sort if _column_named(spec, sort) else None) for spec in specs]
 
 
 @dataclass(frozen=True, slots=True)
 class GadgetTable:
-    """A gadget's table at one reading: its top rows, how many series it has,
-    and each counter column summed over all of them (exact: not only the top)."""
+    """A gadget's table at one reading: its top rows, how many series it has
+    (and how many of them match the filter, and are idle), each counter column
+    summed over all of them (exact: not only the top), and the length of the
+    recent window its percentiles and idleness are over."""
 
     rows: list[Row]
     series: int
     totals: dict[str, float]
+    matching: int = 0
+    idle: int = 0
+    window: float = 0.0
 
 
 def build_rows(spec: GadgetSpec, previous: Snapshot | None, current: Snapshot,
@@ -80,36 +142,63 @@ def build_rows(spec: GadgetSpec, previous: Snapshot | None, current: Snapshot,
 
 
 def gadget_table(spec: GadgetSpec, previous: Snapshot | None, current: Snapshot,
-                 *, top: int, sort: str, kept: dict | None = None) -> GadgetTable:
-    """The gadget's table: its `top` rows by `sort`, its series and its totals.
-    `kept` is build_rows' `totals`."""
+                 *, top: int, sort: str, kept: dict | None = None,
+                 window: Snapshot | None = None, show_idle: bool = True,
+                 matching: str = "") -> GadgetTable:
+    """The gadget's table: its `top` rows by `sort`, live rows first (idle ones
+    left out unless `show_idle`), those with an attribute value holding
+    `matching` (any case) only; its series and its totals. Rates are between
+    `previous` and `current`; percentiles and idleness over `window` (the base
+    of the recent window; `previous` when None). `kept` is build_rows' `totals`."""
     attribute_names = [attribute.name for attribute in spec.attributes]
     elapsed = (current.time_ns - previous.time_ns) / 1e9 if previous else 0.0
     names = series_names(spec)
     kept = kept if kept is not None else {}
-    known = kept.get("snapshot")
     identities = kept.setdefault("identities", {})
-    if previous is None:
-        before = {}
-    elif known is not None and known[0] is previous:
-        before = known[1]
-    else:
-        before = _totals(spec, previous, names, identities)
+    base_snapshot = window or previous
+    base = _kept_totals(kept, "window", spec, base_snapshot, names, identities)
+    before = base if previous is base_snapshot else \
+        _kept_totals(kept, "snapshot", spec, previous, names, identities)
     now = _totals(spec, current, names, identities)
     kept["snapshot"] = (current, now)
     columns = _columns(spec)
     # Every row's sort column first; the other cells of the rows shown only.
     ranked = [column for column in columns if column.name == sort]
-    rows = [Row(identity, _cells(ranked, identity, metrics, before, elapsed))
-            for identity, metrics in now.items()]
-    rows.sort(key=lambda row: sort_value(row, sort, attribute_names), reverse=True)
+    needle = matching.casefold()
+    rows = [Row(identity, _cells(ranked, identity, metrics, before, base, elapsed),
+                idle=base.get(identity) == metrics)
+            for identity, metrics in now.items()
+            if not needle or any(needle in str(value).casefold() for _, value in identity)]
+    idle = sum(row.idle for row in rows)
+    candidates = rows if show_idle else [row for row in rows if not row.idle]
+    candidates.sort(key=lambda row: (not row.idle, sort_value(row, sort, attribute_names)),
+                    reverse=True)
     counters = [column.name for column in columns if column.kind == COUNTER]
     sums = {name: sum(metrics.get(name, 0) for metrics in now.values()) for name in counters}
     return GadgetTable([Row(row.attributes,
-                            _cells(columns, row.attributes, now[row.attributes], before,
+                            _cells(columns, row.attributes, now[row.attributes], before, base,
                                    elapsed),
-                            {name: now[row.attributes].get(name, 0) for name in counters})
-                        for row in rows[:top]], len(now), sums)
+                            {name: now[row.attributes].get(name, 0) for name in counters},
+                            row.idle)
+                        for row in candidates[:top]], len(now), sums, len(rows), idle,
+                       _age(base_snapshot, current) if base_snapshot else 0.0)
+
+
+def _kept_totals(kept: dict, key: str, spec: GadgetSpec, snapshot: Snapshot | None,
+                 names: tuple[frozenset[str], tuple[str, ...]], identities: dict) -> dict:
+    """_totals of `snapshot`, kept under `key` for the calls while it stays the same."""
+    if snapshot is None:
+        return {}
+    known = kept.get(key)
+    if known is not None and known[0] is snapshot:
+        return known[1]
+    # The current snapshot's of the call before, when this is it.
+    latest = kept.get("snapshot")
+    totals = latest[1] if latest is not None and latest[0] is snapshot else \
+        _totals(spec, snapshot, names, identities)
+    kept[key] = (snapshot, totals)
+    return totals
+
 
 @dataclass(frozen=True, slots=True)
 class _Column:
@@ -126,15 +215,16 @@ def _columns(spec: GadgetSpec) -> list[_Column]:
                     metric.bounds if metric.kind == HISTOGRAM else ()) for metric in metrics]
 
 
-def _cells(columns: list[_Column], identity: tuple, metrics: dict, before: dict,
+def _cells(columns: list[_Column], identity: tuple, metrics: dict, before: dict, base: dict,
            elapsed: float) -> dict[str, float | tuple[float, float] | None]:
     cells: dict[str, float | tuple[float, float] | None] = {}
     for column in columns:
         name, value = column.name, metrics.get(column.name)
         if column.kind == HISTOGRAM:
-            cells[name] = None if value is None else (
-                bucket_quantile(value, column.bounds, 0.5),
-                bucket_quantile(value, column.bounds, 0.99))
+            recent = None if value is None else since(value, base.get(identity, {}).get(name))
+            cells[name] = None if recent is None or recent.count == 0 else (
+                bucket_quantile(recent, column.bounds, 0.5),
+                bucket_quantile(recent, column.bounds, 0.99))
         elif column.kind == GAUGE:
             cells[name] = value
         elif value is None or elapsed <= 0:
@@ -143,6 +233,16 @@ def _cells(columns: list[_Column], identity: tuple, metrics: dict, before: dict,
             previous_value = before.get(identity, {}).get(name, 0)
             cells[name] = max(0.0, (value - previous_value) / elapsed)
     return cells
+
+
+def since(value: HistogramValue, earlier: object) -> HistogramValue:
+    """What a cumulative histogram counted after `earlier` (a reading of the same
+    series, or None: all of it)."""
+    if not isinstance(earlier, HistogramValue) or len(earlier.counts) != len(value.counts) \
+            or earlier.count > value.count:
+        return value
+    return HistogramValue(tuple(now - then for now, then in zip(value.counts, earlier.counts)),
+                          value.sum - earlier.sum, value.count - earlier.count)
 
 
 def sort_value(row: Row, sort: str, attribute_names: list[str]) -> tuple:

@@ -18,26 +18,21 @@ from rich.table import Table
 from rich.text import Text
 
 from ig_metrics.cluster.api import FAILED, GONE, PENDING, PULLING, READY, RUNNING, PodState
-from ig_metrics.cluster.table import ClusterRow, cluster_rows, cluster_totals
+from ig_metrics.cluster.table import cluster_rows, cluster_totals
 from ig_metrics.cluster.watch import ClusterReading, NodeReading
 from ig_metrics.gadgets.spec import GadgetSpec
-from ig_metrics.model.snapshot import COUNTER, HISTOGRAM
-from ig_metrics.ui.live import attribute_cell, column_title, format_cell, short_name
+from ig_metrics.model.snapshot import COUNTER
+from ig_metrics.summary.rows import short_name
+from ig_metrics.ui.cells import (
+    HEALTH_STYLE, attribute_cell, column_title, format_total, metric_cell,
+)
 
 NO_POD = ("no pod yet: the DaemonSet has none scheduled (does a node match --node or "
           "--node-selector?)")
 STATE_STYLE = {PENDING: ("○", "yellow"), PULLING: ("◌", "yellow"), RUNNING: ("◐", "cyan"),
                READY: ("●", "green"), FAILED: ("✗", "red"), GONE: ("○", "dim")}
-HEALTH_STYLE = {"healthy": "green", "degraded": "yellow", "failing": "red",
-                "recovering": "cyan", "starting": "yellow"}
 NO_POD_GRACE = 10.0          # seconds without any pod before saying so
 STALE_AFTER = 2.5            # intervals: a node's reading older than this says its age
-
-
-def format_total(value: float, unit: str) -> str:
-    """Exact: 111,111 B (a total is a count of bytes or events, never rounded)."""
-    text = f"{value:,.0f}" if float(value).is_integer() else f"{value:,.3f}"
-    return f"{text} B" if unit == "By" else text
 
 
 def progress_line(pod: PodState, why: str = "") -> str:
@@ -96,7 +91,7 @@ def _node_text(specs: Sequence[GadgetSpec], node: NodeReading) -> Text:
     if node.summary is not None:
         for exporter in node.summary.exporters:
             text.highlight_words([f"{exporter.name} {exporter.health}"],
-                                 HEALTH_STYLE.get(exporter.health, ""))
+                                 HEALTH_STYLE.get(exporter.health, ("", ""))[1])
     return text
 
 
@@ -119,14 +114,11 @@ def gadget_table(spec: GadgetSpec, reading: ClusterReading, *, title: str, top: 
     for index in shown:
         table.add_column(short_name(spec.attributes[index].name), overflow="fold")
     for name in spec.table.columns:
-        title_text = column_title(spec, name)
-        if spec.metric(name).kind == COUNTER:
-            title_text = title_text.replace("\nper s", "\ntotal · per s")
-        table.add_column(title_text, justify="right",
+        table.add_column(column_title(spec, name), justify="right",
                          style="bold cyan" if name == sort else None)
     for entry, row_cells in zip(rows, cells):
         table.add_row(entry.node, *(row_cells[index] for index in shown),
-                      *(_metric_cell(spec, name, entry) for name in spec.table.columns))
+                      *(metric_cell(spec, name, entry.row) for name in spec.table.columns))
     return table
 
 
@@ -141,14 +133,6 @@ def render(specs: Sequence[GadgetSpec], reading: ClusterReading, *, title: str, 
     if reading.pods_error:
         lines.append(Text(f"watching the pods: {reading.pods_error} (retrying)", style="yellow"))
     return Group(*tables, *lines)
-
-
-def _metric_cell(spec: GadgetSpec, name: str, entry: ClusterRow) -> str:
-    metric = spec.metric(name)
-    rate = format_cell(spec, name, entry.row.cells.get(name))
-    if metric.kind == HISTOGRAM:
-        return rate
-    return f"{format_total(entry.row.totals.get(name, 0), metric.unit)} · {rate}"
 
 
 def summary_lines(specs: Sequence[GadgetSpec], reading: ClusterReading) -> list[str]:

@@ -89,6 +89,12 @@ class ExporterStats:
         self.queue_bytes = 0
         self.interval = 0.0
         self.health = "starting"
+        self.last_pull_ns = 0            # a pull exporter: when it was last scraped (wall clock)
+        self.last_puller = ""            # and by which address
+
+    def pulled(self, address: str) -> None:
+        """A reader (a scraper) took the latest snapshot."""
+        self.last_pull_ns, self.last_puller = time.time_ns(), address
 
     def attempt(self, outcome: str, reason: str, seconds: float, points: int = 0) -> None:
         with self._lock:

@@ -129,7 +129,9 @@ class ExporterWorker:
                 queued_batches=self.stats.queue_batches,
                 points_exported=self.stats.points_exported,
                 points_dropped=self.stats.points_dropped,
-                retry_in=max(0.0, self._retry_at - now) if self._retry_at else 0.0)
+                retry_in=max(0.0, self._retry_at - now) if self._retry_at else 0.0,
+                pull=self.exporter.pull, last_pull_ns=self.stats.last_pull_ns,
+                last_puller=self.stats.last_puller)
 
     def stop(self, final: Snapshot | None, timeout: float) -> bool:
         """Send `final` (unless already accepted), then shut the exporter down;

@@ -251,7 +251,7 @@ class PrometheusExporter(Exporter[PrometheusSettings]):
             self._server, self._thread = serve(
                 settings.host, settings.port,
                 make_app(self.collector.text, make_wsgi_app(self.registry),
-                         self.collector.protobuf),
+                         self.collector.protobuf, scraped=self.stats.pulled),
                 tls=settings.tls, users=settings.basic_auth)
         except ssl.SSLError as error:
             raise ExporterStartError(

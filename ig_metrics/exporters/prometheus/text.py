@@ -280,13 +280,15 @@ def _literal(text: str) -> str:
 
 
 def make_app(render: Callable[[TextFormat, bool], list[bytes] | None], library_app: Callable,
-             protobuf: Callable[[bool], list[bytes]] | None = None) -> Callable:
+             protobuf: Callable[[bool], list[bytes]] | None = None,
+             scraped: Callable[[str], None] | None = None) -> Callable:
     """A WSGI app: a GET of all metrics in a format `render` writes is answered
     with its text (gzipped when accepted: `render(fmt, True)`) and the headers
     prometheus_client's app would send; one whose Accept prefers the protobuf
     exposition with what `protobuf(compress)` writes; anything else (OPTIONS, a
     filter by name[], another format) is left to `library_app`,
-    prometheus_client's own."""
+    prometheus_client's own. `scraped` hears the address of each full scrape
+    answered."""
 
     def app(environ, start_response):
         if (environ["REQUEST_METHOD"] != "GET" or environ["PATH_INFO"] == "/favicon.ico"
@@ -307,6 +309,8 @@ def make_app(render: Callable[[TextFormat, bool], list[bytes] | None], library_a
         # Set here: the server only counts a body given in one piece.
         headers.append(("Content-Length", str(sum(map(len, chunks)))))
         start_response("200 OK", headers)
+        if scraped is not None:
+            scraped(environ.get("REMOTE_ADDR", ""))
         return chunks
 
     return app
