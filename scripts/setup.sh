@@ -23,10 +23,11 @@ MODULES="/lib/modules/$RELEASE"
 RUNTIME_PACKAGES=(python3-bpfcc bpfcc-tools python3-venv)
 # podman, buildah, runc, debootstrap (+ uidmap, fuse-overlayfs, slirp4netns, catatonit,
 # containernetworking-plugins, which podman recommends): tests/test_image.py
-# builds and runs the image.
+# builds and runs the image. tmux: tests/test_live_terminal.py drives the live
+# table in a real terminal.
 TEST_PACKAGES=(prometheus bpftrace bpftool iperf3 nftables iptables iproute2 openssl procps mount
                podman buildah runc debootstrap uidmap fuse-overlayfs slirp4netns catatonit
-               containernetworking-plugins)
+               containernetworking-plugins tmux)
 export DEBIAN_FRONTEND=noninteractive
 
 with_tests=0
