@@ -16,8 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ig_metrics.bpf.hookplan import HookPlan, plan_hooks
-from ig_metrics.bpf.kernel import (DEFAULT_PATHS, HostPaths, create_probe_map, find_tracefs,
-                                   kernel_version, kprobes_available)
+from ig_metrics.bpf.kernel import (
+    DEFAULT_PATHS,
+    HostPaths,
+    create_probe_map,
+    find_tracefs,
+    kernel_version,
+    kprobes_available,
+)
 from ig_metrics.bpf.loader import GadgetLoadError, GadgetProgram
 from ig_metrics.gadgets import PROVEN_SINCE, GadgetSpec, is_builtin
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes as ct
-from dataclasses import dataclass
 import os
 import re
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from ig_metrics.bpf.cgroupfs import process_cgroup
 from ig_metrics.bpf.filters import ProcessFilter
@@ -212,7 +212,7 @@ class GadgetProgram:
                 f"{self.spec.no_process_filter}; run it without them")
         if self.plan.missing:
             raise GadgetLoadError(self.plan.refusal())
-        from bcc import BPF   # bcc's import costs ~0.2 s: only when a gadget runs
+        from bcc import BPF  # bcc's import costs ~0.2 s: only when a gadget runs
 
         text, include_line, inserted = program_source(self.spec)
         cflags = [f"-I{INCLUDE_DIR}", *self.cflags]

@@ -8,15 +8,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ig_metrics.catalog.profilefile import ProfilesFile, read_profiles_file
 from ig_metrics.config.addresses import HostPort, listeners_collide
 from ig_metrics.config.errors import ConfigError
 from ig_metrics.config.fieldkinds import HIDDEN
 from ig_metrics.config.model import (
-    DEFAULT_INTERVAL, ExporterTemplate, Problem, Profile, ProfileConfig, ResolvedExporter
+    DEFAULT_INTERVAL,
+    ExporterTemplate,
+    Problem,
+    Profile,
+    ProfileConfig,
+    ResolvedExporter,
 )
-from ig_metrics.exporters.prometheus.exporter import PrometheusSettings
-from ig_metrics.catalog.profilefile import ProfilesFile, read_profiles_file
 from ig_metrics.config.suggest import did_you_mean
+from ig_metrics.exporters.prometheus.exporter import PrometheusSettings
 
 PROFILE_SUFFIXES = (".yaml", ".yml")
 

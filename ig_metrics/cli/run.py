@@ -5,27 +5,31 @@ from __future__ import annotations
 
 import gc
 import logging
-from pathlib import Path
 import sys
 import threading
+from pathlib import Path
 from typing import Annotated
 
+import typer
 from rich.console import Console
 from rich.logging import RichHandler
-import typer
 
 from ig_metrics.bpf.filters import FilterError, ProcessFilter
 from ig_metrics.bpf.memory import fix_malloc_thresholds
 from ig_metrics.catalog.attributenames import builtin_attribute_names, selection_problems
 from ig_metrics.catalog.directories import resolve_profiles_dir
 from ig_metrics.cli.cluster import (
-    ContextOption, KubeconfigOption, NamespaceOption, cluster_options, run_cluster,
+    ContextOption,
+    KubeconfigOption,
+    NamespaceOption,
+    cluster_options,
+    run_cluster,
 )
 from ig_metrics.cli.common import ExitCode, ProfilesDirOption, StopOnSignals, fail
 from ig_metrics.config import ConfigError, parse_duration
+from ig_metrics.config.addresses import HostPort, parse_listen
 from ig_metrics.config.durations import format_duration
 from ig_metrics.config.model import DEFAULT_IDLE_EXPIRY
-from ig_metrics.config.addresses import HostPort, parse_listen
 from ig_metrics.gadgets import GadgetSpec
 from ig_metrics.gadgets.selection import SelectionError, select_gadgets, split_names
 from ig_metrics.summary.node import SUMMARY_PATH
@@ -155,7 +159,7 @@ def run(
     except ValueError as error:
         fail(f"--health-listen: {error}")
     directory, _rule = resolve_profiles_dir(profiles_dir)
-    from ig_metrics.catalog.loading import load_catalog   # every exporter type: start-up cost
+    from ig_metrics.catalog.loading import load_catalog  # every exporter type: start-up cost
 
     catalog = load_catalog([directory])
     try:
@@ -206,7 +210,7 @@ def run(
     for warning in catalog.warnings:
         typer.echo(str(warning), err=True)
 
-    from ig_metrics.bpf.environment import preflight   # after input checks: bad input exits 2
+    from ig_metrics.bpf.environment import preflight  # after input checks: bad input exits 2
     problems = list(dict.fromkeys(line for spec in specs for line in preflight(spec)))
     if problems:
         fail("\n".join(problems) + "\nRun 'ig-metrics doctor' for details.",
@@ -241,7 +245,7 @@ def _run_agent(specs: list[GadgetSpec], profile, process_filter, *, console: Con
                idle_expiry: float, health_address: HostPort | None = None) -> int:
     from ig_metrics.app.agent import Agent
     from ig_metrics.app.summaryservice import SummaryService
-    from ig_metrics.pipeline.probes import HealthServer    # http.server: start-up cost
+    from ig_metrics.pipeline.probes import HealthServer  # http.server: start-up cost
 
     # The process' malloc policy, as gc.freeze below is its collector's: set
     # before the compiler's allocations, so that they too are mapped apart.

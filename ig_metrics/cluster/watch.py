@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from ig_metrics.cluster.api import (
-    FAILED, MAX_IN_FLIGHT, READY, RUNNING, Cluster, ClusterError, PodState, last_log_line,
+    FAILED,
+    MAX_IN_FLIGHT,
+    READY,
+    RUNNING,
+    Cluster,
+    ClusterError,
+    PodState,
+    last_log_line,
 )
 from ig_metrics.cluster.pods import PodWatch
 from ig_metrics.summary.node import SUMMARY_PATH, NodeSummary, SummaryError, decode

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
+import os
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-import os
 from pathlib import Path
-import re
 from typing import Any
 
 import yaml

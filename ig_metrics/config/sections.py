@@ -10,7 +10,9 @@ from typing import Any
 from ig_metrics.config.fieldkinds import DurationKind
 from ig_metrics.config.fields import EnvVar, Field, Section
 from ig_metrics.config.model import (
-    DEFAULT_EXPORT_SHARE, DEFAULT_MAX_INTERVAL_FACTOR, DEFAULT_POINTS_PER_EXPORT,
+    DEFAULT_EXPORT_SHARE,
+    DEFAULT_MAX_INTERVAL_FACTOR,
+    DEFAULT_POINTS_PER_EXPORT,
     LimitSettings,
 )
 from ig_metrics.config.quantities import CountMap, IntKind, ShareKind

@@ -12,9 +12,9 @@ they are written. docs/reliability.md ("What bad input gets") lists them."""
 from __future__ import annotations
 
 import codecs
+import re
 from dataclasses import dataclass
 from pathlib import Path
-import re
 from typing import Protocol
 
 import yaml

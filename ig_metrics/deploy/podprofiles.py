@@ -4,17 +4,21 @@ pod's environment, the chosen profile's Prometheus endpoints moved off loopback
 
 from __future__ import annotations
 
+import re
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-import re
-import tempfile
 
 import yaml
 
 from ig_metrics.config import ConfigError, Profile
 from ig_metrics.config.addresses import (
-    ALL_INTERFACES, WILDCARD_HOSTS, Endpoint, is_loopback, parse_grpc_endpoint,
+    ALL_INTERFACES,
+    WILDCARD_HOSTS,
+    Endpoint,
+    is_loopback,
+    parse_grpc_endpoint,
     parse_http_endpoint,
 )
 from ig_metrics.config.model import ResolvedExporter
@@ -155,7 +159,7 @@ def _resolve_again(files: dict[str, str], profile_name: str,
     with tempfile.TemporaryDirectory(prefix="ig-metrics-deploy-") as scratch:
         for name, text in files.items():
             (Path(scratch) / name).write_text(text)
-        from ig_metrics.catalog.loading import load_catalog   # see pod_profiles
+        from ig_metrics.catalog.loading import load_catalog  # see pod_profiles
 
         catalog = load_catalog([Path(scratch)], environ=environ)
         if catalog.errors:

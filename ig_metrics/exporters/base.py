@@ -5,11 +5,11 @@ and the logs."""
 
 from __future__ import annotations
 
+import enum
+import logging
 from abc import ABC
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-import enum
-import logging
 from typing import Any, Generic, TypeVar
 
 from ig_metrics.config.fields import Field

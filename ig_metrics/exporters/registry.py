@@ -10,7 +10,8 @@ from typing import Any
 from ig_metrics.config.model import ResolvedExporter
 from ig_metrics.exporters import console
 from ig_metrics.exporters.base import Exporter, ExporterType
-from ig_metrics.exporters.otlp import grpc as otlp_grpc, http as otlp_http
+from ig_metrics.exporters.otlp import grpc as otlp_grpc
+from ig_metrics.exporters.otlp import http as otlp_http
 from ig_metrics.exporters.prometheus import exporter as prometheus
 from ig_metrics.exporters.remotewrite import exporter as remote_write
 

@@ -7,25 +7,42 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-
 from typing import Any
 
 import yaml
 
 from ig_metrics.config.context import FileContext, Site
-from ig_metrics.config.fieldkinds import (WORDS, Choice, FlagKind, Kind, ListOf, Parsed,
-                                          PatternText, StringMap)
+from ig_metrics.config.fieldkinds import (
+    WORDS,
+    Choice,
+    FlagKind,
+    Kind,
+    ListOf,
+    Parsed,
+    PatternText,
+    StringMap,
+)
 from ig_metrics.config.fields import Field, Section, parse_fields, require_mapping
 from ig_metrics.config.model import Problem
 from ig_metrics.config.quantities import WholeNumber
 from ig_metrics.config.rules import Draft
 from ig_metrics.config.suggest import did_you_mean
-from ig_metrics.config.yamlnodes import (describe_node, line_of, mapping_entries,
-                                         read_yaml_file, scalar_value)
-from ig_metrics.gadgets.hooks import HOOK_KINDS
+from ig_metrics.config.yamlnodes import (
+    describe_node,
+    line_of,
+    mapping_entries,
+    read_yaml_file,
+    scalar_value,
+)
 from ig_metrics.gadgets.decoders import DECODERS, EXPANDING
-from ig_metrics.gadgets.parameters import (PARAMETER_TYPES, ParameterError, ParameterSpec,
-                                           Value, parse_assignments)
+from ig_metrics.gadgets.hooks import HOOK_KINDS
+from ig_metrics.gadgets.parameters import (
+    PARAMETER_TYPES,
+    ParameterError,
+    ParameterSpec,
+    Value,
+    parse_assignments,
+)
 from ig_metrics.gadgets.seeders import SEEDERS
 from ig_metrics.model.snapshot import COUNTER, GAUGE, HISTOGRAM
 

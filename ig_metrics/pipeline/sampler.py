@@ -10,28 +10,45 @@ under the new ones (docs/kubernetes.md, "series identity")."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from contextlib import contextmanager
 import ctypes
 import gc
-from itertools import chain
-from operator import attrgetter
-from dataclasses import dataclass, field
 import threading
 import time
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from itertools import chain
+from operator import attrgetter
 
-from ig_metrics.config.model import (ALL_ATTRIBUTES, DEFAULT_IDLE_EXPIRY,
-                                     DEFAULT_SAMPLER_MAX_SERIES, AttributeSelection)
+from ig_metrics.config.model import (
+    ALL_ATTRIBUTES,
+    DEFAULT_IDLE_EXPIRY,
+    DEFAULT_SAMPLER_MAX_SERIES,
+    AttributeSelection,
+)
 from ig_metrics.gadgets.spec import GadgetSpec, MetricSpec
 from ig_metrics.k8s.attribution import CGROUP, Attribution, Token
-from ig_metrics.pipeline.decoding import Decoded, KeyDecoder
-from ig_metrics.pipeline.retained import RetainedCounts, add_point, sum_points
 from ig_metrics.model.snapshot import (
-    COUNTER, HISTOGRAM, Attributes, HistogramValue, MetricData, MetricInfo, Point, Snapshot
+    COUNTER,
+    HISTOGRAM,
+    Attributes,
+    HistogramValue,
+    MetricData,
+    MetricInfo,
+    Point,
+    Snapshot,
 )
-from ig_metrics.pipeline.sources import (CountersSource, HistogramSource, SlotHistogram,
-                                         SlotsSource, SourceLayoutError, index_key_type,
-                                         index_series_key)
+from ig_metrics.pipeline.decoding import Decoded, KeyDecoder
+from ig_metrics.pipeline.retained import RetainedCounts, add_point
+from ig_metrics.pipeline.sources import (
+    CountersSource,
+    HistogramSource,
+    SlotHistogram,
+    SlotsSource,
+    SourceLayoutError,
+    index_key_type,
+    index_series_key,
+)
 
 DEFAULT_LINGER = 300.0             # seconds a renamed series' final value is still exported
 # The sampler's memory budget, in series it keeps apart (each costs about 1.2 KB

@@ -47,7 +47,7 @@ def _is_u64(struct_type, name: str) -> bool:
 
 
 def _is_array(table) -> bool:
-    from bcc.table import ArrayBase      # bcc only once a program is loaded
+    from bcc.table import ArrayBase  # bcc only once a program is loaded
 
     return isinstance(table, ArrayBase)
 

@@ -15,9 +15,13 @@ from rich.text import Text
 
 from ig_metrics.exporters.base import ExporterStatus, Health
 from ig_metrics.gadgets.spec import AttributeSpec, GadgetSpec
-from ig_metrics.model.semconv import CONTAINER_ID
 from ig_metrics.model.semconv import (
-    CONTAINER_NAME, NAMESPACE, PEER_NAMESPACE, PEER_POD_NAME, POD_NAME
+    CONTAINER_ID,
+    CONTAINER_NAME,
+    NAMESPACE,
+    PEER_NAMESPACE,
+    PEER_POD_NAME,
+    POD_NAME,
 )
 from ig_metrics.model.snapshot import HISTOGRAM, Snapshot
 from ig_metrics.summary.rows import Row, build_rows

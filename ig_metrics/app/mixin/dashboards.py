@@ -5,14 +5,30 @@ its histograms, classic and native), an overview over the recording rules, and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import re
+from dataclasses import dataclass, field
 
 from ig_metrics.app.mixin import rules
 from ig_metrics.app.mixin.queries import (
-    ATTRIBUTE_VARIABLES, GADGET_LABEL, JOB, JOB_MATCHER, NODE, QUANTILES, SERVICE_MATCHER,
-    TARGET_INFO, Metric, by, classic_heatmap, classic_quantile, matchers, native_heatmap,
-    native_quantile, rate, recorded_bucket_rate_name, recorded_rate_name, variable_matchers,
+    ATTRIBUTE_VARIABLES,
+    GADGET_LABEL,
+    JOB,
+    JOB_MATCHER,
+    NODE,
+    QUANTILES,
+    SERVICE_MATCHER,
+    TARGET_INFO,
+    Metric,
+    by,
+    classic_heatmap,
+    classic_quantile,
+    matchers,
+    native_heatmap,
+    native_quantile,
+    rate,
+    recorded_bucket_rate_name,
+    recorded_rate_name,
+    variable_matchers,
 )
 from ig_metrics.exporters.delivery import telemetry
 from ig_metrics.exporters.prometheus.naming import label_name

@@ -5,14 +5,18 @@ batches (optionally on disk), rejections counted, secrets redacted."""
 
 from __future__ import annotations
 
-from abc import abstractmethod
-from dataclasses import replace
 import logging
 import time
+from abc import abstractmethod
+from dataclasses import replace
 
 from ig_metrics.config.model import REDACTED
 from ig_metrics.exporters.base import (
-    Exporter, ExporterStartError, ExportFailure, ExportResult, SettingsT,
+    Exporter,
+    ExporterStartError,
+    ExportFailure,
+    ExportResult,
+    SettingsT,
 )
 from ig_metrics.exporters.delivery.queue import Batch, BatchQueue, QueueDirectoryError
 from ig_metrics.exporters.delivery.transport import Delivery, Transport

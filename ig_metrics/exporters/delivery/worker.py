@@ -6,14 +6,18 @@ collector hangs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 import logging
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from ig_metrics.exporters.base import (
-    ExportFailure, ExportResult, Exporter, ExporterStatus, Health,
+    Exporter,
+    ExporterStatus,
+    ExportFailure,
+    ExportResult,
+    Health,
 )
 from ig_metrics.exporters.delivery.health import HealthTracker
 from ig_metrics.exporters.delivery.load import LoadGovernor

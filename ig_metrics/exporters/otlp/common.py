@@ -17,7 +17,12 @@ from ig_metrics.config.addresses import Endpoint, is_loopback
 from ig_metrics.config.context import FileContext
 from ig_metrics.config.durations import format_duration
 from ig_metrics.config.fieldkinds import (
-    AddressKind, Choice, DurationKind, FilePathKind, FlagKind, StringMap,
+    AddressKind,
+    Choice,
+    DurationKind,
+    FilePathKind,
+    FlagKind,
+    StringMap,
 )
 from ig_metrics.config.fields import EnvVar, Field, Section
 from ig_metrics.config.model import DEFAULT_POINTS_PER_EXPORT, LimitSettings
@@ -30,7 +35,10 @@ from ig_metrics.exporters.delivery.retry import RetrySettings, retry_field, retr
 from ig_metrics.exporters.encoding.chunks import Encoded
 from ig_metrics.exporters.otlp.delta import DeltaTracker
 from ig_metrics.exporters.otlp.otelenv import (
-    HTTP_BASE_URL, HeaderListKind, MillisecondsKind, TemporalityPreferenceKind,
+    HTTP_BASE_URL,
+    HeaderListKind,
+    MillisecondsKind,
+    TemporalityPreferenceKind,
     otel_variables,
 )
 from ig_metrics.exporters.otlp.requests import SHARED, encode

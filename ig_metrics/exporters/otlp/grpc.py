@@ -4,8 +4,8 @@ and compression of its settings. Status codes decide what is retried."""
 
 from __future__ import annotations
 
-from google.rpc.error_details_pb2 import RetryInfo
 import grpc
+from google.rpc.error_details_pb2 import RetryInfo
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )

@@ -4,18 +4,18 @@ HTTP statuses decide what is retried; Retry-After is honoured."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
 import email.utils
 import gzip
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import requests
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
-import requests
 
 from ig_metrics import __version__
 from ig_metrics.config.addresses import parse_http_endpoint

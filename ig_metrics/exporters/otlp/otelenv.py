@@ -12,7 +12,11 @@ import yaml
 from ig_metrics.config import addresses
 from ig_metrics.config.context import FileContext, Site
 from ig_metrics.config.fieldkinds import (
-    HIDDEN, AddressKind, Kind, Parsed, read_text,
+    HIDDEN,
+    AddressKind,
+    Kind,
+    Parsed,
+    read_text,
 )
 
 PREFIX = "OTEL_EXPORTER_OTLP_"

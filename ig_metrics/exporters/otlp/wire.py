@@ -5,12 +5,12 @@ encoded once and kept while it lives. Field numbers: opentelemetry-proto's."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from itertools import chain, repeat
 import logging
-from operator import attrgetter
 import struct
 import threading
+from collections.abc import Iterable
+from itertools import chain, repeat
+from operator import attrgetter
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.sdk.metrics.export import AggregationTemporality
@@ -19,12 +19,26 @@ from opentelemetry.sdk.resources import Resource
 from ig_metrics import __version__
 from ig_metrics.exporters.encoding.log2native import Layout, layout_of, native_buckets
 from ig_metrics.exporters.encoding.protobuf import (
-    LENGTH_DELIMITED, field, length, string_field, varint, varint_field, zigzag,
+    LENGTH_DELIMITED,
+    field,
+    length,
+    string_field,
+    varint,
+    varint_field,
+    zigzag,
 )
 from ig_metrics.exporters.encoding.seriescache import PAYLOAD, SeriesCache
 from ig_metrics.model.snapshot import (
-    COUNTER, GAUGE, HISTOGRAM, AttrValue, Attributes, HistogramValue, MetricData,
-    MetricInfo, Snapshot,
+    COUNTER,
+    GAUGE,
+    HISTOGRAM,
+    Attributes,
+    AttrValue,
+    HistogramValue,
+    MetricData,
+    MetricInfo,
+    Point,
+    Snapshot,
 )
 
 SCOPE_NAME = "ig-metrics"           # the instrumentation scope of every metric we send

@@ -4,13 +4,13 @@ and never touches the kernel."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 import errno
 import logging
 import socket
 import ssl
 import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
@@ -25,7 +25,7 @@ from ig_metrics.config.fields import Field, Section
 from ig_metrics.config.model import LimitSettings
 from ig_metrics.config.rules import COMMON_RULES, ExporterDraft, Rule
 from ig_metrics.config.sections import build_limits, limits_field
-from ig_metrics.exporters.base import ExportResult, Exporter, ExporterStartError, ExporterType
+from ig_metrics.exporters.base import Exporter, ExporterStartError, ExporterType, ExportResult
 from ig_metrics.exporters.prometheus import naming
 from ig_metrics.exporters.prometheus.basicauth import BcryptUsersKind
 from ig_metrics.exporters.prometheus.families import empty_family, fill_family, target_info

@@ -14,13 +14,26 @@ from prometheus_client.metrics_core import Metric
 
 from ig_metrics.exporters.encoding.log2native import layout_of, native_buckets, spans_and_deltas
 from ig_metrics.exporters.encoding.protobuf import (
-    DOUBLE, delimited, double_field, field, length, string_field, varint_field, zigzag,
+    DOUBLE,
+    delimited,
+    double_field,
+    field,
+    length,
+    string_field,
+    varint_field,
+    zigzag,
 )
 from ig_metrics.exporters.encoding.seriescache import PAYLOAD, SeriesCache
 from ig_metrics.exporters.prometheus import naming
 from ig_metrics.exporters.prometheus.families import check_buckets
 from ig_metrics.model.snapshot import (
-    COUNTER, GAUGE, HISTOGRAM, Attributes, HistogramValue, MetricData, Snapshot,
+    COUNTER,
+    GAUGE,
+    HISTOGRAM,
+    Attributes,
+    HistogramValue,
+    MetricData,
+    Snapshot,
 )
 
 CONTENT_TYPE = ("application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; "

@@ -27,7 +27,12 @@ from ig_metrics.exporters.prometheus.families import check_buckets
 from ig_metrics.exporters.prometheus.proto import CONTENT_TYPE as PROTOBUF_CONTENT_TYPE
 from ig_metrics.exporters.prometheus.proto import wants_protobuf
 from ig_metrics.model.snapshot import (
-    COUNTER, GAUGE, HISTOGRAM, Attributes, HistogramValue, MetricData
+    COUNTER,
+    GAUGE,
+    HISTOGRAM,
+    Attributes,
+    HistogramValue,
+    MetricData,
 )
 
 # floatToGoString gives "<n>.0" for these integers (and switches to exponents

@@ -5,18 +5,17 @@ behind basic auth checked against bcrypt hashes, as Prometheus' web config does.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 import hashlib
-from pathlib import Path
 import socket
 import ssl
 import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import bcrypt
 from prometheus_client.exposition import ThreadingWSGIServer
-
 
 # Checked against when the user is unknown, so that an unknown user costs as
 # much time as a wrong password (no telling which users exist). A well-formed

@@ -23,7 +23,12 @@ from ig_metrics.config.addresses import URL_FORMS, Endpoint, is_loopback, parse_
 from ig_metrics.config.context import FileContext
 from ig_metrics.config.durations import format_duration
 from ig_metrics.config.fieldkinds import (
-    AddressKind, Choice, DurationKind, Parsed, StringMap, TextKind,
+    AddressKind,
+    Choice,
+    DurationKind,
+    Parsed,
+    StringMap,
+    TextKind,
 )
 from ig_metrics.config.fields import Field, Section
 from ig_metrics.config.model import LimitSettings
@@ -36,11 +41,19 @@ from ig_metrics.exporters.delivery.retry import RetrySettings, retry_field, retr
 from ig_metrics.exporters.delivery.transport import Delivery
 from ig_metrics.exporters.encoding.chunks import Encoded, split
 from ig_metrics.exporters.otlp.common import (
-    HEADER_NAME_PATTERN, TlsSettings, client_certificate_with_key, client_tls_section,
+    HEADER_NAME_PATTERN,
+    TlsSettings,
+    client_certificate_with_key,
+    client_tls_section,
 )
 from ig_metrics.exporters.otlp.http import FinalAnswer, HttpTransport, requests_tls
 from ig_metrics.exporters.remotewrite.wire import (
-    CLASSIC, NATIVE, VERSION, RemoteWriteEncoder, compress, decompress,
+    CLASSIC,
+    NATIVE,
+    VERSION,
+    RemoteWriteEncoder,
+    compress,
+    decompress,
     without_native_histograms,
 )
 from ig_metrics.model.snapshot import Snapshot

@@ -19,7 +19,14 @@ from prometheus_client.utils import floatToGoString
 
 from ig_metrics.exporters.encoding.log2native import layout_of, native_buckets, spans_and_deltas
 from ig_metrics.exporters.encoding.protobuf import (
-    DOUBLE, double_field, field, fields, length, varint, varint_field, zigzag,
+    DOUBLE,
+    double_field,
+    field,
+    fields,
+    length,
+    varint,
+    varint_field,
+    zigzag,
 )
 from ig_metrics.exporters.encoding.seriescache import PAYLOAD, SeriesCache
 from ig_metrics.exporters.prometheus import naming
