@@ -124,8 +124,8 @@ class GadgetRun:
 
     spec: GadgetSpec
     program: GadgetProgram
-    sampler: Sampler | None = None
-    kernel: KernelSelfMetrics | None = None
+    sampler: Sampler
+    kernel: KernelSelfMetrics
     last: Snapshot | None = None      # its last good reading
     failure: str = ""                 # why its last read failed; "" when it read
     read_failures: int = 0

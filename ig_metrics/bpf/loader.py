@@ -14,6 +14,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from ig_metrics.bpf.cgroupfs import process_cgroup
 from ig_metrics.bpf.filters import ProcessFilter
@@ -201,7 +202,7 @@ class GadgetProgram:
         # the gadget's parameters (--param) first: explicit cflags may override them
         self.cflags = (*spec.cflags(), *self.plan.cflags(), *cflags,
                        *self.process_filter.cflags())
-        self.bpf = None
+        self.bpf: Any = None          # bcc's BPF (untyped) once loaded
         self._attached: list[Hook] = []
 
     def load(self) -> None:
@@ -223,6 +224,7 @@ class GadgetProgram:
             raise GadgetLoadError(
                 f"gadget {self.spec.name}: the BPF program does not compile:\n"
                 f"{_explain_compile_errors(self.spec, failed, include_line, inserted)}")
+        failure: Exception | None
         with captured_stderr() as output:
             try:
                 self.bpf = BPF(text=text.encode(), cflags=cflags)

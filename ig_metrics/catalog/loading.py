@@ -83,13 +83,12 @@ class Catalog:
             known = ", ".join(sorted(self.profiles)) or "none"
             raise ConfigError(f"unknown profile '{name}'{did_you_mean(name, self.profiles) or '.'} "
                               f"Known profiles: {known} (from {self.describe_sources()})")
-        resolved = []
+        resolved: list[ResolvedExporter] = []
         for template in (self.exporters[exporter] for exporter in config.exporters):
             requested = _interval(template, config, interval_override)
             floor = template.settings.limits.min_interval or 0.0
             resolved.append(ResolvedExporter(template, max(requested, floor), requested))
-        resolved = tuple(resolved)
-        return Profile(config.name, config.description, resolved, config.file,
+        return Profile(config.name, config.description, tuple(resolved), config.file,
                        config.sampler_max_series, config.attributes, config.gadgets)
 
 

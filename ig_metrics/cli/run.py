@@ -32,6 +32,7 @@ from ig_metrics.config.durations import format_duration
 from ig_metrics.config.model import DEFAULT_IDLE_EXPIRY
 from ig_metrics.gadgets import GadgetSpec
 from ig_metrics.gadgets.selection import SelectionError, select_gadgets, split_names
+from ig_metrics.model.snapshot import Snapshot
 from ig_metrics.summary.node import SUMMARY_PATH
 from ig_metrics.summary.rows import UnknownSortColumn, sort_columns
 
@@ -318,7 +319,7 @@ def _run_loop(agent, profile, process_filter, stop: threading.Event, *, console:
                       refresh=lambda: view.update(agent.latest(), agent.statuses()),
                       refresh_interval=UI_REFRESH_INTERVAL)
         return
-    previous: dict[str, object] = {}
+    previous: dict[str, Snapshot] = {}
 
     def log_summary(snapshot) -> None:
         # One line per gadget per interval, the exporters' states on the last.

@@ -9,13 +9,13 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, Self, TextIO
 
 from rich.console import Console
 
 from ig_metrics.config.fieldkinds import Choice
 from ig_metrics.config.fields import Field
-from ig_metrics.config.model import LimitSettings
+from ig_metrics.config.model import LimitSettings, ResolvedExporter
 from ig_metrics.config.rules import COMMON_RULES
 from ig_metrics.config.sections import build_limits, limits_field
 from ig_metrics.exporters.base import Exporter, ExporterType, ExportFailure, ExportResult
@@ -44,12 +44,13 @@ class ConsoleExporter(Exporter[ConsoleSettings]):
 
     settings_type = ConsoleSettings
 
-    def __init__(self, config, stream: TextIO | Console | None = None) -> None:
+    def __init__(self, config: ResolvedExporter,
+                 stream: TextIO | Console | None = None) -> None:
         super().__init__(config)
         self.stream = stream
 
     @classmethod
-    def from_config(cls, config, *, console: Any = None) -> ConsoleExporter:
+    def from_config(cls, config: ResolvedExporter, *, console: Any = None) -> Self:
         return cls(config, stream=console)
 
     @property

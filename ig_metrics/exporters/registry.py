@@ -24,11 +24,11 @@ EXPORTER_TYPES: dict[str, ExporterType] = {t.name: t for t in (
     console.TYPE,
 )}
 
-EXPORTER_CLASSES: dict[str, type[Exporter]] = {
+EXPORTER_CLASSES: dict[str, type[Exporter[Any]]] = {
     name: exporter_type.implementation for name, exporter_type in EXPORTER_TYPES.items()}
 
 
-def create_exporter(config: ResolvedExporter, *, console: Any = None) -> Exporter:
+def create_exporter(config: ResolvedExporter, *, console: Any = None) -> Exporter[Any]:
     """The exporter for `config`, not started yet. `console` (a text stream or a
     Rich Console) is where console exporters print; None means stdout."""
     try:

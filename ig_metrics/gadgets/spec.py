@@ -245,8 +245,12 @@ class GadgetSpec:
     def directory(self) -> Path:
         return self.file.parent
 
-    def metric(self, name: str) -> MetricSpec | None:
-        return next((metric for metric in self.metrics if metric.name == name), None)
+    def metric(self, name: str) -> MetricSpec:
+        """The metric of that name; KeyError for one the gadget does not define."""
+        found = next((metric for metric in self.metrics if metric.name == name), None)
+        if found is None:
+            raise KeyError(f"gadget {self.name}: no metric {name}")
+        return found
 
     @property
     def attribute_names(self) -> tuple[str, ...]:
@@ -408,7 +412,7 @@ def _parameter_limits_fit_its_type(draft: Draft, ctx: FileContext) -> None:
 
 
 def _unique(drafts: tuple[Draft, ...], what: str, ctx: FileContext) -> None:
-    seen: set[str] = set()
+    seen: set[str | None] = set()
     for draft in drafts:
         name = draft.values.get("name")
         if name in seen:

@@ -105,6 +105,7 @@ class Attribution:
         the sampler reads its counts. Without the recorder, nothing to do."""
         if self.recorder is None:
             return
+        assert self.cgroups is not None        # a recorder comes with the cgroups it serves
         try:
             self.recorder.attach()
         except RecorderUnavailable as error:
@@ -192,6 +193,7 @@ class Attribution:
 
     def _close_recorder(self) -> None:
         if self.recorder is not None:
+            assert self.cgroups is not None
             self.cgroups.paths.recorded = None
             self.recorder.close()
             self.recorder = None

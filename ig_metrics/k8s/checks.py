@@ -88,7 +88,7 @@ def check_kubernetes_api(environ: Mapping[str, str] = os.environ) -> Check:
                      required=False)
     finally:
         client.close()
-    more = "+" if listed.metadata._continue else ""
+    more = "+" if listed.metadata is not None and listed.metadata._continue else ""
     return Check("kubernetes-api", True, f"{client.configuration.host}: {len(listed.items)}"
                  f"{more} pods on node {node}; pod names, namespaces and owners are added",
                  required=False)

@@ -36,7 +36,9 @@ class HistogramValue(NamedTuple):
 
     counts: tuple[int, ...]
     sum: float
-    count: int
+    # hides tuple.count(), which no code calls on a HistogramValue: the OTLP and
+    # Prometheus name for the number of observations
+    count: int  # type: ignore[assignment]
 
 
 def bucket_quantile(value: HistogramValue, bounds: tuple[float, ...], q: float) -> float | None:

@@ -6,6 +6,7 @@ table (ui/live.py), the node summary (summary/node.py) and the cluster table."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ig_metrics.gadgets.spec import GadgetSpec
 from ig_metrics.model.snapshot import COUNTER, GAUGE, HISTOGRAM, Snapshot, bucket_quantile
@@ -18,7 +19,7 @@ class UnknownSortColumn(ValueError):
 @dataclass(frozen=True, slots=True)
 class Row:
     attributes: tuple[tuple[str, object], ...]
-    cells: dict[str, float | tuple[float, float] | None]   # metric -> rate, or (p50, p99)
+    cells: dict[str, float | tuple[float | None, float | None] | None]  # rate, or (p50, p99)
     totals: dict[str, float] = field(default_factory=dict)  # counter -> its value now
 
 
@@ -124,8 +125,8 @@ def _columns(spec: GadgetSpec) -> list[_Column]:
 
 
 def _cells(columns: list[_Column], identity: tuple, metrics: dict, before: dict,
-           elapsed: float) -> dict[str, float | tuple[float, float] | None]:
-    cells: dict[str, float | tuple[float, float] | None] = {}
+           elapsed: float) -> dict[str, float | tuple[float | None, float | None] | None]:
+    cells: dict[str, float | tuple[float | None, float | None] | None] = {}
     for column in columns:
         name, value = column.name, metrics.get(column.name)
         if column.kind == HISTOGRAM:
@@ -163,7 +164,7 @@ def _totals(spec: GadgetSpec, snapshot: Snapshot,
     picking their identity out again for every point was a third of this
     call; it keeps only the attributes of this snapshot (and holds them, so
     that an id is not reused while it is in the map)."""
-    out: dict[tuple, dict[str, object]] = {}
+    out: dict[tuple, dict[str, Any]] = {}        # int, float or HistogramValue, by kind
     wanted = set(spec.table.columns)
     exact, prefixes = names
     seen: dict[int, tuple] = {}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from ig_metrics.app.mixin import rules
 from ig_metrics.app.mixin.queries import (
@@ -80,7 +81,7 @@ class Panel:
     stacked: bool = False
 
     def json(self, panel_id: int, x: int, y: int) -> dict:
-        panel = {
+        panel: dict[str, Any] = {
             "id": panel_id, "type": self.kind, "title": self.title,
             "description": self.description, "datasource": DATASOURCE,
             "gridPos": {"x": x, "y": y, "w": self.width, "h": PANEL_HEIGHT},

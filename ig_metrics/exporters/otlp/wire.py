@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import struct
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from itertools import chain, repeat
 from operator import attrgetter
 
@@ -33,7 +33,6 @@ from ig_metrics.model.snapshot import (
     GAUGE,
     HISTOGRAM,
     Attributes,
-    AttrValue,
     HistogramValue,
     MetricData,
     MetricInfo,
@@ -67,7 +66,7 @@ _TAGGED_INT = struct.Struct("<Bq")
 _TAGGED_DOUBLE = struct.Struct("<Bd")
 
 
-def _any_value(value: AttrValue) -> AnyValue:
+def _any_value(value: object) -> AnyValue:
     """The AnyValue the SDK's `_encode_value` makes of an attribute value."""
     if isinstance(value, bool):
         return AnyValue(bool_value=value)
@@ -80,7 +79,7 @@ def _any_value(value: AttrValue) -> AnyValue:
     raise TypeError(f"invalid type {type(value)} of value {value}")
 
 
-def key_values(attributes: Iterable[tuple[str, AttrValue]], tag: int) -> bytes:
+def key_values(attributes: Iterable[tuple[str, object]], tag: int) -> bytes:
     """Attributes as repeated KeyValue fields under `tag`. A value the SDK
     cannot encode is left out with a logged error, as the SDK's encoder does
     (it would otherwise fail the whole export for one attribute)."""
@@ -288,7 +287,8 @@ class WireEncoder:
         return b"".join(parts)
 
 
-def _histogram_values(info: MetricInfo, points: Iterable[Point], attributes: Iterable[bytes]):
+def _histogram_values(info: MetricInfo, points: Iterable[Point], attributes: Iterable[bytes],
+                      ) -> Iterator[tuple[Point, HistogramValue, bytes]]:
     """(point, its HistogramValue, its encoded attributes) of each point."""
     for point, encoded in zip(points, attributes):
         if not isinstance(point.value, HistogramValue):
@@ -296,7 +296,8 @@ def _histogram_values(info: MetricInfo, points: Iterable[Point], attributes: Ite
         yield point, point.value, encoded
 
 
-def _number_point(attributes: bytes, start: int, time_ns: int, value) -> tuple[bytes, ...]:
+def _number_point(attributes: bytes, start: int, time_ns: int,
+                  value: int | float | HistogramValue) -> tuple[bytes, ...]:
     """NumberDataPoint field of any kind: zero times are left off the wire."""
     if isinstance(value, HistogramValue):
         raise TypeError("a histogram value in a counter or gauge")
