@@ -257,7 +257,7 @@ def report(runs: list[dict], sides: list[str], args) -> None:
         for side in sides:
             mine = [run for run in runs if run["side"] == side and run["burst"] == burst]
 
-            def median(name: str) -> float:
+            def median(name: str, mine: list[dict] = mine) -> float:
                 return statistics.median(run[name] for run in mine)
 
             per_series = statistics.median(

@@ -46,10 +46,18 @@ from ig_metrics.exporters.prometheus.exporter import SnapshotCollector  # noqa: 
 from ig_metrics.exporters.prometheus.proto import BOTH, NATIVE  # noqa: E402
 from ig_metrics.exporters.prometheus.text import GZIP_LEVEL, TextFormat  # noqa: E402
 from ig_metrics.exporters.remotewrite.wire import (  # noqa: E402
-    CLASSIC, RemoteWriteEncoder, compress,
+    CLASSIC,
+    RemoteWriteEncoder,
+    compress,
 )
 from ig_metrics.model.snapshot import (  # noqa: E402
-    COUNTER, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot,
+    COUNTER,
+    HISTOGRAM,
+    HistogramValue,
+    MetricData,
+    MetricInfo,
+    Point,
+    Snapshot,
 )
 
 BOUNDS = tuple(((1 << slot) - 1) / 1e6 for slot in range(27))

@@ -32,8 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from revision import (  # noqa: E402
-    AFTER, code_for, environment, malloc_as_run, revisions_for, use_code)
+from revision import AFTER, code_for, environment, malloc_as_run, revisions_for, use_code  # noqa: E402
 
 use_code()
 

@@ -21,24 +21,22 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import subprocess
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from revision import (  # noqa: E402
-    AFTER, code_for, environment, malloc_as_run, revisions_for, use_code)
+from revision import AFTER, code_for, environment, malloc_as_run, revisions_for, use_code  # noqa: E402
 
 use_code()
-
-from sampler_scale import GADGET, fill  # noqa: E402
 
 from ig_metrics.bpf.loader import GadgetProgram  # noqa: E402
 from ig_metrics.bpf.maps import POSSIBLE_CPUS  # noqa: E402
 from ig_metrics.gadgets import resolve  # noqa: E402
 from ig_metrics.pipeline.sampler import Sampler  # noqa: E402
+from sampler_scale import GADGET, fill  # noqa: E402
 
 SHARES = (0.0, 0.01, 0.1, 1.0)
 

@@ -27,8 +27,8 @@ Run as root from the repository root:
 from __future__ import annotations
 
 import argparse
-import os
 import ctypes as ct
+import os
 import statistics
 import sys
 import time
@@ -39,11 +39,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, os.environ.get("IG_METRICS_CODE", str(ROOT)))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from export_cost import start_sinks  # noqa: E402
 from ig_metrics.bpf.loader import GadgetProgram  # noqa: E402
 from ig_metrics.bpf.maps import POSSIBLE_CPUS  # noqa: E402
 from ig_metrics.gadgets import resolve  # noqa: E402
 from ig_metrics.pipeline.sampler import Sampler  # noqa: E402
-from export_cost import start_sinks  # noqa: E402
 
 GADGET = ROOT / "benchmarks" / "gadgets" / "scale"
 HISTOGRAM_SHARE = 10          # one series in ten also has a latency histogram
@@ -108,15 +108,14 @@ class Exports:
         from prometheus_client import CollectorRegistry, make_wsgi_app
 
         from ig_metrics.config.model import ExporterTemplate, ResolvedExporter
-        from ig_metrics.exporters.otlp.common import OtlpSettings
-        from ig_metrics.exporters.prometheus.exporter import PrometheusSettings
         from ig_metrics.exporters.delivery.retry import RetrySettings
-        from ig_metrics.exporters.registry import create_exporter
         from ig_metrics.exporters.otlp import requests as otlp_requests
+        from ig_metrics.exporters.otlp.common import OtlpSettings
         from ig_metrics.exporters.otlp.grpc import GrpcTransport
         from ig_metrics.exporters.otlp.wire import WireEncoder
-        from ig_metrics.exporters.prometheus.exporter import SnapshotCollector
+        from ig_metrics.exporters.prometheus.exporter import PrometheusSettings, SnapshotCollector
         from ig_metrics.exporters.prometheus.webserver import serve
+        from ig_metrics.exporters.registry import create_exporter
 
         def resolved(name, type_, settings):
             return ResolvedExporter(ExporterTemplate(name, type_, settings, 10.0, "bench", 1),

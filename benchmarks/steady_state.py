@@ -51,8 +51,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from export_cost import free_port, start_sinks  # noqa: E402
-from revision import (  # noqa: E402
-    AFTER, ROOT, code_for, environment as code_environment, revisions_for)
+from revision import AFTER, ROOT, code_for, revisions_for  # noqa: E402
+from revision import environment as code_environment
 
 IG_METRICS = str(Path(sys.executable).parent / "ig-metrics")
 TARGETS = {"no-tui": 1.0, "tui": 4.0}            # % of one core

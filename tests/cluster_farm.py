@@ -20,7 +20,13 @@ import threading
 import time
 
 from ig_metrics.summary.node import (
-    FORMAT, SUMMARY_PATH, AgentCost, ExporterLine, GadgetSummary, NodeSummary, encode,
+    FORMAT,
+    SUMMARY_PATH,
+    AgentCost,
+    ExporterLine,
+    GadgetSummary,
+    NodeSummary,
+    encode,
 )
 from ig_metrics.summary.rows import Row
 from tests.k8s_apiserver import FakeApiServer, make_pod

@@ -12,9 +12,9 @@ PROBE = Path(__file__).parent / "gadgets" / "histprobe"
 
 def record(values: list[int], resource: tuple = ()):
     """(spec, snapshot) after the kernel recorded `values`; the program is gone."""
-    from ig_metrics.bpf.loader import GadgetProgram      # noqa: PLC0415 (needs bcc)
-    from ig_metrics.gadgets import resolve               # noqa: PLC0415
-    from ig_metrics.pipeline.sampler import Sampler      # noqa: PLC0415
+    from ig_metrics.bpf.loader import GadgetProgram  # noqa: PLC0415 (needs bcc)
+    from ig_metrics.gadgets import resolve  # noqa: PLC0415
+    from ig_metrics.pipeline.sampler import Sampler  # noqa: PLC0415
 
     spec = resolve(str(PROBE))
     program = GadgetProgram(spec, cflags=(f"-DTARGET_PID={os.getpid()}",))

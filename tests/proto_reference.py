@@ -95,7 +95,7 @@ WriteRequest = _CLASSES["prometheus.WriteRequest"]
 
 def read_delimited(data: bytes) -> list:
     """The MetricFamily messages of a delimited exposition body."""
-    from google.protobuf.internal.decoder import _DecodeVarint   # noqa: PLC0415
+    from google.protobuf.internal.decoder import _DecodeVarint  # noqa: PLC0415
     families, position = [], 0
     while position < len(data):
         size, position = _DecodeVarint(data, position)

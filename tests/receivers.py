@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as service_pb2
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as service_grpc
 from google.protobuf.duration_pb2 import Duration
 from google.rpc.error_details_pb2 import RetryInfo
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as service_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as service_grpc
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from ig_metrics.config.model import ExporterTemplate, ResolvedExporter
@@ -36,7 +36,14 @@ from ig_metrics.exporters.console import ConsoleSettings
 from ig_metrics.exporters.otlp.common import OtlpSettings
 from ig_metrics.exporters.prometheus.exporter import PrometheusSettings
 from ig_metrics.model.snapshot import (
-    COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot
+    COUNTER,
+    GAUGE,
+    HISTOGRAM,
+    HistogramValue,
+    MetricData,
+    MetricInfo,
+    Point,
+    Snapshot,
 )
 
 PROMETHEUS = "/usr/bin/prometheus"

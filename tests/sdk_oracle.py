@@ -5,13 +5,22 @@ encoder (exporters/otlp/wire.py) with."""
 
 from __future__ import annotations
 
-from opentelemetry.sdk.metrics.export import (
-    AggregationTemporality, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge,
-    Histogram, HistogramDataPoint, Metric, MetricsData, NumberDataPoint, ResourceMetrics,
-    ScopeMetrics, Sum,
-)
-from opentelemetry.sdk.metrics._internal.point import Buckets
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+from opentelemetry.sdk.metrics._internal.point import Buckets
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    ExponentialHistogram,
+    ExponentialHistogramDataPoint,
+    Gauge,
+    Histogram,
+    HistogramDataPoint,
+    Metric,
+    MetricsData,
+    NumberDataPoint,
+    ResourceMetrics,
+    ScopeMetrics,
+    Sum,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
@@ -20,7 +29,13 @@ from ig_metrics.exporters.encoding.chunks import Encoded, split
 from ig_metrics.exporters.encoding.log2native import layout_of, native_buckets
 from ig_metrics.exporters.otlp.wire import SCOPE_NAME
 from ig_metrics.model.snapshot import (
-    COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, Point, Snapshot
+    COUNTER,
+    GAUGE,
+    HISTOGRAM,
+    HistogramValue,
+    MetricData,
+    Point,
+    Snapshot,
 )
 
 SCOPE = InstrumentationScope(SCOPE_NAME, __version__)

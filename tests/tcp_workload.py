@@ -3,13 +3,13 @@ process and client child processes with a known pid and command name."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 CLIENT = r"""
 import ctypes, socket, sys
@@ -78,7 +78,7 @@ class EchoCountServer:
         while not self._stop:
             try:
                 conn, _ = self.sock.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return

@@ -6,10 +6,10 @@ when freed; its smaller ones by a trim, once, after its series are gone."""
 
 from __future__ import annotations
 
-from pathlib import Path
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 

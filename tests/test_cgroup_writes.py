@@ -18,8 +18,15 @@ from typer.testing import CliRunner
 from ig_metrics.bpf.environment import CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, HostPaths
 from ig_metrics.cli import app
 from ig_metrics.k8s.cgroupwrites import (
-    FIX, WRITABLE_MOUNTS, cgroup_mounts, check_cgroup_writes, confined, find_writable,
-    writable_cgroup_mounts, writable_cgroups_warning, writable_mounts_metric,
+    FIX,
+    WRITABLE_MOUNTS,
+    cgroup_mounts,
+    check_cgroup_writes,
+    confined,
+    find_writable,
+    writable_cgroup_mounts,
+    writable_cgroups_warning,
+    writable_mounts_metric,
 )
 from ig_metrics.k8s.checks import attribution_checks
 

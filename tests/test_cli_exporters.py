@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ig_metrics.cli import app
 from ig_metrics.catalog.directories import BUILTIN_PROFILES_DIR
+from ig_metrics.cli import app
 
 CORPUS = Path(__file__).parent / "config"
 REPO_PROFILES = Path(__file__).parent.parent / "profiles"

@@ -26,10 +26,10 @@ import pytest
 import yaml
 from rich.console import Console
 
-from ig_metrics.gadgets import resolve
 from ig_metrics.cluster.api import connect
 from ig_metrics.cluster.watch import ClusterWatch
 from ig_metrics.deploy.manifests import HEALTH_PORT, RUN_LABEL
+from ig_metrics.gadgets import resolve
 from ig_metrics.ui.cluster import ClusterLiveView, render
 from tests.k8s_apiserver import FakeApiServer, write_kubeconfig
 from tests.k8s_kubelet import FakeNode, Kubelet
@@ -239,7 +239,8 @@ def apply(standin: StandIn, manifests: list[dict]) -> None:
 
 
 def delete_all(standin: StandIn) -> None:
-    from kubernetes import client as k8s, config
+    from kubernetes import client as k8s
+    from kubernetes import config
     client = config.new_client_from_config(str(standin.kubeconfig))
     k8s.AppsV1Api(client).delete_namespaced_daemon_set("ig-metrics-tcp", NAMESPACE)
     deadline = time.monotonic() + 60

@@ -26,7 +26,7 @@ from ig_metrics.deploy.manifests import DeployOptions, build_manifests
 from ig_metrics.deploy.podprofiles import pod_profiles
 from ig_metrics.gadgets import resolve
 from ig_metrics.model.snapshot import COUNTER, MetricData, MetricInfo, Point, Snapshot
-from ig_metrics.summary.node import decode, encode, NodeSummary, summarize
+from ig_metrics.summary.node import NodeSummary, decode, encode, summarize
 from ig_metrics.ui.cluster import node_line
 from tests.cluster_farm import RECEIVED, SENT, SummaryFarm
 from tests.k8s_apiserver import FakeApiServer, write_kubeconfig

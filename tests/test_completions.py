@@ -4,10 +4,10 @@ and completing through them offers the real commands and options."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 

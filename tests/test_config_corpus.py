@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ig_metrics.cli import app
 from ig_metrics.catalog.loading import load_catalog
+from ig_metrics.cli import app
 
 CORPUS = Path(__file__).parent / "config"
 BAD = CORPUS / "bad"

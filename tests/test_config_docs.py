@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ig_metrics.catalog.tables import EXPORTER_TYPES
 from ig_metrics.catalog.loading import load_catalog
 from ig_metrics.catalog.reference import replace_reference, settings_reference
-from ig_metrics.catalog.tables import exporter_fields
+from ig_metrics.catalog.tables import EXPORTER_TYPES, exporter_fields
 
 DOC = Path(__file__).parent.parent / "docs" / "profiles.md"
 

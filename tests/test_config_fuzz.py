@@ -17,9 +17,6 @@ an older tree that hangs (`PYTHONPATH=/path/to/old/checkout`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 import functools
 import random
 import re
@@ -28,6 +25,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest

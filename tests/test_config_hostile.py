@@ -17,7 +17,11 @@ from ig_metrics.cli import app
 from ig_metrics.config.model import Problem
 from ig_metrics.config.suggest import closest
 from ig_metrics.config.yamlnodes import (
-    MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES, TAGS_TAKEN, position_of,
+    MAX_DEPTH,
+    MAX_FILE_BYTES,
+    MAX_NODES,
+    TAGS_TAKEN,
+    position_of,
 )
 
 EXAMPLE_GADGET = Path(__file__).parent.parent / "examples" / "gadgets" / "signals"

@@ -11,11 +11,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from ig_metrics.cli import app
 from ig_metrics.catalog.directories import BUILTIN_PROFILES_DIR
-from ig_metrics.catalog.tables import EXPORTER_TYPES
 from ig_metrics.catalog.schema import json_schema
-from ig_metrics.catalog.tables import PROFILE_FIELDS, exporter_fields
+from ig_metrics.catalog.tables import EXPORTER_TYPES, PROFILE_FIELDS, exporter_fields
+from ig_metrics.cli import app
 
 # jsonschema is a test-only dependency (the `test` extra); without it these tests
 # cannot check anything, so they say so instead of passing.

@@ -50,7 +50,7 @@ def test_errno_names_the_error_and_leaves_success_empty():
 
 def test_string_ends_at_the_first_nul():
     assert decode("string", b"bash") == "bash"
-    assert decode("string", bytes(b"igm\0junk")) == "igm"
+    assert decode("string", b"igm\0junk") == "igm"
     assert decode("string", (__import__("ctypes").c_ubyte * 4)(0x6c, 0x73, 0, 0x78)) == "ls"
     assert decode("string", b"\xff\xfe") == "\ufffd\ufffd"
 

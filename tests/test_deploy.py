@@ -17,15 +17,19 @@ import yaml
 from typer.exceptions import TyperException
 from typer.testing import CliRunner
 
-from ig_metrics.gadgets.hooks import HOOK_KINDS
-from ig_metrics.cli import app
 from ig_metrics.catalog.loading import load_catalog
-from ig_metrics.gadgets import builtin_names, resolve
+from ig_metrics.cli import app
 from ig_metrics.deploy.manifests import (
-    HEALTH_PORT, DeployOptions, daemon_set, pod_environment, probe,
+    HEALTH_PORT,
+    DeployOptions,
+    daemon_set,
+    pod_environment,
+    probe,
 )
 from ig_metrics.deploy.podprofiles import ScrapeEndpoint, set_listen
 from ig_metrics.deploy.privileges import HOOK_KIND_NEEDS, PodNeeds, UnknownHookKind, pod_needs
+from ig_metrics.gadgets import builtin_names, resolve
+from ig_metrics.gadgets.hooks import HOOK_KINDS
 
 KUBERNETES_VERSIONS = ("1.28", "1.30", "1.32")
 OTLP_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT=otel-collector.observability.svc:4317"

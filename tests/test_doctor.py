@@ -6,18 +6,30 @@ from __future__ import annotations
 
 import errno
 import json
-from pathlib import Path
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from ig_metrics.bpf import environment
 from ig_metrics.bpf.environment import (
-    CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, HostPaths, check_bcc, check_bpf_stats,
-    check_bpf_syscall, check_debugfs, check_gadget_hooks, check_kernel_headers, check_kprobes,
-    check_privileges, check_tracefs, preflight, run_checks,
+    CAP_BPF,
+    CAP_PERFMON,
+    CAP_SYS_ADMIN,
+    HostPaths,
+    check_bcc,
+    check_bpf_stats,
+    check_bpf_syscall,
+    check_debugfs,
+    check_gadget_hooks,
+    check_kernel_headers,
+    check_kprobes,
+    check_privileges,
+    check_tracefs,
+    preflight,
+    run_checks,
 )
 from ig_metrics.cli import app
 from ig_metrics.gadgets import builtin_names, builtin_specs, resolve

@@ -11,13 +11,16 @@ import pytest
 from rich.console import Console
 
 from ig_metrics.catalog.tables import EXPORTER_TYPES
-from ig_metrics.exporters.registry import EXPORTER_CLASSES, create_exporter
 from ig_metrics.exporters.base import ExportResult
 from ig_metrics.exporters.console import ConsoleExporter
-from ig_metrics.model.snapshot import bucket_quantile
-from ig_metrics.model.snapshot import HistogramValue
+from ig_metrics.exporters.registry import EXPORTER_CLASSES, create_exporter
+from ig_metrics.model.snapshot import HistogramValue, bucket_quantile
 from tests.receivers import (
-    LOG2_US_BOUNDS, START_NS, console_config, otlp_config, prometheus_config,
+    LOG2_US_BOUNDS,
+    START_NS,
+    console_config,
+    otlp_config,
+    prometheus_config,
     tcp_like_snapshot,
 )
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from ig_metrics.exporters.otlp.delta import DeltaTracker
 from ig_metrics.model.snapshot import (
-    COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot
+    COUNTER,
+    GAUGE,
+    HISTOGRAM,
+    HistogramValue,
+    MetricData,
+    MetricInfo,
+    Point,
+    Snapshot,
 )
 
 START = 1_000

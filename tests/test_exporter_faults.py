@@ -18,8 +18,18 @@ from ig_metrics.exporters.delivery.retry import RetrySettings
 from ig_metrics.exporters.delivery.worker import ExporterWorker, HealthChange
 from ig_metrics.exporters.registry import create_exporter
 from tests.receivers import (
-    OK, SLOW, THROTTLE, UNAUTHENTICATED, OtlpGrpcReceiver, OtlpHttpReceiver,
-    clear_otel_environment, expected_values, flatten, free_port, iter_points, otlp_config,
+    OK,
+    SLOW,
+    THROTTLE,
+    UNAUTHENTICATED,
+    OtlpGrpcReceiver,
+    OtlpHttpReceiver,
+    clear_otel_environment,
+    expected_values,
+    flatten,
+    free_port,
+    iter_points,
+    otlp_config,
     tcp_like_snapshot,
 )
 

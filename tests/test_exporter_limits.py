@@ -14,7 +14,13 @@ from ig_metrics.exporters.delivery.load import CALM_EXPORTS, LoadGovernor
 from ig_metrics.exporters.delivery.retry import RetrySettings
 from ig_metrics.exporters.delivery.telemetry import HEALTH_STATES, ExporterStats, ExportTelemetry
 from ig_metrics.model.snapshot import (
-    COUNTER, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot
+    COUNTER,
+    HISTOGRAM,
+    HistogramValue,
+    MetricData,
+    MetricInfo,
+    Point,
+    Snapshot,
 )
 from ig_metrics.retry.backoff import RETRY_AFTER_CAP
 

@@ -17,8 +17,18 @@ from ig_metrics.exporters.otlp.common import TlsSettings
 from ig_metrics.exporters.registry import create_exporter
 from ig_metrics.model.snapshot import HistogramValue, MetricData, Point, Snapshot
 from tests.receivers import (
-    RESOURCE, START_NS, UNAVAILABLE, HistogramSeen, OtlpGrpcReceiver, OtlpHttpReceiver,
-    clear_otel_environment, expected_values, flatten, iter_points, make_tls_files, otlp_config,
+    RESOURCE,
+    START_NS,
+    UNAVAILABLE,
+    HistogramSeen,
+    OtlpGrpcReceiver,
+    OtlpHttpReceiver,
+    clear_otel_environment,
+    expected_values,
+    flatten,
+    iter_points,
+    make_tls_files,
+    otlp_config,
     tcp_like_snapshot,
 )
 

@@ -12,6 +12,9 @@ import threading
 from dataclasses import replace
 
 import pytest
+from opentelemetry.exporter.otlp.proto.common._internal.metrics_encoder import (
+    EncodingException,
+)
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -24,11 +27,18 @@ from ig_metrics.exporters.encoding.chunks import split
 from ig_metrics.exporters.otlp.delta import DeltaTracker
 from ig_metrics.exporters.otlp.requests import encode
 from ig_metrics.exporters.otlp.wire import WireEncoder
-from tests.sdk_oracle import encode_with_sdk, to_metrics_data
 from ig_metrics.model.snapshot import (
-    COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot
+    COUNTER,
+    GAUGE,
+    HISTOGRAM,
+    HistogramValue,
+    MetricData,
+    MetricInfo,
+    Point,
+    Snapshot,
 )
 from tests.receivers import RESOURCE, START_NS, tcp_like_snapshot
+from tests.sdk_oracle import encode_with_sdk, to_metrics_data
 
 CUMULATIVE, DELTA = AggregationTemporality.CUMULATIVE, AggregationTemporality.DELTA
 BOUNDS = (0.001, 0.01, 0.1)
@@ -155,7 +165,7 @@ def test_a_value_protobuf_refuses_fails_the_encoding_as_the_sdks_does(value):
         Point((), value, START_NS),)),))
     with pytest.raises((TypeError, ValueError)):
         encode(snapshot, CUMULATIVE, 1000, WireEncoder())
-    with pytest.raises(Exception):                  # EncodingException, TypeError
+    with pytest.raises((EncodingException, TypeError)):     # the SDK's (private) exception
         encode_with_sdk(snapshot, CUMULATIVE, 1000)
 
 

@@ -17,7 +17,10 @@ from ig_metrics.exporters.base import Health
 from ig_metrics.exporters.delivery.retry import RetrySettings
 from ig_metrics.exporters.remotewrite.exporter import BasicCredentials, RemoteWriteSettings
 from tests.receivers import (
-    PrometheusServer, exporter_config, make_tls_files, tcp_like_snapshot,
+    PrometheusServer,
+    exporter_config,
+    make_tls_files,
+    tcp_like_snapshot,
 )
 
 RECEIVER = "--web.enable-remote-write-receiver"
@@ -189,8 +192,8 @@ def test_statuses_remote_write_retries_and_those_it_does_not(status, retryable, 
     """A stand-in receiver (a real HTTP server) answering one status, as a
     remote write receiver may: 5xx and 429 are retried (Retry-After honoured),
     any other 4xx is final and drops the batch, counted as rejected."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from ig_metrics.exporters.registry import create_exporter
 

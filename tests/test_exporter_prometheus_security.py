@@ -16,7 +16,11 @@ from ig_metrics.exporters.prometheus.exporter import PrometheusSettings
 from ig_metrics.exporters.prometheus.webserver import ServerTlsSettings
 from ig_metrics.exporters.registry import create_exporter
 from tests.receivers import (
-    PrometheusServer, exporter_config, make_tls_files, require_tool, PROMETHEUS,
+    PROMETHEUS,
+    PrometheusServer,
+    exporter_config,
+    make_tls_files,
+    require_tool,
     tcp_like_snapshot,
 )
 

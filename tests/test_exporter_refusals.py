@@ -8,11 +8,11 @@ INVALID_ARGUMENT), and the load governor while a backlog drains."""
 
 from __future__ import annotations
 
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import logging
 import signal
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import cramjam
 import pytest
@@ -26,8 +26,15 @@ from ig_metrics.exporters.remotewrite.exporter import NATIVE_FIX, RemoteWriteSet
 from ig_metrics.model.snapshot import Snapshot
 from tests.proto_reference import WriteRequest
 from tests.receivers import (
-    OtlpGrpcReceiver, OtlpHttpReceiver, PrometheusServer, clear_otel_environment,
-    exporter_config, free_port, iter_points, otlp_config, tcp_like_snapshot,
+    OtlpGrpcReceiver,
+    OtlpHttpReceiver,
+    PrometheusServer,
+    clear_otel_environment,
+    exporter_config,
+    free_port,
+    iter_points,
+    otlp_config,
+    tcp_like_snapshot,
 )
 
 RECEIVER = "--web.enable-remote-write-receiver"

@@ -4,14 +4,21 @@ to a receiver of ours, where the values must be exactly the snapshot's."""
 
 from __future__ import annotations
 
-
 import pytest
 
-from ig_metrics.exporters.registry import create_exporter
 from ig_metrics.exporters.base import ExportResult
+from ig_metrics.exporters.registry import create_exporter
 from tests.receivers import (
-    OtlpGrpcReceiver, RotelAgent, clear_otel_environment, expected_values, flatten,
-    iter_points, otlp_config, require_tool, rotel_agent_path, tcp_like_snapshot,
+    OtlpGrpcReceiver,
+    RotelAgent,
+    clear_otel_environment,
+    expected_values,
+    flatten,
+    iter_points,
+    otlp_config,
+    require_tool,
+    rotel_agent_path,
+    tcp_like_snapshot,
 )
 
 

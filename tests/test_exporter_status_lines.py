@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 from ig_metrics.exporters.base import ExporterStatus, Health
-from ig_metrics.ui.status import exporter_line, sampler_line
 from ig_metrics.model.snapshot import COUNTER, GAUGE, MetricData, MetricInfo, Point, Snapshot
+from ig_metrics.ui.status import exporter_line, sampler_line
 
 NOW = 1_700_000_100_000_000_000
 

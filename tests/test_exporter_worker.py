@@ -16,8 +16,17 @@ from ig_metrics.exporters.delivery.worker import ExporterWorker, HealthChange
 from ig_metrics.exporters.registry import create_exporter
 from ig_metrics.model.snapshot import Snapshot
 from tests.receivers import (
-    HANG, OK, UNAVAILABLE, OtlpGrpcReceiver, OtlpHttpReceiver, clear_otel_environment,
-    console_config, expected_values, flatten, otlp_config, tcp_like_snapshot,
+    HANG,
+    OK,
+    UNAVAILABLE,
+    OtlpGrpcReceiver,
+    OtlpHttpReceiver,
+    clear_otel_environment,
+    console_config,
+    expected_values,
+    flatten,
+    otlp_config,
+    tcp_like_snapshot,
 )
 
 MARGIN = 3.0      # seconds of slack on every bounded-time assertion (noisy machines)

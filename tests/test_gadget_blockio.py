@@ -13,7 +13,6 @@ completions as the gadget does."""
 from __future__ import annotations
 
 import os
-
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from ig_metrics.bpf.kernel import kernel_version
-
 from ig_metrics.gadgets.decoders import DECODERS
 from ig_metrics.gadgets.spec import AttributeSpec
 from tests.loopdev import loop_device

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from ig_metrics.app.gadget_catalog import markdown_catalog
 from ig_metrics.cli import app
 from ig_metrics.gadgets import GadgetSpecError, builtin_specs, resolve
-from ig_metrics.app.gadget_catalog import markdown_catalog
 from ig_metrics.gadgets.spec import load_spec
 from tests.snapshots import CONTAINER_ATTRIBUTES
 

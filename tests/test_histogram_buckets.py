@@ -60,8 +60,7 @@ def test_kernel_buckets_reach_otlp_and_prometheus_unchanged(probe_snapshot):
     shows them as cumulative classic buckets whose le labels parse back to the
     same bounds."""
     from ig_metrics.exporters.registry import create_exporter
-    from tests.receivers import (OtlpGrpcReceiver, flatten, otlp_config, prometheus_config,
-                                 scrape)
+    from tests.receivers import OtlpGrpcReceiver, flatten, otlp_config, prometheus_config, scrape
 
     spec, snapshot = probe_snapshot
     (point,) = points(snapshot, "probe.value", process__pid=os.getpid())

@@ -43,9 +43,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from ig_metrics.bpf.cgroupfs import cgroup2_mount_points, find_cgroup2_mount
 from ig_metrics.cli import app
 from ig_metrics.deploy.manifests import HEALTH_PORT
-from ig_metrics.bpf.cgroupfs import cgroup2_mount_points, find_cgroup2_mount
 from tests.conftest import running_in_ci
 from tests.test_run_e2e import prometheus_value
 
@@ -354,7 +354,7 @@ def podman_arguments(manifests: dict, work: Path) -> tuple[list[str], list[str]]
         # Seen on this project's machines: root without CAP_SYS_RESOURCE. The
         # kernels here (>= 5.11) do not need it; the container runs without it.
         warnings.warn(f"this machine's root lacks CAP_{', CAP_'.join(lacking)} (bounding set): "
-                      "the container gets the manifest's other capabilities only")
+                      "the container gets the manifest's other capabilities only", stacklevel=2)
     if not _bounding_set_has(CAP_SYS_RESOURCE):
         # This machine's root lacks CAP_SYS_RESOURCE: podman's default limits
         # (above the current ones) cannot be set; stay at what there is.

@@ -23,8 +23,7 @@ import pytest
 
 from tests.k8s_apiserver import FakeApiServer, make_pod, write_kubeconfig
 from tests.kubelet_cgroups import KubeletContainer, make_kubelet_container
-from tests.receivers import (HistogramSeen, OtlpGrpcReceiver, attributes_of, iter_points,
-                             point_value)
+from tests.receivers import HistogramSeen, OtlpGrpcReceiver, attributes_of, iter_points, point_value
 from tests.tcp_workload import EchoCountServer, run_client
 
 pytestmark = pytest.mark.bpf

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from ig_metrics.k8s.cgroups import CgroupPaths, CgroupResolver, identify_process, walk_cgroups
-from ig_metrics.model.semconv import CONTAINER_ID, CONTAINER_RUNTIME, POD_UID
-from ig_metrics.k8s.containers import CONTAINER_RULES, CgroupIdentity
 from ig_metrics.bpf.cgroupfs import find_cgroup2_mount
+from ig_metrics.k8s.cgroups import CgroupPaths, CgroupResolver, identify_process, walk_cgroups
+from ig_metrics.k8s.containers import CONTAINER_RULES, CgroupIdentity
+from ig_metrics.model.semconv import CONTAINER_ID, CONTAINER_RUNTIME, POD_UID
 
 KUBELET_ROOTS = ("kubepods.slice", "kubepods")
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from ig_metrics.bpf.cgroupfs import NoCgroup2Mount, cgroup2_mount_points, find_cgroup2_mount
 from ig_metrics.k8s.cgroups import proc_cgroup_path
 from ig_metrics.k8s.containers import NO_IDENTITY, CgroupIdentity, identify
-from ig_metrics.bpf.cgroupfs import NoCgroup2Mount, cgroup2_mount_points, find_cgroup2_mount
 
 ID = "0123456789abcdef" * 4
 INNER = "fedcba9876543210" * 4

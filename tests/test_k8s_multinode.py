@@ -24,8 +24,13 @@ from ig_metrics.bpf.cgroupfs import find_cgroup2_mount
 from tests.k8s_apiserver import FakeApiServer, write_kubeconfig
 from tests.kubelet_cgroups import KubeletContainer, make_kubelet_container
 from tests.receivers import OtlpGrpcReceiver
-from tests.test_k8s_attribution import (latest, resources, served_pod, start_agent,
-                                        wait_for_pod_watches)
+from tests.test_k8s_attribution import (
+    latest,
+    resources,
+    served_pod,
+    start_agent,
+    wait_for_pod_watches,
+)
 
 pytestmark = pytest.mark.bpf
 

@@ -14,10 +14,16 @@ from rich.console import Console
 from ig_metrics.exporters.base import ExporterStatus, Health
 from ig_metrics.gadgets import resolve
 from ig_metrics.model.snapshot import (
-    COUNTER, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot
+    COUNTER,
+    HISTOGRAM,
+    HistogramValue,
+    MetricData,
+    MetricInfo,
+    Point,
+    Snapshot,
 )
-from ig_metrics.ui.live import LiveView
 from ig_metrics.summary.rows import RecentWindow, build_rows, gadget_table
+from ig_metrics.ui.live import LiveView
 
 NOW = 1_700_000_100_000_000_000
 SENT = MetricInfo("tcp.sent", COUNTER, "By", "")

@@ -8,18 +8,18 @@ PodMonitor and PrometheusRule match the prometheus-operator CRDs' schemas."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
-from cloudcoil.models.prometheus_operator import v1 as operator
-from grafana_foundation_sdk.cog import plugins as grafana_plugins
-from grafana_foundation_sdk.models import dashboard as grafana_dashboard
 import kubernetes_validate
 import pytest
 import yaml
+from cloudcoil.models.prometheus_operator import v1 as operator
+from grafana_foundation_sdk.cog import plugins as grafana_plugins
+from grafana_foundation_sdk.models import dashboard as grafana_dashboard
 
 from ig_metrics.app import mixin
 from ig_metrics.app.mixin import rules

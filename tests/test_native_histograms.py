@@ -7,8 +7,8 @@ against a brute-force count of the integers of each slot."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 import math
+from dataclasses import replace
 from fractions import Fraction
 
 import cramjam
@@ -19,24 +19,41 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.sdk.metrics.export import AggregationTemporality
 
 from ig_metrics.exporters.encoding.log2native import (
-    NativeBuckets, layout_of, native_buckets, native_index, slot_index, spans_and_deltas,
+    NativeBuckets,
+    layout_of,
+    native_buckets,
+    native_index,
+    slot_index,
+    spans_and_deltas,
 )
 from ig_metrics.exporters.otlp.delta import DeltaTracker
 from ig_metrics.exporters.otlp.requests import encode
 from ig_metrics.exporters.otlp.wire import WireEncoder
 from ig_metrics.exporters.prometheus.exporter import SnapshotCollector
 from ig_metrics.exporters.prometheus.proto import (
-    BOTH, CLASSIC, NATIVE, ZERO_THRESHOLD, ProtobufRenderer, wants_protobuf,
+    BOTH,
+    CLASSIC,
+    NATIVE,
+    ZERO_THRESHOLD,
+    ProtobufRenderer,
+    wants_protobuf,
 )
 from ig_metrics.exporters.remotewrite.wire import (
-    RemoteWriteEncoder, compress, decompress, without_native_histograms,
+    RemoteWriteEncoder,
+    compress,
+    decompress,
+    without_native_histograms,
 )
 from ig_metrics.model.snapshot import (
-    HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point,
+    HISTOGRAM,
+    HistogramValue,
+    MetricData,
+    MetricInfo,
+    Point,
 )
 from tests.proto_reference import MetricFamily, WriteRequest, read_delimited
-from tests.sdk_oracle import encode_with_sdk
 from tests.receivers import LOG2_US_BOUNDS, START_NS, tcp_like_snapshot
+from tests.sdk_oracle import encode_with_sdk
 
 DIVISORS = {"ns": 10**9, "us": 10**6, "ms": 10**3, "By": 1}
 

@@ -10,12 +10,24 @@ from opentelemetry.sdk.metrics.export import AggregationTemporality
 
 from ig_metrics import __version__
 from ig_metrics.exporters.otlp.common import MAX_POINTS_PER_REQUEST
-from tests.sdk_oracle import point_count, to_metrics_data
 from ig_metrics.model.snapshot import (
-    COUNTER, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot
+    COUNTER,
+    HISTOGRAM,
+    HistogramValue,
+    MetricData,
+    MetricInfo,
+    Point,
+    Snapshot,
 )
-from tests.receivers import LOG2_US_BOUNDS, RESOURCE, START_NS, tcp_like_snapshot
-from tests.receivers import attributes_of, any_value
+from tests.receivers import (
+    LOG2_US_BOUNDS,
+    RESOURCE,
+    START_NS,
+    any_value,
+    attributes_of,
+    tcp_like_snapshot,
+)
+from tests.sdk_oracle import point_count, to_metrics_data
 
 GRPC_DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024
 

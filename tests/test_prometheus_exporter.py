@@ -8,11 +8,15 @@ import socket
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ig_metrics.exporters.registry import create_exporter
 from ig_metrics.exporters.base import ExporterStartError, ExportResult
+from ig_metrics.exporters.registry import create_exporter
 from ig_metrics.model.snapshot import COUNTER, MetricData, MetricInfo, Point, Snapshot
 from tests.receivers import (
-    START_NS, prometheus_config, promtool_check, scrape, tcp_like_snapshot,
+    START_NS,
+    prometheus_config,
+    promtool_check,
+    scrape,
+    tcp_like_snapshot,
 )
 
 CURL = {"network_peer_address": "127.0.0.1", "network_type": "ipv4",

@@ -6,7 +6,10 @@ from __future__ import annotations
 import pytest
 
 from ig_metrics.exporters.prometheus.naming import (
-    label_name, label_plan, label_value, prometheus_metric_name
+    label_name,
+    label_plan,
+    label_value,
+    prometheus_metric_name,
 )
 from ig_metrics.model.snapshot import COUNTER, GAUGE, HISTOGRAM
 

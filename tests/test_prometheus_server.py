@@ -7,7 +7,11 @@ import pytest
 
 from ig_metrics.exporters.registry import create_exporter
 from tests.receivers import (
-    PROMETHEUS, PrometheusServer, prometheus_config, require_tool, tcp_like_snapshot,
+    PROMETHEUS,
+    PrometheusServer,
+    prometheus_config,
+    require_tool,
+    tcp_like_snapshot,
 )
 
 

@@ -22,10 +22,16 @@ from ig_metrics.exporters.prometheus.exporter import SnapshotCollector
 from ig_metrics.exporters.prometheus.text import _go_int, go_float, make_app, text_format
 from ig_metrics.exporters.registry import create_exporter
 from ig_metrics.model.snapshot import (
-    COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point, Snapshot
+    COUNTER,
+    GAUGE,
+    HISTOGRAM,
+    HistogramValue,
+    MetricData,
+    MetricInfo,
+    Point,
+    Snapshot,
 )
-from tests.receivers import LOG2_US_BOUNDS, RESOURCE, START_NS, prometheus_config
-from tests.receivers import tcp_like_snapshot
+from tests.receivers import LOG2_US_BOUNDS, RESOURCE, START_NS, prometheus_config, tcp_like_snapshot
 
 # Accept headers: none (classic 0.0.4), Prometheus 2.42's, and every format
 # and escaping prometheus_client's choose_encoder knows.

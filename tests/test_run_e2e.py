@@ -19,8 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.receivers import (OtlpGrpcReceiver, OtlpHttpReceiver, PrometheusServer, flatten,
-                             free_port, promtool_check, scrape)
+from tests.receivers import (
+    OtlpGrpcReceiver,
+    OtlpHttpReceiver,
+    PrometheusServer,
+    flatten,
+    free_port,
+    promtool_check,
+    scrape,
+)
 from tests.tcp_workload import EchoCountServer, run_client
 
 pytestmark = pytest.mark.bpf

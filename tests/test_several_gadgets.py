@@ -18,9 +18,19 @@ from tests.receivers import free_port
 from tests.tcp_workload import EchoCountServer, run_client
 from tests.test_gadget_dns import KNOWN, run_queries
 from tests.test_gadget_exec import RUN_MANY, programs  # noqa: F401 (a fixture)
-from tests.test_gadgets_exported import (DNS_QUERIES, DNS_RESPONSES, EXECUTION_ERRORS,
-                                         EXECUTIONS, TCP_RECEIVED, TCP_SENT, VALUE_TIMEOUT,
-                                         Metric, Reading, exporting_run, gadget_program_ids)
+from tests.test_gadgets_exported import (
+    DNS_QUERIES,
+    DNS_RESPONSES,
+    EXECUTION_ERRORS,
+    EXECUTIONS,
+    TCP_RECEIVED,
+    TCP_SENT,
+    VALUE_TIMEOUT,
+    Metric,
+    Reading,
+    exporting_run,
+    gadget_program_ids,
+)
 from tests.test_run_e2e import IG_METRICS, write_profiles
 from tests.test_user_gadget import EXAMPLE, PER_RESULT
 

@@ -23,18 +23,21 @@ from ig_metrics.bpf.loader import GadgetLoadError, GadgetProgram
 from ig_metrics.bpf.maps import MapReadError
 from ig_metrics.bpf.memory import BurstTrim, release_compiler_memory
 from ig_metrics.config.model import DEFAULT_IDLE_EXPIRY, DEFAULT_SAMPLER_MAX_SERIES, Profile
-from ig_metrics.exporters.registry import create_exporter
 from ig_metrics.exporters.base import Exporter, ExporterStartError, ExporterStatus
 from ig_metrics.exporters.delivery.telemetry import ExportTelemetry
 from ig_metrics.exporters.delivery.worker import ExporterWorker
+from ig_metrics.exporters.registry import create_exporter
 from ig_metrics.gadgets.spec import GadgetSpec
 from ig_metrics.k8s.attribution import Attribution, start_attribution
-from ig_metrics.k8s.cgroupwrites import (writable_cgroup_mounts, writable_cgroups_warning,
-                                         writable_mounts_metric)
-from ig_metrics.pipeline.sampler import DEFAULT_LINGER, Sampler
-from ig_metrics.pipeline.probes import AgentHealth
-from ig_metrics.pipeline.selfmetrics import KernelSelfMetrics, gadget_read_metrics, merge_metrics
+from ig_metrics.k8s.cgroupwrites import (
+    writable_cgroup_mounts,
+    writable_cgroups_warning,
+    writable_mounts_metric,
+)
 from ig_metrics.model.snapshot import Attributes, MetricData, Snapshot
+from ig_metrics.pipeline.probes import AgentHealth
+from ig_metrics.pipeline.sampler import DEFAULT_LINGER, Sampler
+from ig_metrics.pipeline.selfmetrics import KernelSelfMetrics, gadget_read_metrics, merge_metrics
 from ig_metrics.pipeline.sources import SourceLayoutError
 
 log = logging.getLogger("ig_metrics.agent")
@@ -121,8 +124,8 @@ class GadgetRun:
 
     spec: GadgetSpec
     program: GadgetProgram
-    sampler: Sampler | None = None
-    kernel: KernelSelfMetrics | None = None
+    sampler: Sampler
+    kernel: KernelSelfMetrics
     last: Snapshot | None = None      # its last good reading
     failure: str = ""                 # why its last read failed; "" when it read
     read_failures: int = 0

@@ -14,7 +14,12 @@ from ig_metrics import __version__
 from ig_metrics.app.agent import Agent
 from ig_metrics.exporters.base import ExporterStatus, Health
 from ig_metrics.summary.node import (
-    MAX_TOP, AgentCost, ExporterLine, NodeSummary, encode, summarize,
+    MAX_TOP,
+    AgentCost,
+    ExporterLine,
+    NodeSummary,
+    encode,
+    summarize,
 )
 from ig_metrics.summary.rows import DEFAULT_TOP, RecentWindow, UnknownSortColumn
 

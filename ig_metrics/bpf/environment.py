@@ -16,8 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ig_metrics.bpf.hookplan import HookPlan, plan_hooks
-from ig_metrics.bpf.kernel import (DEFAULT_PATHS, HostPaths, create_probe_map, find_tracefs,
-                                   kernel_version, kprobes_available)
+from ig_metrics.bpf.kernel import (
+    DEFAULT_PATHS,
+    HostPaths,
+    create_probe_map,
+    find_tracefs,
+    kernel_version,
+    kprobes_available,
+)
 from ig_metrics.bpf.loader import GadgetLoadError, GadgetProgram
 from ig_metrics.gadgets import PROVEN_SINCE, GadgetSpec, is_builtin
 
@@ -114,7 +120,9 @@ def check_bcc(module: str = "bcc", dist_packages: Path = DEBIAN_DIST_PACKAGES) -
         return Check("bcc", False, f"{sys.executable} cannot import {module}: {error}",
                      _bcc_fix(module, dist_packages))
     version = getattr(bcc, "__version__", "of unknown version")
-    return Check("bcc", True, f"bcc {version} from {Path(bcc.__file__).parent}")
+    # no __file__: a namespace package
+    where = Path(bcc.__file__).parent if bcc.__file__ is not None else module
+    return Check("bcc", True, f"bcc {version} from {where}")
 
 
 def _bcc_fix(module: str, dist_packages: Path) -> str:
@@ -134,8 +142,10 @@ def check_bpf_syscall(create_map: Callable[[], None] | None = None,
     except NotImplementedError as error:
         return Check("bpf-syscall", True, f"not checked: {error}")
     except OSError as error:
+        code = error.errno
         return Check("bpf-syscall", False, f"the kernel refused bpf(BPF_MAP_CREATE): "
-                     f"{error.strerror} ({errno.errorcode.get(error.errno, error.errno)})",
+                     f"{error.strerror} "
+                     f"({errno.errorcode.get(code, code) if code is not None else code})",
                      _bpf_syscall_fix(error.errno, paths or DEFAULT_PATHS))
     return Check("bpf-syscall", True, "bpf() works: created and closed a one-entry map")
 

@@ -76,7 +76,9 @@ class ProcessFilter:
         if self.comm and _read(f"/proc/{pid}/comm").strip() != self.comm:
             return False
         if self.cgroup is not None:
-            relative = "/" + str(self.cgroup.relative_to(cgroup2_mount(self.cgroup)))
+            mount = cgroup2_mount(self.cgroup)
+            assert mount is not None      # __post_init__ checked: on a cgroup v2 file system
+            relative = "/" + str(self.cgroup.relative_to(mount))
             own = next((line.split(":", 2)[2] for line in _read(f"/proc/{pid}/cgroup")
                         .splitlines() if line.startswith("0::")), None)
             if own is None or not (own == relative or own.startswith(relative.rstrip("/") + "/")):

@@ -8,9 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ig_metrics.bpf.kernel import (DEFAULT_PATHS, HostPaths, find_tracefs, hook_exists,
-                                   kernel_version, kprobes_available, verifier_takes_atomics,
-                                   version_code)
+from ig_metrics.bpf.kernel import (
+    DEFAULT_PATHS,
+    HostPaths,
+    find_tracefs,
+    hook_exists,
+    kernel_version,
+    kprobes_available,
+    verifier_takes_atomics,
+    version_code,
+)
 from ig_metrics.gadgets.spec import GadgetSpec, Hook
 
 PROBE_KINDS = ("kprobe", "kretprobe")

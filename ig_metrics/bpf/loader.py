@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes as ct
-from dataclasses import dataclass
 import os
 import re
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from ig_metrics.bpf.cgroupfs import process_cgroup
 from ig_metrics.bpf.filters import ProcessFilter
@@ -201,7 +202,7 @@ class GadgetProgram:
         # the gadget's parameters (--param) first: explicit cflags may override them
         self.cflags = (*spec.cflags(), *self.plan.cflags(), *cflags,
                        *self.process_filter.cflags())
-        self.bpf = None
+        self.bpf: Any = None          # bcc's BPF (untyped) once loaded
         self._attached: list[Hook] = []
 
     def load(self) -> None:
@@ -212,7 +213,7 @@ class GadgetProgram:
                 f"{self.spec.no_process_filter}; run it without them")
         if self.plan.missing:
             raise GadgetLoadError(self.plan.refusal())
-        from bcc import BPF   # bcc's import costs ~0.2 s: only when a gadget runs
+        from bcc import BPF  # bcc's import costs ~0.2 s: only when a gadget runs
 
         text, include_line, inserted = program_source(self.spec)
         cflags = [f"-I{INCLUDE_DIR}", *self.cflags]
@@ -223,6 +224,7 @@ class GadgetProgram:
             raise GadgetLoadError(
                 f"gadget {self.spec.name}: the BPF program does not compile:\n"
                 f"{_explain_compile_errors(self.spec, failed, include_line, inserted)}")
+        failure: Exception | None
         with captured_stderr() as output:
             try:
                 self.bpf = BPF(text=text.encode(), cflags=cflags)

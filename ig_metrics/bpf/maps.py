@@ -5,12 +5,11 @@ allocate max_entries arrays on every call and yield ctypes objects one by one.""
 from __future__ import annotations
 
 import ctypes as ct
-from dataclasses import dataclass
 import errno
+import functools
 import mmap
 import os
-
-import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 

@@ -83,11 +83,12 @@ class AttributeNamesKind(Kind):
         if ctx.error_count > errors_before:
             return None
         known = builtin_attribute_names()
-        for name in names:
-            if not is_known(name.name, known):
-                ctx.warning(name.line, f"{site}: '{name.name}' is not an attribute of any "
-                                       f"built-in gadget{did_you_mean(name.name, known)} "
-                                       "(fine for a gadget of your own that has it)")
+        for attribute in names:
+            if not is_known(attribute.name, known):
+                ctx.warning(attribute.line, f"{site}: '{attribute.name}' is not an attribute of "
+                                            f"any built-in gadget"
+                                            f"{did_you_mean(attribute.name, known)} "
+                                            "(fine for a gadget of your own that has it)")
         return Parsed(tuple(names))
 
     def schema(self) -> dict:

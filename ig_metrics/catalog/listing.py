@@ -9,7 +9,6 @@ from ig_metrics.catalog.loading import Catalog
 from ig_metrics.catalog.tables import EXPORTER_TYPES
 
 
-
 def exporter_summaries(catalog: Catalog) -> list[dict[str, Any]]:
     """One row per exporter template, in file order."""
     rows = []

@@ -8,15 +8,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ig_metrics.catalog.profilefile import ProfilesFile, read_profiles_file
 from ig_metrics.config.addresses import HostPort, listeners_collide
 from ig_metrics.config.errors import ConfigError
 from ig_metrics.config.fieldkinds import HIDDEN
 from ig_metrics.config.model import (
-    DEFAULT_INTERVAL, ExporterTemplate, Problem, Profile, ProfileConfig, ResolvedExporter
+    DEFAULT_INTERVAL,
+    ExporterTemplate,
+    Problem,
+    Profile,
+    ProfileConfig,
+    ResolvedExporter,
 )
-from ig_metrics.exporters.prometheus.exporter import PrometheusSettings
-from ig_metrics.catalog.profilefile import ProfilesFile, read_profiles_file
 from ig_metrics.config.suggest import did_you_mean
+from ig_metrics.exporters.prometheus.exporter import PrometheusSettings
 
 PROFILE_SUFFIXES = (".yaml", ".yml")
 
@@ -78,13 +83,12 @@ class Catalog:
             known = ", ".join(sorted(self.profiles)) or "none"
             raise ConfigError(f"unknown profile '{name}'{did_you_mean(name, self.profiles) or '.'} "
                               f"Known profiles: {known} (from {self.describe_sources()})")
-        resolved = []
+        resolved: list[ResolvedExporter] = []
         for template in (self.exporters[exporter] for exporter in config.exporters):
             requested = _interval(template, config, interval_override)
             floor = template.settings.limits.min_interval or 0.0
             resolved.append(ResolvedExporter(template, max(requested, floor), requested))
-        resolved = tuple(resolved)
-        return Profile(config.name, config.description, resolved, config.file,
+        return Profile(config.name, config.description, tuple(resolved), config.file,
                        config.sampler_max_series, config.attributes, config.gadgets)
 
 

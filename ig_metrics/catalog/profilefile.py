@@ -3,25 +3,34 @@ templates, profiles and every problem of the file at once."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-import re
 
 import yaml
 
+from ig_metrics.catalog.tables import (
+    EXPORTER_TYPES,
+    NAME_PATTERN,
+    NAME_RULE,
+    PROFILE_FIELDS,
+    TYPE_FIELD,
+    exporter_fields,
+)
 from ig_metrics.config.context import FileContext, Site
 from ig_metrics.config.fields import parse_fields, require_mapping
 from ig_metrics.config.model import (
-    DEFAULT_SAMPLER_MAX_SERIES, AttributeSelection, ExporterTemplate, Problem, ProfileConfig,
+    DEFAULT_SAMPLER_MAX_SERIES,
+    AttributeSelection,
+    ExporterTemplate,
+    Problem,
+    ProfileConfig,
 )
 from ig_metrics.config.rules import ExporterDraft
 from ig_metrics.config.suggest import did_you_mean
-from ig_metrics.catalog.tables import (
-    EXPORTER_TYPES, NAME_PATTERN, NAME_RULE, PROFILE_FIELDS, TYPE_FIELD, exporter_fields
-)
-from ig_metrics.gadgets import builtin_names
 from ig_metrics.config.yamlnodes import Entry, read_yaml_file, scalar_value
+from ig_metrics.gadgets import builtin_names
 
 
 @dataclass(slots=True)

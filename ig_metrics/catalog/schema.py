@@ -5,11 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from ig_metrics.catalog.tables import (
+    EXPORTER_TYPES,
+    NAME_PATTERN,
+    PROFILE_FIELDS,
+    SECTION_DOCS,
+    TYPE_FIELD,
+    exporter_fields,
+)
 from ig_metrics.config.fieldkinds import SCHEMA_DIALECT
 from ig_metrics.config.fields import object_schema
-from ig_metrics.catalog.tables import (
-    EXPORTER_TYPES, NAME_PATTERN, PROFILE_FIELDS, SECTION_DOCS, TYPE_FIELD, exporter_fields
-)
 
 ENV_REFERENCE_PATTERN = r"\$\{env:[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}"
 

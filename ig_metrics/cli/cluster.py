@@ -52,7 +52,7 @@ def run_cluster(specs: Sequence[GadgetSpec], options: DeployOptions, directory: 
                 kubeconfig: Path | None, context: str | None, duration: float | None,
                 use_tui: bool, top: int, sorts: Sequence[str], sort: str | None) -> int:
     """Create this run's objects, show the table, delete them: the exit code."""
-    from ig_metrics.cluster.session import run_on_cluster   # the kubernetes client
+    from ig_metrics.cluster.session import run_on_cluster  # the kubernetes client
 
     cluster = _connect(kubeconfig, context)
     console = _console_and_logging(use_tui)
@@ -110,7 +110,7 @@ def parse_selector(text: str | None) -> tuple[tuple[str, str], ...]:
 def top_cluster(gadgets: Sequence[str], *, kubeconfig: Path | None, context: str | None,
                 namespace: str, duration: float | None, use_tui: bool, top: int,
                 sort: str | None) -> int:
-    from ig_metrics.cluster.session import find_standing, follow   # the kubernetes client
+    from ig_metrics.cluster.session import find_standing, follow  # the kubernetes client
     from ig_metrics.cluster.watch import ClusterWatch
 
     cluster = _connect(kubeconfig, context)

@@ -7,9 +7,9 @@ they complete whatever the installed version offers."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 import subprocess
 import sys
+from pathlib import Path
 
 PROG_NAME = "ig-metrics"
 COMPLETE_VAR = "_IG_METRICS_COMPLETE"

@@ -9,23 +9,36 @@ from typing import Annotated
 
 import typer
 
-from ig_metrics.app.mixin.deploy import (MonitoringError, monitoring_config_map, pod_monitor,
-                                         pod_monitor_notes, prometheus_rule)
+from ig_metrics.app.mixin.deploy import (
+    MonitoringError,
+    monitoring_config_map,
+    pod_monitor,
+    pod_monitor_notes,
+    prometheus_rule,
+)
 from ig_metrics.app.mixin.rules import DEFAULT_RUNBOOK_BASE
 from ig_metrics.catalog.directories import resolve_profiles_dir
 from ig_metrics.cli.common import ExitCode, ProfilesDirOption, fail
 from ig_metrics.config.suggest import did_you_mean
-from ig_metrics.gadgets import builtin_names, builtin_specs
-from ig_metrics.gadgets.selection import SelectionError, select_gadgets, split_names
-from ig_metrics.k8s.cgroupwrites import HYBRID_CGROUP2_PATH, HYBRID_NODE
 from ig_metrics.deploy.manifests import (
-    DEFAULT_CGROUP2_PATH, DEFAULT_KUBE_VERSION, DEFAULT_NAMESPACE, HEALTH_PORT,
-    PLACEHOLDER_IMAGE, SECCOMP_CHOICES, DeployOptions, build_manifests, parse_env,
-    pod_environment, render,
+    DEFAULT_CGROUP2_PATH,
+    DEFAULT_KUBE_VERSION,
+    DEFAULT_NAMESPACE,
+    HEALTH_PORT,
+    PLACEHOLDER_IMAGE,
+    SECCOMP_CHOICES,
+    DeployOptions,
+    build_manifests,
+    parse_env,
+    pod_environment,
+    render,
 )
 from ig_metrics.deploy.podprofiles import DeployInputError, pod_profiles
 from ig_metrics.deploy.privileges import UnknownHookKind, pod_needs
 from ig_metrics.deploy.seccomp import KUBELET_SECCOMP_DIR, LOCALHOST_PROFILE, render_profile
+from ig_metrics.gadgets import builtin_names, builtin_specs
+from ig_metrics.gadgets.selection import SelectionError, select_gadgets, split_names
+from ig_metrics.k8s.cgroupwrites import HYBRID_CGROUP2_PATH, HYBRID_NODE
 
 KUBECTL_APPLY = ("kubectl", "apply", "-f", "-")
 

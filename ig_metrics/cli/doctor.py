@@ -12,10 +12,10 @@ from rich.text import Text
 from ig_metrics.bpf.environment import Check, compile_checks, run_checks
 from ig_metrics.cli.cluster import ContextOption, KubeconfigOption, NamespaceOption
 from ig_metrics.cli.common import ExitCode, fail, plural, print_json, print_table
-from ig_metrics.gadgets import GadgetSpec, GadgetSpecError, UnknownGadget, builtin_specs, resolve
-from ig_metrics.k8s.checks import attribution_checks
 from ig_metrics.cluster.checks import cluster_checks
 from ig_metrics.deploy.manifests import DEFAULT_NAMESPACE
+from ig_metrics.gadgets import GadgetSpec, GadgetSpecError, UnknownGadget, builtin_specs, resolve
+from ig_metrics.k8s.checks import attribution_checks
 
 STATUS_MARKS = {"ok": ("✓", "green"), "fail": ("✗", "bold red"), "info": ("info", "cyan")}
 

@@ -7,13 +7,19 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import typer
 from rich.table import Table
 from rich.text import Text
-import typer
 
 from ig_metrics.catalog.directories import resolve_profiles_dir
 from ig_metrics.cli.common import (
-    ExitCode, ProfilesDirOption, fail, plural, print_json, print_lines, print_table,
+    ExitCode,
+    ProfilesDirOption,
+    fail,
+    plural,
+    print_json,
+    print_lines,
+    print_table,
 )
 
 if TYPE_CHECKING:
@@ -137,7 +143,7 @@ def validate(
 
     Exits 0 when there is no error (warnings allowed), 2 otherwise.
     """
-    from ig_metrics.catalog.loading import load_catalog   # start-up cost: see list_exporters
+    from ig_metrics.catalog.loading import load_catalog  # start-up cost: see list_exporters
 
     if paths and profiles_dir is not None:
         fail("give FILE_OR_DIR arguments or --profiles-dir, not both")
@@ -187,6 +193,6 @@ def _validation_report(catalog: Catalog) -> dict:
 def schema() -> None:
     """Print the JSON Schema (draft 2020-12) of a profiles file, so that an editor
     checks the file while you type."""
-    from ig_metrics.catalog.schema import json_schema   # start-up cost: see list_exporters
+    from ig_metrics.catalog.schema import json_schema  # start-up cost: see list_exporters
 
     print_json(json_schema())

@@ -3,17 +3,17 @@ specs, and the JSON Schema of a gadget.yaml."""
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ig_metrics.app.gadget_catalog import describe, markdown_catalog, markdown_gadget
 from ig_metrics.bpf.hookplan import plan_hooks
 from ig_metrics.cli.common import ExitCode, fail, print_json, print_table, stdout_console
 from ig_metrics.gadgets import GadgetSpecError, UnknownGadget, builtin_specs, resolve
-from ig_metrics.app.gadget_catalog import describe, markdown_catalog, markdown_gadget
 from ig_metrics.gadgets.schema import json_schema
 
 gadgets_app = typer.Typer(
@@ -23,12 +23,12 @@ gadgets_app = typer.Typer(
 )
 
 
-class ListFormat(str, Enum):
+class ListFormat(StrEnum):
     table = "table"
     json = "json"
 
 
-class DescribeFormat(str, Enum):
+class DescribeFormat(StrEnum):
     text = "text"
     json = "json"
     markdown = "markdown"

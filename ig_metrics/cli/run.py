@@ -4,27 +4,31 @@ a live table on a terminal (or a one-line summary per interval in logs)."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 import sys
 import threading
+from pathlib import Path
 from typing import Annotated
 
+import typer
 from rich.console import Console
 from rich.logging import RichHandler
-import typer
 
-from ig_metrics.bpf.filters import FilterError, ProcessFilter
 from ig_metrics.app.runoptions import RunOptions
+from ig_metrics.bpf.filters import FilterError, ProcessFilter
 from ig_metrics.catalog.attributenames import builtin_attribute_names, selection_problems
 from ig_metrics.catalog.directories import resolve_profiles_dir
 from ig_metrics.cli.cluster import (
-    ContextOption, KubeconfigOption, NamespaceOption, cluster_options, run_cluster,
+    ContextOption,
+    KubeconfigOption,
+    NamespaceOption,
+    cluster_options,
+    run_cluster,
 )
 from ig_metrics.cli.common import ExitCode, ProfilesDirOption, StopOnSignals, fail
 from ig_metrics.config import ConfigError, parse_duration
+from ig_metrics.config.addresses import parse_listen
 from ig_metrics.config.durations import format_duration
 from ig_metrics.config.model import DEFAULT_IDLE_EXPIRY
-from ig_metrics.config.addresses import parse_listen
 from ig_metrics.gadgets.selection import SelectionError, select_gadgets, split_names
 from ig_metrics.summary.node import MAX_TOP
 from ig_metrics.summary.rows import DEFAULT_TOP, UnknownSortColumn, sort_columns
@@ -151,7 +155,7 @@ def run(
     except ValueError as error:
         fail(f"--health-listen: {error}")
     directory, _rule = resolve_profiles_dir(profiles_dir)
-    from ig_metrics.catalog.loading import load_catalog   # every exporter type: start-up cost
+    from ig_metrics.catalog.loading import load_catalog  # every exporter type: start-up cost
 
     catalog = load_catalog([directory])
     try:
@@ -195,16 +199,16 @@ def run(
                  "'ig-metrics deploy' writes it)")
         if top > MAX_TOP:
             fail(f"--top: at most {MAX_TOP} with --cluster (each node sends that many rows)")
-        options = cluster_options(specs, profile, namespace=namespace, image=image,
-                                  nodes=node or (), node_selector=node_selector)
-        raise typer.Exit(run_cluster(specs, options, directory, kubeconfig=kubeconfig,
+        deployed = cluster_options(specs, profile, namespace=namespace, image=image,
+                                   nodes=node or (), node_selector=node_selector)
+        raise typer.Exit(run_cluster(specs, deployed, directory, kubeconfig=kubeconfig,
                                      context=context, duration=duration_seconds,
                                      use_tui=not no_tui and sys.stdout.isatty(), top=top,
                                      sorts=sorts, sort=sort))
     for warning in catalog.warnings:
         typer.echo(str(warning), err=True)
 
-    from ig_metrics.bpf.environment import preflight   # after input checks: bad input exits 2
+    from ig_metrics.bpf.environment import preflight  # after input checks: bad input exits 2
     problems = list(dict.fromkeys(line for spec in specs for line in preflight(spec)))
     if problems:
         fail("\n".join(problems) + "\nRun 'ig-metrics doctor' for details.",

@@ -10,7 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from ig_metrics.deploy.manifests import (
-    RUN_LABEL, DeployOptions, config_map, daemon_set, pod_environment, service_account,
+    RUN_LABEL,
+    DeployOptions,
+    config_map,
+    daemon_set,
+    pod_environment,
+    service_account,
 )
 from ig_metrics.deploy.podprofiles import PodProfiles, pod_profiles
 

@@ -14,12 +14,22 @@ from pathlib import Path
 from typing import Protocol
 
 from ig_metrics.cluster.api import (
-    READ_ACCESS, RUN_ACCESS, TOP_ACCESS, Access, Cluster, ClusterError, wait_gone,
+    READ_ACCESS,
+    RUN_ACCESS,
+    TOP_ACCESS,
+    Access,
+    Cluster,
+    ClusterError,
+    wait_gone,
 )
 from ig_metrics.cluster.objects import RunPlan, plan_run
 from ig_metrics.cluster.watch import ClusterReading, ClusterWatch
 from ig_metrics.deploy.manifests import (
-    DEFAULT_KUBE_VERSION, HEALTH_PORT, OLDEST_KUBE_VERSION, RUN_LABEL, DeployOptions,
+    DEFAULT_KUBE_VERSION,
+    HEALTH_PORT,
+    OLDEST_KUBE_VERSION,
+    RUN_LABEL,
+    DeployOptions,
 )
 
 READ_INTERVAL = 1.0          # seconds between two readings of the nodes

@@ -25,7 +25,7 @@ def cluster_rows(spec: GadgetSpec, reading: ClusterReading, *, top: int,
                  sort: str) -> list[ClusterRow]:
     """The `top` busiest series of gadget `spec` across the read nodes."""
     attribute_names = [attribute.name for attribute in spec.attributes]
-    rows = [ClusterRow(node.node, row) for node in reading.ready()
+    rows = [ClusterRow(node.node, row) for node in reading.ready() if node.summary is not None
             for gadget in [node.summary.gadget(spec.name)] if gadget is not None
             for row in gadget.rows]
     rows.sort(key=lambda entry: sort_value(entry.row, sort, attribute_names), reverse=True)
@@ -34,9 +34,10 @@ def cluster_rows(spec: GadgetSpec, reading: ClusterReading, *, top: int,
 
 def cluster_totals(spec: GadgetSpec, reading: ClusterReading) -> tuple[int, dict[str, float]]:
     """(series, counter column -> total) of gadget `spec` over the read nodes."""
-    series, totals = 0, {}
+    series = 0
+    totals: dict[str, float] = {}
     for node in reading.ready():
-        gadget = node.summary.gadget(spec.name)
+        gadget = node.summary.gadget(spec.name) if node.summary is not None else None
         if gadget is None:
             continue
         series += gadget.series

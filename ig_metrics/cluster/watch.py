@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from ig_metrics.cluster.api import (
-    FAILED, MAX_IN_FLIGHT, READY, RUNNING, Cluster, ClusterError, PodState, last_log_line,
+    FAILED,
+    MAX_IN_FLIGHT,
+    READY,
+    RUNNING,
+    Cluster,
+    ClusterError,
+    PodState,
+    last_log_line,
 )
 from ig_metrics.cluster.pods import PodWatch
 from ig_metrics.summary.node import SUMMARY_PATH, NodeSummary, SummaryError, decode
@@ -54,7 +61,8 @@ class ClusterReading:
     def export_interval(self) -> float:
         """The shortest interval the read nodes tick at (0: none read): how
         often their numbers change."""
-        return min((node.summary.interval for node in self.ready()), default=0.0)
+        return min((node.summary.interval for node in self.nodes if node.summary is not None),
+                   default=0.0)
 
 
 @dataclass
@@ -142,6 +150,7 @@ class ClusterWatch:
 
     def _take(self, node: _Node) -> None:
         future, node.pending = node.pending, None
+        assert future is not None             # taken once done
         try:
             node.summary, node.read_at, node.error = future.result(), time.monotonic(), ""
         except (ClusterError, SummaryError) as error:

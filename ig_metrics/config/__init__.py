@@ -7,7 +7,12 @@ from ig_metrics.config.durations import format_duration, parse_duration
 from ig_metrics.config.envvars import Expansion, expand_env
 from ig_metrics.config.errors import ConfigError
 from ig_metrics.config.model import (
-    DEFAULT_INTERVAL, REDACTED, ExporterTemplate, Problem, Profile, ProfileConfig,
+    DEFAULT_INTERVAL,
+    REDACTED,
+    ExporterTemplate,
+    Problem,
+    Profile,
+    ProfileConfig,
     ResolvedExporter,
 )
 

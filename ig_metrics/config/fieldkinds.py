@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
+import os
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-import os
 from pathlib import Path
-import re
 from typing import Any
 
 import yaml
@@ -65,7 +65,7 @@ def read_text(node: yaml.Node, site: Site, ctx: FileContext, expected: str) -> T
     return Text(expansion.text, line, expansion.from_env)
 
 
-def with_env(schema: dict) -> dict:
+def with_env(schema: dict[str, Any]) -> dict[str, Any]:
     """`schema`, or a string holding an ${env:...} reference (checked at load time)."""
     return {"anyOf": [schema, ENV_REFERENCE]}
 
@@ -94,7 +94,7 @@ class Kind(ABC):
         """The value, or None after recording at least one problem."""
 
     @abstractmethod
-    def schema(self) -> dict:
+    def schema(self) -> dict[str, Any]:
         """JSON Schema (2020-12) of the value as written in YAML."""
 
 
@@ -116,7 +116,7 @@ class PatternText(Kind):
             return None
         return Parsed(text.text)
 
-    def schema(self) -> dict:
+    def schema(self) -> dict[str, Any]:
         return with_env({"type": "string", "pattern": self.pattern})
 
 
@@ -143,7 +143,7 @@ class ListOf(Kind):
                  for index, item in enumerate(node.value)]
         return Parsed(tuple(item.value for item in items if item is not None))
 
-    def schema(self) -> dict:
+    def schema(self) -> dict[str, Any]:
         return {"type": "array", "items": self.item.schema()}
 
 
@@ -154,7 +154,7 @@ class TextKind(Kind):
         text = read_text(node, site, ctx, self.expected)
         return Parsed(text.text) if text else None
 
-    def schema(self) -> dict:
+    def schema(self) -> dict[str, Any]:
         return {"type": "string"}
 
 
@@ -178,7 +178,7 @@ class Choice(Kind):
             return None
         return Parsed(text.text)
 
-    def schema(self) -> dict:
+    def schema(self) -> dict[str, Any]:
         return with_env({"enum": list(self.options)})
 
 
@@ -207,7 +207,7 @@ class DurationKind(Kind):
             return None
         return Parsed(seconds)
 
-    def schema(self) -> dict:
+    def schema(self) -> dict[str, Any]:
         return with_env({"type": "string", "pattern": self.PATTERN})
 
 
@@ -226,7 +226,7 @@ class FlagKind(Kind):
             return None
         return Parsed(text.text.strip().lower() == "true")
 
-    def schema(self) -> dict:
+    def schema(self) -> dict[str, Any]:
         return with_env({"type": "boolean"})
 
 
@@ -263,7 +263,7 @@ class AddressKind(Kind):
             ctx.secrets.add(site.key)    # user:password@ in a URL is a secret
         return Parsed(address)
 
-    def schema(self) -> dict:
+    def schema(self) -> dict[str, Any]:
         return with_env({"type": "string", "pattern": self.pattern})
 
 
@@ -312,7 +312,7 @@ class StringMap(Kind):
             return None
         return Parsed(tuple(pairs))
 
-    def schema(self) -> dict:
+    def schema(self) -> dict[str, Any]:
         return {"type": "object", "propertyNames": {"pattern": self.key_pattern},
                 "additionalProperties": {"type": "string"}}
 
@@ -337,7 +337,7 @@ class FilePathKind(Kind):
             return None
         return Parsed(path)
 
-    def schema(self) -> dict:
+    def schema(self) -> dict[str, Any]:
         return {"type": "string", "minLength": 1}
 
 
@@ -380,7 +380,7 @@ class NameList(Kind):
             return None
         return Parsed(tuple(items))
 
-    def schema(self) -> dict:
+    def schema(self) -> dict[str, Any]:
         return {"type": "array", "items": {"type": "string"}, "minItems": 1,
                 "uniqueItems": True}
 

@@ -52,7 +52,7 @@ class Field:
     def has_default(self) -> bool:
         return self.default is not NO_DEFAULT
 
-    def schema(self) -> dict:
+    def schema(self) -> dict[str, Any]:
         schema = {"description": self.doc, **self.kind.schema(), "examples": [self.example]}
         if self.default_shown is not NO_DEFAULT:
             schema["default"] = self.default_shown
@@ -138,7 +138,7 @@ def _read_env_default(f: Field, site: Site, ctx: FileContext, owner_line: int,
 
 
 def _mark(line: int) -> yaml.Mark:
-    return yaml.Mark("environment", 0, max(0, line - 1), 0, None, None)
+    return yaml.Mark("environment", 0, max(0, line - 1), 0, None, 0)
 
 
 def inline_yaml(value: Any) -> str:
@@ -174,7 +174,7 @@ class Section(Kind):
     owner: str
     rules: tuple[Rule, ...] = ()
     build: Callable[[Draft], Any] | None = None
-    constraints: tuple[dict, ...] = ()
+    constraints: tuple[dict[str, Any], ...] = ()
     keep_draft: bool = False
 
     @property
@@ -202,14 +202,14 @@ class Section(Kind):
     def keys(self) -> list[str]:
         return [f.key for f in self.fields]
 
-    def schema(self) -> dict:
+    def schema(self) -> dict[str, Any]:
         schema = object_schema(self.fields)
         if self.constraints:
             schema["allOf"] = list(self.constraints)
         return schema
 
 
-def object_schema(fields: Sequence[Field]) -> dict:
+def object_schema(fields: Sequence[Field]) -> dict[str, Any]:
     """JSON Schema of a mapping made of `fields`, nothing else allowed."""
     schema: dict[str, Any] = {
         "type": "object",

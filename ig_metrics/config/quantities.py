@@ -7,6 +7,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -58,7 +59,7 @@ class IntKind(Kind):
             return None
         return Parsed(int(text))
 
-    def schema(self) -> dict:
+    def schema(self) -> dict[str, Any]:
         return with_env({"type": "integer", "minimum": self.minimum})
 
 
@@ -89,8 +90,8 @@ class WholeNumber(Kind):
             return None
         return Parsed(value)
 
-    def schema(self) -> dict:
-        schema: dict = {"type": "integer"}
+    def schema(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": "integer"}
         if self.minimum is not None:
             schema["minimum"] = self.minimum
         if self.maximum is not None:
@@ -119,7 +120,7 @@ class SizeKind(Kind):
             return None
         return Parsed(size)
 
-    def schema(self) -> dict:
+    def schema(self) -> dict[str, Any]:
         return with_env({"anyOf": [{"type": "integer", "minimum": 1},
                                    {"type": "string", "pattern": _SIZE.pattern}]})
 
@@ -145,7 +146,7 @@ class ShareKind(Kind):
             return None
         return Parsed(share)
 
-    def schema(self) -> dict:
+    def schema(self) -> dict[str, Any]:
         return with_env({"anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 1},
                                    {"type": "string", "pattern": _SHARE.pattern}]})
 
@@ -167,7 +168,7 @@ class DirectoryKind(Kind):
             return None
         return Parsed(path)
 
-    def schema(self) -> dict:
+    def schema(self) -> dict[str, Any]:
         return {"type": "string", "minLength": 1}
 
 
@@ -192,6 +193,6 @@ class CountMap(Kind):
                 pairs.append((key, parsed.value))
         return None if ctx.error_count > errors_before else Parsed(tuple(pairs))
 
-    def schema(self) -> dict:
+    def schema(self) -> dict[str, Any]:
         return {"type": "object",
                 "additionalProperties": {"type": "integer", "minimum": self.minimum}}

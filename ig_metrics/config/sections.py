@@ -7,16 +7,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ig_metrics.config.fieldkinds import DurationKind
+from ig_metrics.config.fieldkinds import DurationKind, Kind
 from ig_metrics.config.fields import EnvVar, Field, Section
 from ig_metrics.config.model import (
-    DEFAULT_EXPORT_SHARE, DEFAULT_MAX_INTERVAL_FACTOR, DEFAULT_POINTS_PER_EXPORT,
+    DEFAULT_EXPORT_SHARE,
+    DEFAULT_MAX_INTERVAL_FACTOR,
+    DEFAULT_POINTS_PER_EXPORT,
     LimitSettings,
 )
 from ig_metrics.config.quantities import CountMap, IntKind, ShareKind
 
 
-def env(*names: str, kind=None) -> tuple[EnvVar, ...]:
+def env(*names: str, kind: Kind | None = None) -> tuple[EnvVar, ...]:
     return tuple(EnvVar(name, kind) for name in names)
 
 

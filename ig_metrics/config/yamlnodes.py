@@ -12,9 +12,9 @@ they are written. docs/reliability.md ("What bad input gets") lists them."""
 from __future__ import annotations
 
 import codecs
+import re
 from dataclasses import dataclass
 from pathlib import Path
-import re
 from typing import Protocol
 
 import yaml
@@ -81,6 +81,9 @@ def line_of(node: yaml.Node) -> int:
 class Refused(yaml.MarkedYAMLError):
     """What the bounded loader refuses: `problem` is the whole message, at `problem_mark`."""
 
+    problem: str
+    problem_mark: yaml.Mark
+
     def __init__(self, message: str, mark: yaml.Mark) -> None:
         super().__init__(problem=message, problem_mark=mark)
 
@@ -103,30 +106,30 @@ class BoundedLoader(yaml.SafeLoader):
             raise Refused(f"more than {MAX_NODES} YAML nodes{what}; a file may have at most "
                           f"{MAX_NODES} (an alias counts as every node it stands for)", mark)
 
-    def compose_node(self, parent, index):
-        event = self.peek_event()
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]  # unannotated in PyYAML's stubs
+        mark: yaml.Mark = event.start_mark       # the pure-Python parser marks every event
         if isinstance(event, yaml.AliasEvent):
             anchor = event.anchor
             if anchor in self._open:
                 raise Refused(f"alias *{anchor} is inside the node it names (&{anchor}, line "
                               f"{self._open[anchor].line + 1}): a node cannot contain itself",
-                              event.start_mark)
+                              mark)
             if anchor in self._sizes:
-                self._count(self._sizes[anchor], event.start_mark,
-                            f" once alias *{anchor} is expanded")
+                self._count(self._sizes[anchor], mark, f" once alias *{anchor} is expanded")
             return super().compose_node(parent, index)
         anchor = event.anchor
         if anchor is not None and anchor in self.anchors:
             raise Refused(f"anchor &{anchor} is defined twice (first at line "
-                          f"{self.anchors[anchor].start_mark.line + 1})", event.start_mark)
+                          f"{self.anchors[anchor].start_mark.line + 1})", mark)
         if self._depth >= MAX_DEPTH:
             raise Refused(f"nested more than {MAX_DEPTH} levels deep; a file may nest at most "
-                          f"{MAX_DEPTH} levels", event.start_mark)
-        self._count(1, event.start_mark, "")
+                          f"{MAX_DEPTH} levels", mark)
+        self._count(1, mark, "")
         before = self._nodes - 1
         self._depth += 1
         if anchor is not None:
-            self._open[anchor] = event.start_mark
+            self._open[anchor] = mark
         try:
             node = super().compose_node(parent, index)
         finally:
@@ -135,10 +138,11 @@ class BoundedLoader(yaml.SafeLoader):
                 self._open.pop(anchor, None)
         if anchor is not None:
             self._sizes[anchor] = self._nodes - before
+        assert node is not None                  # typeshed allows None; a composed event is a node
         _check_tag(node, event.tag)
         return node
 
-    def compose_document(self):
+    def compose_document(self) -> yaml.Node | None:
         node = super().compose_document()
         self._sizes = {}
         return node
@@ -162,7 +166,7 @@ def _check_tag(node: yaml.Node, written: str | None) -> None:
         else:
             problem = f"unknown tag {shown}"
         raise Refused(f"{problem}; the tags ig-metrics reads are {TAGS_TAKEN}", node.start_mark)
-    if kind is yaml.ScalarNode and node.tag not in (MERGE_TAG, VALUE_TAG):
+    if isinstance(node, yaml.ScalarNode) and node.tag not in (MERGE_TAG, VALUE_TAG):
         explicit = written not in (None, "!")
         if node.tag in NUMBER_TAGS and len(node.value) > MAX_NUMBER_CHARS:
             # Converting costs the square of the length (1:1:1:..., base 60).
@@ -204,8 +208,7 @@ def compose_text(text: str, report: Report) -> yaml.Node | None:
     try:
         return yaml.compose(text, Loader=BoundedLoader)
     except Refused as error:
-        mark = error.problem_mark
-        report(mark.line + 1, error.problem, mark.column + 1)
+        report(error.problem_mark.line + 1, error.problem, error.problem_mark.column + 1)
         return None
     except yaml.reader.ReaderError:
         _report_characters(text, report)
@@ -355,7 +358,7 @@ def describe_node(node: yaml.Node) -> str:
     """What a node holds, in words, for "expected X, got Y" messages."""
     if isinstance(node, yaml.MappingNode):
         return "a mapping"
-    if isinstance(node, yaml.SequenceNode):
+    if not isinstance(node, yaml.ScalarNode):
         return "a list"
     value = scalar_value(node)
     if value is None:

@@ -107,7 +107,7 @@ class DeployOptions:
     node_selector: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        self.kube_version_tuple                    # ValueError for a malformed one
+        _ = self.kube_version_tuple                # ValueError for a malformed one
         if not self.cgroup2_path.startswith("/"):
             raise ValueError(f"--cgroup2-path: '{self.cgroup2_path}' is not an absolute path")
         if self.seccomp not in SECCOMP_CHOICES:

@@ -4,21 +4,30 @@ pod's environment, the chosen profile's Prometheus endpoints moved off loopback
 
 from __future__ import annotations
 
+import re
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-import re
-import tempfile
+from typing import TYPE_CHECKING, cast
 
 import yaml
 
 from ig_metrics.config import ConfigError, Profile
 from ig_metrics.config.addresses import (
-    ALL_INTERFACES, WILDCARD_HOSTS, Endpoint, is_loopback, parse_grpc_endpoint,
+    ALL_INTERFACES,
+    WILDCARD_HOSTS,
+    Endpoint,
+    is_loopback,
+    parse_grpc_endpoint,
     parse_http_endpoint,
 )
 from ig_metrics.config.model import ResolvedExporter
 from ig_metrics.config.yamlnodes import BoundedLoader
+
+if TYPE_CHECKING:       # the exporter types come with the catalog: see pod_profiles
+    from ig_metrics.exporters.otlp.common import OtlpSettings
+    from ig_metrics.exporters.prometheus.exporter import PrometheusSettings
 
 POD_PROFILES_DIR = "/etc/ig-metrics/profiles"
 CONFIGMAP_KEY = re.compile(r"[-._a-zA-Z0-9]+")
@@ -96,7 +105,7 @@ def pod_profiles(directory: Path, profile_name: str, environ: Mapping[str, str])
 
 
 def scrape_endpoint(exporter: ResolvedExporter) -> ScrapeEndpoint:
-    settings = exporter.settings
+    settings = cast("PrometheusSettings", exporter.settings)      # a prometheus exporter
     tls = settings.tls
     return ScrapeEndpoint(exporter.name, settings.port, "https" if tls else "http",
                           bool(settings.basic_auth) or (tls is not None
@@ -107,7 +116,7 @@ def _listen_on_every_interface(exporter: ResolvedExporter, files: dict[str, str]
                                notes: list[str]) -> None:
     """A pod is scraped on its pod IP, which is not known before it runs:
     any other listen host (127.0.0.1 by default) becomes 0.0.0.0, same port."""
-    settings = exporter.settings
+    settings = cast("PrometheusSettings", exporter.settings)      # a prometheus exporter
     if settings.host in WILDCARD_HOSTS:
         return
     name = Path(exporter.template.file).name
@@ -123,6 +132,7 @@ def set_listen(text: str, exporter: str, listen: str, note: str = "") -> str:
     """`text` with exporters.<exporter>.listen set to `listen` (and `note` as a
     comment after it, in block style), every other byte unchanged."""
     root = yaml.compose(text, Loader=BoundedLoader)     # the text the catalog just read
+    assert root is not None
     settings = _value(_value(root, "exporters"), exporter)
     value_text = f'"{listen}"'
     if settings.flow_style:                # {type: prometheus}: no room for a comment
@@ -142,7 +152,8 @@ def set_listen(text: str, exporter: str, listen: str, note: str = "") -> str:
     return f"{text[:first.index]}listen: {value_text}\n{indent}{text[first.index:]}"
 
 
-def _value(mapping: yaml.Node, key: str) -> yaml.Node:
+def _value(mapping: yaml.Node, key: str) -> yaml.MappingNode:
+    """The mapping under `key` (exporters:, then an exporter's)."""
     for key_node, value in mapping.value:
         if key_node.value == key:
             return value
@@ -155,7 +166,7 @@ def _resolve_again(files: dict[str, str], profile_name: str,
     with tempfile.TemporaryDirectory(prefix="ig-metrics-deploy-") as scratch:
         for name, text in files.items():
             (Path(scratch) / name).write_text(text)
-        from ig_metrics.catalog.loading import load_catalog   # see pod_profiles
+        from ig_metrics.catalog.loading import load_catalog  # see pod_profiles
 
         catalog = load_catalog([Path(scratch)], environ=environ)
         if catalog.errors:
@@ -172,7 +183,7 @@ def _doubts(exporter: ResolvedExporter) -> list[str]:
     doubts = []
     parse = ENDPOINT_PARSERS.get(exporter.type)
     if parse is not None:
-        endpoint = parse(exporter.settings.endpoint)
+        endpoint = parse(cast("OtlpSettings", exporter.settings).endpoint)     # an OTLP one
         if is_loopback(endpoint.host):
             doubts.append(f"{where} sends to {endpoint.host}, which in the pod is the pod "
                           "itself: point it at the collector's Service, e.g. with --env "

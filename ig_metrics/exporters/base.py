@@ -5,12 +5,12 @@ and the logs."""
 
 from __future__ import annotations
 
+import enum
+import logging
 from abc import ABC
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-import enum
-import logging
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 from ig_metrics.config.fields import Field
 from ig_metrics.config.model import REDACTED, ExporterSettings, ResolvedExporter
@@ -91,7 +91,7 @@ class Exporter(ABC, Generic[SettingsT]):
         self._delivered_seq: int | None = None
 
     @classmethod
-    def from_config(cls, config: ResolvedExporter, *, console: Any = None) -> Exporter:
+    def from_config(cls, config: ResolvedExporter, *, console: Any = None) -> Self:
         """What the factory calls; `console` only matters to exporters that print."""
         return cls(config)
 
@@ -243,7 +243,7 @@ class ExporterType:
     doc: str
     fields: tuple[Field, ...]
     build: Callable[[Mapping[str, Any]], ExporterSettings]
-    implementation: type[Exporter]
+    implementation: type[Exporter[Any]]
     rules: tuple[Rule, ...] = ()
     address_key: str | None = None    # the setting `exporters list` shows as the address
     fixed_address: str = ""           # shown instead when there is no such setting

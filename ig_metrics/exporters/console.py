@@ -3,22 +3,22 @@ people or as JSON lines for tools."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 import json
 import math
 import sys
-from typing import Any, TextIO
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Self, TextIO
 
 from rich.console import Console
 
 from ig_metrics.config.fieldkinds import Choice
 from ig_metrics.config.fields import Field
-from ig_metrics.config.model import LimitSettings
+from ig_metrics.config.model import LimitSettings, ResolvedExporter
 from ig_metrics.config.rules import COMMON_RULES
 from ig_metrics.config.sections import build_limits, limits_field
-from ig_metrics.exporters.base import ExportFailure, ExportResult, Exporter, ExporterType
+from ig_metrics.exporters.base import Exporter, ExporterType, ExportFailure, ExportResult
 from ig_metrics.model.snapshot import AttrValue, HistogramValue, Snapshot, bucket_quantile
 
 
@@ -44,12 +44,13 @@ class ConsoleExporter(Exporter[ConsoleSettings]):
 
     settings_type = ConsoleSettings
 
-    def __init__(self, config, stream: TextIO | Console | None = None) -> None:
+    def __init__(self, config: ResolvedExporter,
+                 stream: TextIO | Console | None = None) -> None:
         super().__init__(config)
         self.stream = stream
 
     @classmethod
-    def from_config(cls, config, *, console: Any = None) -> ConsoleExporter:
+    def from_config(cls, config: ResolvedExporter, *, console: Any = None) -> Self:
         return cls(config, stream=console)
 
     @property
@@ -84,7 +85,7 @@ class ConsoleExporter(Exporter[ConsoleSettings]):
 def text_lines(snapshot: Snapshot) -> list[str]:
     """A header line, then `name{attr=value,...} value` per series; histograms
     as count, sum and p50/p99 (the upper bound of the bucket holding them)."""
-    when = datetime.fromtimestamp(snapshot.time_ns / 1e9, timezone.utc)
+    when = datetime.fromtimestamp(snapshot.time_ns / 1e9, UTC)
     lines = [f"# snapshot {snapshot.seq} of gadget {snapshot.gadget} at "
              f"{when.isoformat(timespec='milliseconds')}: {snapshot.point_count} points"
              + (" (final)" if snapshot.final else "")]

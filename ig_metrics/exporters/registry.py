@@ -10,7 +10,8 @@ from typing import Any
 from ig_metrics.config.model import ResolvedExporter
 from ig_metrics.exporters import console
 from ig_metrics.exporters.base import Exporter, ExporterType
-from ig_metrics.exporters.otlp import grpc as otlp_grpc, http as otlp_http
+from ig_metrics.exporters.otlp import grpc as otlp_grpc
+from ig_metrics.exporters.otlp import http as otlp_http
 from ig_metrics.exporters.prometheus import exporter as prometheus
 from ig_metrics.exporters.remotewrite import exporter as remote_write
 
@@ -23,11 +24,11 @@ EXPORTER_TYPES: dict[str, ExporterType] = {t.name: t for t in (
     console.TYPE,
 )}
 
-EXPORTER_CLASSES: dict[str, type[Exporter]] = {
+EXPORTER_CLASSES: dict[str, type[Exporter[Any]]] = {
     name: exporter_type.implementation for name, exporter_type in EXPORTER_TYPES.items()}
 
 
-def create_exporter(config: ResolvedExporter, *, console: Any = None) -> Exporter:
+def create_exporter(config: ResolvedExporter, *, console: Any = None) -> Exporter[Any]:
     """The exporter for `config`, not started yet. `console` (a text stream or a
     Rich Console) is where console exporters print; None means stdout."""
     try:

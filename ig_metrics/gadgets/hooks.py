@@ -4,9 +4,9 @@ fentry...) is one class and one table line."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import logging
 import socket
+from dataclasses import dataclass, field
 
 log = logging.getLogger("ig_metrics.hooks")
 

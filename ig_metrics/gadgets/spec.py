@@ -7,25 +7,42 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-
 from typing import Any
 
 import yaml
 
 from ig_metrics.config.context import FileContext, Site
-from ig_metrics.config.fieldkinds import (WORDS, Choice, FlagKind, Kind, ListOf, Parsed,
-                                          PatternText, StringMap)
+from ig_metrics.config.fieldkinds import (
+    WORDS,
+    Choice,
+    FlagKind,
+    Kind,
+    ListOf,
+    Parsed,
+    PatternText,
+    StringMap,
+)
 from ig_metrics.config.fields import Field, Section, parse_fields, require_mapping
 from ig_metrics.config.model import Problem
 from ig_metrics.config.quantities import WholeNumber
 from ig_metrics.config.rules import Draft
 from ig_metrics.config.suggest import did_you_mean
-from ig_metrics.config.yamlnodes import (describe_node, line_of, mapping_entries,
-                                         read_yaml_file, scalar_value)
-from ig_metrics.gadgets.hooks import HOOK_KINDS
+from ig_metrics.config.yamlnodes import (
+    describe_node,
+    line_of,
+    mapping_entries,
+    read_yaml_file,
+    scalar_value,
+)
 from ig_metrics.gadgets.decoders import DECODERS, EXPANDING
-from ig_metrics.gadgets.parameters import (PARAMETER_TYPES, ParameterError, ParameterSpec,
-                                           Value, parse_assignments)
+from ig_metrics.gadgets.hooks import HOOK_KINDS
+from ig_metrics.gadgets.parameters import (
+    PARAMETER_TYPES,
+    ParameterError,
+    ParameterSpec,
+    Value,
+    parse_assignments,
+)
 from ig_metrics.gadgets.seeders import SEEDERS
 from ig_metrics.model.snapshot import COUNTER, GAUGE, HISTOGRAM
 
@@ -228,8 +245,12 @@ class GadgetSpec:
     def directory(self) -> Path:
         return self.file.parent
 
-    def metric(self, name: str) -> MetricSpec | None:
-        return next((metric for metric in self.metrics if metric.name == name), None)
+    def metric(self, name: str) -> MetricSpec:
+        """The metric of that name; KeyError for one the gadget does not define."""
+        found = next((metric for metric in self.metrics if metric.name == name), None)
+        if found is None:
+            raise KeyError(f"gadget {self.name}: no metric {name}")
+        return found
 
     @property
     def attribute_names(self) -> tuple[str, ...]:
@@ -391,7 +412,7 @@ def _parameter_limits_fit_its_type(draft: Draft, ctx: FileContext) -> None:
 
 
 def _unique(drafts: tuple[Draft, ...], what: str, ctx: FileContext) -> None:
-    seen: set[str] = set()
+    seen: set[str | None] = set()
     for draft in drafts:
         name = draft.values.get("name")
         if name in seen:

@@ -13,13 +13,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ig_metrics.k8s.apiclient import KubernetesUnavailable
-from ig_metrics.k8s.cgrouprecorder import (WITHOUT, CgroupRecorder, RecorderUnavailable,
-                                           start_recorder)
-from ig_metrics.k8s.cgroups import CgroupResolver
-from ig_metrics.model.semconv import CONTAINER_ID, CONTAINER_RUNTIME, POD_UID
 from ig_metrics.bpf.cgroupfs import NoCgroup2Mount
-from ig_metrics.model.semconv import CONTAINER_NAME, NAMESPACE, POD_NAME
+from ig_metrics.k8s.apiclient import KubernetesUnavailable
+from ig_metrics.k8s.cgrouprecorder import (
+    WITHOUT,
+    CgroupRecorder,
+    RecorderUnavailable,
+    start_recorder,
+)
+from ig_metrics.k8s.cgroups import CgroupResolver
+from ig_metrics.model.semconv import (
+    CONTAINER_ID,
+    CONTAINER_NAME,
+    CONTAINER_RUNTIME,
+    NAMESPACE,
+    POD_NAME,
+    POD_UID,
+)
 from ig_metrics.model.snapshot import Attributes, AttrValue
 
 if TYPE_CHECKING:      # the kubernetes client is imported only when a pod cache starts
@@ -95,6 +105,7 @@ class Attribution:
         the sampler reads its counts. Without the recorder, nothing to do."""
         if self.recorder is None:
             return
+        assert self.cgroups is not None        # a recorder comes with the cgroups it serves
         try:
             self.recorder.attach()
         except RecorderUnavailable as error:
@@ -182,6 +193,7 @@ class Attribution:
 
     def _close_recorder(self) -> None:
         if self.recorder is not None:
+            assert self.cgroups is not None
             self.cgroups.paths.recorded = None
             self.recorder.close()
             self.recorder = None

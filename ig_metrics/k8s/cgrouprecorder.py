@@ -137,6 +137,7 @@ def _load():
     # else it adds to the peak of memory that compiling makes.
     release_compiler_memory()
     bpf = None
+    failure: Exception | None
     with captured_stderr() as output:
         try:
             bpf = BPF(text=PROGRAM.read_bytes())

@@ -98,7 +98,7 @@ class CgroupPaths:
             return None
         if self._handles is not None:
             found = self._handles.path_of(cgroup_id)
-            if found is UNAVAILABLE:
+            if isinstance(found, _Unavailable):
                 log.debug("cgroup ids: open_by_handle_at not permitted; walking %s instead",
                           self.mount)
                 self._handles.close()
@@ -196,7 +196,7 @@ class _HandleOpener:
     """open_by_handle_at(2) on the cgroup mount: a cgroup id is its kernfs file
     handle, so the directory opens directly and /proc/self/fd names its path."""
 
-    _libc = None
+    _libc: ctypes.CDLL | None = None
 
     class _FileHandle(ctypes.Structure):
         _fields_ = [("handle_bytes", ctypes.c_uint), ("handle_type", ctypes.c_int),
@@ -207,14 +207,15 @@ class _HandleOpener:
         self._mount_fd: int | None = None
 
     def path_of(self, cgroup_id: int) -> str | None | _Unavailable:
-        if _HandleOpener._libc is None:
-            _HandleOpener._libc = ctypes.CDLL(None, use_errno=True)
+        libc = _HandleOpener._libc
+        if libc is None:
+            libc = _HandleOpener._libc = ctypes.CDLL(None, use_errno=True)
         if self._mount_fd is None:
             self._mount_fd = os.open(self.mount, os.O_RDONLY | os.O_DIRECTORY)
         handle = self._FileHandle(8, FILEID_KERNFS)
         handle.f_handle[:] = list(struct.pack("<Q", cgroup_id))
-        fd = self._libc.open_by_handle_at(self._mount_fd, ctypes.byref(handle),
-                                          os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = libc.open_by_handle_at(self._mount_fd, ctypes.byref(handle),
+                                    os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         if fd < 0:
             code = ctypes.get_errno()
             if code in (errno.ESTALE, errno.ENOENT):

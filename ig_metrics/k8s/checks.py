@@ -11,12 +11,11 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from ig_metrics.bpf.environment import (DEFAULT_PATHS, MOUNT_TRACEFS, Check, HostPaths,
-                                        find_tracefs)
+from ig_metrics.bpf.cgroupfs import MOUNTS_FILE, NoCgroup2Mount, find_cgroup2_mount
+from ig_metrics.bpf.environment import DEFAULT_PATHS, MOUNT_TRACEFS, Check, HostPaths, find_tracefs
 from ig_metrics.k8s.apiclient import KubernetesUnavailable, api_client
 from ig_metrics.k8s.cgrouprecorder import TRACEPOINT, WITHOUT, tracepoint_problem
 from ig_metrics.k8s.cgroupwrites import check_cgroup_writes
-from ig_metrics.bpf.cgroupfs import MOUNTS_FILE, NoCgroup2Mount, find_cgroup2_mount
 
 API_TIMEOUT = 3.0           # seconds doctor waits for the API server
 KUBEPODS = ("kubepods.slice", "kubepods")      # kubelet's systemd and cgroupfs drivers
@@ -89,7 +88,7 @@ def check_kubernetes_api(environ: Mapping[str, str] = os.environ) -> Check:
                      required=False)
     finally:
         client.close()
-    more = "+" if listed.metadata._continue else ""
+    more = "+" if listed.metadata is not None and listed.metadata._continue else ""
     return Check("kubernetes-api", True, f"{client.configuration.host}: {len(listed.items)}"
                  f"{more} pods on node {node}; pod names, namespaces and owners are added",
                  required=False)

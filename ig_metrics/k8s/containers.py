@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from ig_metrics.model.semconv import CONTAINER_ID, CONTAINER_RUNTIME, POD_UID
 from ig_metrics.model.snapshot import Attributes
 
-
 _ID = r"(?P<id>[0-9a-f]{64})"                 # every runtime here names a container by 64 hex
 SHORTEST_CONTAINER_NAME = 64                  # so shorter names match no container rule
 

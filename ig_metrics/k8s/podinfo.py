@@ -9,9 +9,15 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from ig_metrics.model.semconv import (CONTAINER_NAME, NAMESPACE, NODE_NAME,
-                                       PEER_NAMESPACE, PEER_POD_NAME, POD_LABEL_PREFIX,
-                                       POD_NAME)
+from ig_metrics.model.semconv import (
+    CONTAINER_NAME,
+    NAMESPACE,
+    NODE_NAME,
+    PEER_NAMESPACE,
+    PEER_POD_NAME,
+    POD_LABEL_PREFIX,
+    POD_NAME,
+)
 from ig_metrics.model.snapshot import Attributes
 
 POD_TEMPLATE_HASH = "pod-template-hash"     # label the Deployment controller puts on its pods

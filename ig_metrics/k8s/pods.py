@@ -4,17 +4,20 @@ kept by background threads. Lookups never wait: they answer with what is known."
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import os
-from pathlib import Path
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from ig_metrics.k8s.apiclient import KubernetesUnavailable, api_client
 from ig_metrics.k8s.podinfo import PeerPod, PodInfo
 from ig_metrics.k8s.podstores import ChangeListener, PeerIndex, PodStore, Tee, no_listener
 from ig_metrics.k8s.reflector import (
-    DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_REQUEST_TIMEOUT,
-    DEFAULT_WATCH_TIMEOUT, Reflector,
+    DEFAULT_BACKOFF_INITIAL,
+    DEFAULT_BACKOFF_MAX,
+    DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_WATCH_TIMEOUT,
+    Reflector,
 )
 from ig_metrics.retry.backoff import Backoff
 

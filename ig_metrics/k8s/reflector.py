@@ -5,16 +5,16 @@ on its timeout, by a new watch from the last resourceVersion seen."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
+import urllib3
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch import Watch
-import urllib3
 
 from ig_metrics.k8s.podstores import ADDED, DELETED, MODIFIED, Store
 from ig_metrics.retry.backoff import Backoff

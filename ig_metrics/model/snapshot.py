@@ -3,13 +3,13 @@ and every exporter and the live table consume."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import math
-from typing import NamedTuple, Union
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 # Attribute values are kept as str, int or bool so that OTLP keeps their type
 # and Prometheus renders them as label strings.
-AttrValue = Union[str, int, bool]
+AttrValue = str | int | bool
 Attributes = tuple[tuple[str, AttrValue], ...]
 
 COUNTER = "counter"      # monotonic cumulative sum
@@ -36,7 +36,9 @@ class HistogramValue(NamedTuple):
 
     counts: tuple[int, ...]
     sum: float
-    count: int
+    # hides tuple.count(), which no code calls on a HistogramValue: the OTLP and
+    # Prometheus name for the number of observations
+    count: int  # type: ignore[assignment]
 
 
 def bucket_quantile(value: HistogramValue, bounds: tuple[float, ...], q: float) -> float | None:

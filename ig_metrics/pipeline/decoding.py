@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 from dataclasses import dataclass
+from typing import Any
 
 from ig_metrics.config.model import ALL_ATTRIBUTES, AttributeSelection
 from ig_metrics.gadgets.decoders import DECODERS
@@ -75,7 +76,8 @@ class KeyDecoder:
         self._waits = []
         decoded: list[tuple[int, str, AttrValue]] = []
         for index, attribute, decoder, expands in self._attributes:
-            value = decoder(values[attribute.field], values, attribute, self)
+            # Attributes from an expanding decoder, one AttrValue from the others
+            value: Any = decoder(values[attribute.field], values, attribute, self)
             if expands:
                 decoded.extend((index, name, item) for name, item in value if self.keeps(name))
             elif not (attribute.optional and value == "") and self.keeps(attribute.name):

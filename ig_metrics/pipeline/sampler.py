@@ -10,28 +10,46 @@ under the new ones (docs/kubernetes.md, "series identity")."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from contextlib import contextmanager
 import ctypes
 import gc
-from itertools import chain
-from operator import attrgetter
-from dataclasses import dataclass, field
 import threading
 import time
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from itertools import chain
+from operator import attrgetter
+from typing import TypeVar
 
-from ig_metrics.config.model import (ALL_ATTRIBUTES, DEFAULT_IDLE_EXPIRY,
-                                     DEFAULT_SAMPLER_MAX_SERIES, AttributeSelection)
+from ig_metrics.config.model import (
+    ALL_ATTRIBUTES,
+    DEFAULT_IDLE_EXPIRY,
+    DEFAULT_SAMPLER_MAX_SERIES,
+    AttributeSelection,
+)
 from ig_metrics.gadgets.spec import GadgetSpec, MetricSpec
 from ig_metrics.k8s.attribution import CGROUP, Attribution, Token
-from ig_metrics.pipeline.decoding import Decoded, KeyDecoder
-from ig_metrics.pipeline.retained import RetainedCounts, add_point, sum_points
 from ig_metrics.model.snapshot import (
-    COUNTER, HISTOGRAM, Attributes, HistogramValue, MetricData, MetricInfo, Point, Snapshot
+    COUNTER,
+    HISTOGRAM,
+    Attributes,
+    HistogramValue,
+    MetricData,
+    MetricInfo,
+    Point,
+    Snapshot,
 )
-from ig_metrics.pipeline.sources import (CountersSource, HistogramSource, SlotHistogram,
-                                         SlotsSource, SourceLayoutError, index_key_type,
-                                         index_series_key)
+from ig_metrics.pipeline.decoding import Decoded, KeyDecoder
+from ig_metrics.pipeline.retained import RetainedCounts, add_point
+from ig_metrics.pipeline.sources import (
+    CountersSource,
+    HistogramSource,
+    SlotHistogram,
+    SlotsSource,
+    SourceLayoutError,
+    index_key_type,
+    index_series_key,
+)
 
 DEFAULT_LINGER = 300.0             # seconds a renamed series' final value is still exported
 # The sampler's memory budget, in series it keeps apart (each costs about 1.2 KB
@@ -42,6 +60,7 @@ DEFAULT_MAX_SERIES = DEFAULT_SAMPLER_MAX_SERIES
 OVERFLOW_KEY = b""
 OVERFLOW_ATTRIBUTES: Attributes = (("otel.metric.overflow", True),)
 _ATTRIBUTES = attrgetter("attributes")
+_Value = TypeVar("_Value")           # what a map's read gives per key (counts, a histogram)
 
 
 @dataclass(slots=True)
@@ -156,6 +175,7 @@ class Sampler:
     def _build_sources(self) -> None:
         key_type = None
         indexed: list[CountersSource | HistogramSource] = []
+        reader: CountersSource | HistogramSource
         for source in self.spec.sources:
             if source.kind == "counters":
                 reader = CountersSource(source, self.program, self.fields)
@@ -188,7 +208,8 @@ class Sampler:
         for source in self.spec.sources:
             if source.kind == "slots":
                 self.slots.append(SlotsSource(source, self.program, self.fields, self.key_size))
-        counted = set().union(*(reader.values.present for reader in (*self.counters, *self.slots)))
+        valued: list[CountersSource | SlotsSource] = [*self.counters, *self.slots]
+        counted = set().union(*(source.values.present for source in valued))
         for name in self.fields:
             if name not in counted:
                 raise SourceLayoutError(
@@ -217,11 +238,11 @@ class Sampler:
                 if not keys:
                     del self._waiting[token]
 
-    def _keys_to_decode_again(self) -> set[bytes]:
+    def _keys_to_decode_again(self, attribution: Attribution) -> set[bytes]:
         """Keys whose attributes may have changed since they were decoded: those
         waiting on a cgroup path (asked again every tick; the resolver walks
         at most every 0.2 s) and those of pods and peers the watches changed."""
-        changes = self.attribution.take_changes()
+        changes = attribution.take_changes()
         keys: set[bytes] = set()
         for token, waiting in self._waiting.items():
             if token[0] == CGROUP or token[0] in changes.everything or token in changes.tokens:
@@ -231,7 +252,7 @@ class Sampler:
     def _decode_again(self, reading: _Reading, now: int) -> None:
         if self.attribution is None:
             return
-        for key in self._keys_to_decode_again():
+        for key in self._keys_to_decode_again(self.attribution):
             series = self._series.get(key)
             if series is None:
                 continue
@@ -286,17 +307,19 @@ class Sampler:
                         self._retained.keep(metric.name, Point(
                             attributes + self.decoder.extras[index][value_index], value, start),
                             linger_until=linger_until)
-            elif metric.kind == HISTOGRAM and histograms.get(metric.source) is not None:
-                value = _histogram_value(metric, histograms[metric.source])
-                if value.count:
+            elif metric.kind == HISTOGRAM \
+                    and (total := histograms.get(metric.source)) is not None:
+                histogram = _histogram_value(metric, total)
+                if histogram.count:
                     start = series.started_ns.get(metric.name, self._previous_ns)
-                    self._retained.keep(metric.name, Point(attributes, value, start),
+                    self._retained.keep(metric.name, Point(attributes, histogram, start),
                                         linger_until=linger_until)
 
     def map_fill(self) -> dict[str, float]:
         """Each hash or slots map's share of its entries in use at the last
         read (arrays, always full, left out)."""
-        sources = (*self.slots, *self.counters, *self.histograms.values())
+        sources: list[SlotsSource | CountersSource | HistogramSource] = [
+            *self.slots, *self.counters, *self.histograms.values()]
         return {source.spec.map: source.entries / source.capacity
                 for source in sources if source.capacity}
 
@@ -317,12 +340,13 @@ class Sampler:
         self._folded.add(key)
         return OVERFLOW_KEY
 
-    def _fold(self, read: dict[bytes, object], add) -> dict[bytes, object]:
+    def _fold(self, read: dict[bytes, _Value], add: Callable[[_Value, _Value], _Value],
+              ) -> dict[bytes, _Value]:
         """`read` with the keys beyond the budget summed under OVERFLOW_KEY."""
         if self.max_series is None or len(self._series) + len(read) <= self.max_series \
                 and not self._folded:
             return read
-        out: dict[bytes, object] = {}
+        out: dict[bytes, _Value] = {}
         for key, value in read.items():
             kept = self._kept(key)
             out[kept] = add(out[kept], value) if kept in out else value
@@ -363,10 +387,10 @@ class Sampler:
                 live_keys.add(record.key)
                 _accumulate(totals, record.key, record.values)
         per_source = []
-        for source in self.counters:
-            values = source.read()
+        for counters in self.counters:
+            values = counters.read()
             per_source.append(values)
-            if source.indexed:
+            if counters.indexed:
                 live_keys.update(values)     # array entries are never removed
             if not totals:
                 totals = dict(values)      # the first source's lists, as _accumulate keeps them
@@ -380,8 +404,8 @@ class Sampler:
                 _accumulate(totals, key, list(carry))
         histograms = {name: self._fold(source.read(), _summed_slots)
                       for name, source in self.histograms.items()}
-        for name, source in self.histograms.items():
-            if source.indexed:
+        for name, histogram_source in self.histograms.items():
+            if histogram_source.indexed:
                 live_keys.update(histograms[name])
         return _Reading(totals, per_source, histograms, live_keys)
 
@@ -426,16 +450,15 @@ class Sampler:
         append, append_layout = rows.append, layout.append
         for key, values in reading.counters.items():
             series = known.get(key) or new_series(key)
+            # Made (and forgotten) with the points: a series with points has them.
+            attributes = series.point_attributes or self._point_attributes(series)
             made = series.points
             if made is None or series.points_of is not values:
                 if values != series.last_counts:
                     series.last_counts = values
                     series.last_change_ns = now
                 if made is None:
-                    attributes = series.point_attributes or self._point_attributes(series)
                     made = series.points = [None] * width
-                else:       # points are made (and forgotten) with their attributes
-                    attributes = series.point_attributes
                 # The points are this series' own list, changed in place: the
                 # snapshot holds tuples made from the rows below, never the list.
                 # A point is (attributes, value, start_time_ns): indexed, not
@@ -456,23 +479,23 @@ class Sampler:
                         made[entry] = make(Point, (attributes[entry], value, start))
                 series.points_of = values
             append(made)
-            append_layout(series.point_attributes)
+            append_layout(attributes)
         alike = self._alike_metrics(layout)
         columns = list(zip(*rows)) if rows else [() for _ in self._plan]
         out = []
         for metric in self.spec.metrics:
             if metric.kind == HISTOGRAM:
                 continue
-            made = chain.from_iterable(column for entry, column in zip(self._plan, columns)
-                                       if entry[0] == metric.name)
+            entries = chain.from_iterable(column for entry, column in zip(self._plan, columns)
+                                          if entry[0] == metric.name)
             retained = metric.kind == COUNTER and self._retained.holds(metric.name)
             if metric.name in alike or retained:
-                points = _by_attributes(made)
+                points = _by_attributes(entries)
                 if retained:
                     self._retained.add_to(metric.name, points, now)
                 out.append(MetricData(self._infos[metric.name], tuple(points.values())))
             else:      # every point's attributes its own: nothing to sum
-                out.append(MetricData(self._infos[metric.name], tuple(filter(None, made))))
+                out.append(MetricData(self._infos[metric.name], tuple(filter(None, entries))))
         return out
 
     def _alike_metrics(self, layout: list[list[Attributes]]) -> set[str]:
@@ -527,6 +550,7 @@ class Sampler:
                 if cached is not None and cached[0] is total:
                     point = cached[1]
                 else:
+                    assert total is not None   # a key not read has a carry (it is in carried)
                     value = _histogram_value(metric, total)
                     point = None           # None: nothing recorded since its attributes changed
                     if value.count:
@@ -580,12 +604,12 @@ class Sampler:
                     raced |= taken != read.get(key)
                     _add_into(series.carry, taken)
                     self._carried.add(key)
-            for name, source in self.histograms.items():
-                taken = source.take(key)
-                if taken is not None:
-                    raced |= taken != reading.histograms[name].get(key)
-                    _add_into(self._histogram_carry(key, series, name, len(taken.slots)),
-                              [*taken.slots, taken.sum])
+            for name, histogram_source in self.histograms.items():
+                histogram = histogram_source.take(key)
+                if histogram is not None:
+                    raced |= histogram != reading.histograms[name].get(key)
+                    _add_into(self._histogram_carry(key, series, name, len(histogram.slots)),
+                              [*histogram.slots, histogram.sum])
             if raced:
                 series.last_change_ns = now
                 series.forget_points()      # its counts moved to the carry

@@ -11,7 +11,7 @@ import ctypes as ct
 import mmap
 import struct
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from ig_metrics.bpf.maps import POSSIBLE_CPUS, MapReader
 from ig_metrics.gadgets.spec import SourceSpec
 
 Values = tuple[int, ...]          # counter values in the sampler's field order
+Decoded = TypeVar("Decoded")      # what a ReadCache's entries decode to
 
 
 class SourceLayoutError(Exception):
@@ -47,7 +48,7 @@ def _is_u64(struct_type, name: str) -> bool:
 
 
 def _is_array(table) -> bool:
-    from bcc.table import ArrayBase      # bcc only once a program is loaded
+    from bcc.table import ArrayBase  # bcc only once a program is loaded
 
     return isinstance(table, ArrayBase)
 
@@ -119,7 +120,7 @@ def per_cpu_words(buffer, indexes: list[int], size: int, stride: int) -> np.ndar
     return rows.reshape(len(rows), POSSIBLE_CPUS, stride // 8)
 
 
-class ReadCache:
+class ReadCache(Generic[Decoded]):
     """One map's previous read (its raw buffers) and what each key's value
     decoded to: an entry whose bytes did not change is not decoded (its
     per-CPU copies summed) again, and keeps its decoded object, which lets the
@@ -132,18 +133,18 @@ class ReadCache:
         self._keys = self._values = b""
         self._size = 0
         self._key_list: list[bytes] = []        # the keys, in the buffers' order
-        self._decoded_list: list = []            # what each decoded to, in that order
+        self._decoded_list: list[Decoded] = []   # what each decoded to, in that order
 
-    def decode_all(self, batch, decode: Callable[[bytes, int], object],
-                   decode_many: Callable[[bytes, list[int]], list] | None = None
-                   ) -> dict[bytes, object]:
+    def decode_all(self, batch, decode: Callable[[bytes, int], Decoded],
+                   decode_many: Callable[[bytes, list[int]], list[Decoded]] | None = None
+                   ) -> dict[bytes, Decoded]:
         """Key -> decoded value of every entry of `batch`; decode(values,
         offset) decodes one entry's value, decode_many(values, indexes) the
         values of the entries at `indexes` at once (optional); they are called
         only for entries that changed."""
         size = batch.value_size
         if decode_many is None:
-            def decode_many(values: bytes, indexes: list[int]) -> list:
+            def decode_many(values: bytes, indexes: list[int]) -> list[Decoded]:
                 return [decode(values, index * size) for index in indexes]
         if batch.keys == self._keys and size == self._size:
             key_list, decoded_list = self._key_list, self._decoded_list
@@ -160,13 +161,13 @@ class ReadCache:
         self._key_list, self._decoded_list = key_list, decoded_list
         return dict(zip(key_list, decoded_list))
 
-    def _moved(self, batch) -> tuple[list[bytes], list, list[int]]:
+    def _moved(self, batch) -> tuple[list[bytes], list[Any], list[int]]:
         """Entries came or went: each key's value compared with where the key
         was before. The keys, what is known of their decoded values, and the
         indexes of those to decode."""
         size, key_size, keys = batch.value_size, batch.key_size, batch.keys
         key_list = [keys[start:start + key_size] for start in range(0, len(keys), key_size)]
-        decoded_list: list = [None] * batch.count
+        decoded_list: list[Any] = [None] * batch.count       # None: to decode
         if size != self._size or not self._key_list:
             return key_list, decoded_list, list(range(batch.count))
         where = dict(zip(self._key_list, range(len(self._key_list))))
@@ -318,8 +319,8 @@ class SlotsSource:
     def _occupied(self) -> bytes:
         """A copy of the slots in use (the table itself is only looked at,
         in place when it is mapped: 65,536 slots at 130 bytes are 8.5 MB)."""
-        table = _rows(self._mmap if self._mmap is not None else self._reader.read().values,
-                      self.slot_size)
+        reader = self._reader                   # None: mapped
+        table = _rows(self._mmap if reader is None else reader.read().values, self.slot_size)
         return table[table[:, self.valid_offset // 8] > 1].tobytes()
 
     def read(self) -> dict[int, SlotRecord]:
@@ -373,7 +374,7 @@ class CountersSource:
         self.values = ValueLayout(leaf, fields, f"source {spec.map}")
         self.key_type = None if self.indexed else table.Key
         self.series_key: Callable[[int], bytes] | None = None   # arrays: set by the sampler
-        self._cache = ReadCache()
+        self._cache: ReadCache[list[int]] = ReadCache()
         # An array is always full: its fill says nothing (None); a hash's does.
         self.capacity = None if self.indexed else self.reader.max_entries
         self.entries = 0
@@ -428,7 +429,7 @@ class HistogramSource:
         self.unpack = struct.Struct(f"<{self.slot_count + 1}Q").unpack_from
         self.key_type = None if self.indexed else table.Key
         self.series_key: Callable[[int], bytes] | None = None   # arrays: set by the sampler
-        self._cache = ReadCache()
+        self._cache: ReadCache[SlotHistogram] = ReadCache()
         self.capacity = None if self.indexed else self.reader.max_entries   # as for counters
         self.entries = 0
 

@@ -4,8 +4,8 @@ Kubernetes pod watch gives its own bounds)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import random
+from collections.abc import Callable
 
 # A Retry-After longer than this is taken as this: a collector that asks for an
 # hour is more likely broken than busy, and the exporter must come back.

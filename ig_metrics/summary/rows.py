@@ -9,12 +9,17 @@ Pure functions, shared by the local table (ui/live.py), the node summary
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ig_metrics.gadgets.spec import GadgetSpec
 from ig_metrics.model.snapshot import (
-    COUNTER, GAUGE, HISTOGRAM, HistogramValue, Snapshot, bucket_quantile,
+    COUNTER,
+    GAUGE,
+    HISTOGRAM,
+    HistogramValue,
+    Snapshot,
+    bucket_quantile,
 )
-
 
 DEFAULT_TOP = 20              # rows a table shows, and a node summary sends, unless asked
 
@@ -23,6 +28,8 @@ class UnknownSortColumn(ValueError):
     """--sort named neither a metric nor an attribute of the gadget."""
 
 
+# A cell: a rate (or a gauge's value), a histogram's (p50, p99), None for nothing.
+Cell = float | tuple[float | None, float | None] | None
 RECENT_WINDOW = 10.0          # seconds of the recent percentiles, and of idleness
 
 # Short names of attributes as the tables' headers show them (--sort takes them too).
@@ -36,7 +43,7 @@ SHORT_NAMES = {"process.pid": "pid", "process.command": "command", "server.port"
 @dataclass(frozen=True, slots=True)
 class Row:
     attributes: tuple[tuple[str, object], ...]
-    cells: dict[str, float | tuple[float, float] | None]   # metric -> rate, or (p50, p99)
+    cells: dict[str, Cell]                                   # metric -> rate, or (p50, p99)
     totals: dict[str, float] = field(default_factory=dict)  # counter -> its value now
     idle: bool = False                                       # nothing changed in the window
 
@@ -216,8 +223,8 @@ def _columns(spec: GadgetSpec) -> list[_Column]:
 
 
 def _cells(columns: list[_Column], identity: tuple, metrics: dict, before: dict, base: dict,
-           elapsed: float) -> dict[str, float | tuple[float, float] | None]:
-    cells: dict[str, float | tuple[float, float] | None] = {}
+           elapsed: float) -> dict[str, Cell]:
+    cells: dict[str, Cell] = {}
     for column in columns:
         name, value = column.name, metrics.get(column.name)
         if column.kind == HISTOGRAM:
@@ -266,7 +273,7 @@ def _totals(spec: GadgetSpec, snapshot: Snapshot,
     picking their identity out again for every point was a third of this
     call; it keeps only the attributes of this snapshot (and holds them, so
     that an id is not reused while it is in the map)."""
-    out: dict[tuple, dict[str, object]] = {}
+    out: dict[tuple, dict[str, Any]] = {}        # int, float or HistogramValue, by kind
     wanted = set(spec.table.columns)
     exact, prefixes = names
     seen: dict[int, tuple] = {}

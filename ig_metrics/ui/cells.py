@@ -8,7 +8,12 @@ import math
 
 from ig_metrics.gadgets.spec import AttributeSpec, GadgetSpec
 from ig_metrics.model.semconv import (
-    CONTAINER_ID, CONTAINER_NAME, NAMESPACE, PEER_NAMESPACE, PEER_POD_NAME, POD_NAME,
+    CONTAINER_ID,
+    CONTAINER_NAME,
+    NAMESPACE,
+    PEER_NAMESPACE,
+    PEER_POD_NAME,
+    POD_NAME,
 )
 from ig_metrics.model.snapshot import COUNTER, HISTOGRAM
 from ig_metrics.summary.rows import Row, short_name

@@ -24,7 +24,11 @@ from ig_metrics.gadgets.spec import GadgetSpec
 from ig_metrics.model.snapshot import COUNTER
 from ig_metrics.summary.rows import short_name
 from ig_metrics.ui.cells import (
-    HEALTH_STYLE, attribute_cell, column_title, format_total, metric_cell,
+    HEALTH_STYLE,
+    attribute_cell,
+    column_title,
+    format_total,
+    metric_cell,
 )
 
 NO_POD = ("no pod yet: the DaemonSet has none scheduled (does a node match --node or "

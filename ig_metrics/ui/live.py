@@ -12,13 +12,19 @@ from collections.abc import Callable
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.segment import Segment
 from rich.text import Text
 
 from ig_metrics.exporters.base import ExporterStatus
 from ig_metrics.gadgets.spec import GadgetSpec
 from ig_metrics.model.snapshot import COUNTER, Snapshot
 from ig_metrics.summary.rows import (
-    GadgetTable, RecentWindow, check_sort, gadget_table, short_name, sort_keys,
+    GadgetTable,
+    RecentWindow,
+    check_sort,
+    gadget_table,
+    short_name,
+    sort_keys,
 )
 from ig_metrics.ui.cells import format_total
 from ig_metrics.ui.layout import Lines, table_lines
@@ -150,7 +156,7 @@ class LiveView:
                   if index not in full]
         room = height - 1 - len(footer) - len(others) - 1 - len(full) * (SECTION_LINES + 1)
         per_section = max(MIN_ROWS, min(self.top, room // max(1, len(full))))
-        lines = []
+        lines: list[list[Segment]] = []
         for index in full:
             spec, table = self.specs[index], self._tables[index]
             if lines:

@@ -92,7 +92,8 @@ def summary_line(spec: GadgetSpec, previous: Snapshot | None, current: Snapshot,
         metric = spec.metric(name)
         if metric.kind == HISTOGRAM:
             continue
-        total = sum(row.cells.get(name) or 0 for row in table.rows)
+        total = sum(cell for row in table.rows
+                    if isinstance(cell := row.cells.get(name), int | float))
         parts.append(f"{name} {format_rate(total, metric.unit)}")
     states = []
     for status in statuses:

@@ -5,14 +5,31 @@ its histograms, classic and native), an overview over the recording rules, and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import re
+from dataclasses import dataclass, field
+from typing import Any
 
 from ig_metrics.app.mixin import rules
 from ig_metrics.app.mixin.queries import (
-    ATTRIBUTE_VARIABLES, GADGET_LABEL, JOB, JOB_MATCHER, NODE, QUANTILES, SERVICE_MATCHER,
-    TARGET_INFO, Metric, by, classic_heatmap, classic_quantile, matchers, native_heatmap,
-    native_quantile, rate, recorded_bucket_rate_name, recorded_rate_name, variable_matchers,
+    ATTRIBUTE_VARIABLES,
+    GADGET_LABEL,
+    JOB,
+    JOB_MATCHER,
+    NODE,
+    QUANTILES,
+    SERVICE_MATCHER,
+    TARGET_INFO,
+    Metric,
+    by,
+    classic_heatmap,
+    classic_quantile,
+    matchers,
+    native_heatmap,
+    native_quantile,
+    rate,
+    recorded_bucket_rate_name,
+    recorded_rate_name,
+    variable_matchers,
 )
 from ig_metrics.exporters.delivery import telemetry
 from ig_metrics.exporters.prometheus.naming import label_name
@@ -64,7 +81,7 @@ class Panel:
     stacked: bool = False
 
     def json(self, panel_id: int, x: int, y: int) -> dict:
-        panel = {
+        panel: dict[str, Any] = {
             "id": panel_id, "type": self.kind, "title": self.title,
             "description": self.description, "datasource": DATASOURCE,
             "gridPos": {"x": x, "y": y, "w": self.width, "h": PANEL_HEIGHT},

@@ -11,9 +11,9 @@ from typing import Any
 
 from ig_metrics import __version__
 from ig_metrics.app import mixin
-from ig_metrics.gadgets.spec import GadgetSpec
 from ig_metrics.deploy.manifests import NAME, DeployOptions
 from ig_metrics.deploy.podprofiles import PodProfiles
+from ig_metrics.gadgets.spec import GadgetSpec
 
 MONITORING_API = "monitoring.coreos.com/v1"
 # The label the Grafana Helm chart's dashboard sidecar looks for, by default.

@@ -5,6 +5,7 @@ expressions for counters and histograms (classic `_bucket` and native)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ig_metrics.exporters.encoding.log2native import is_log2
@@ -67,7 +68,7 @@ class Metric:
         return self.prometheus.removesuffix("_total")
 
 
-def metric_of(info: MetricInfo | MetricSpec, attributes: tuple[str, ...]) -> Metric:
+def metric_of(info: MetricInfo | MetricSpec, attributes: Iterable[str]) -> Metric:
     """The mixin's view of a self-metric's MetricInfo or a gadget's MetricSpec."""
     return Metric(info.name, info.kind, info.unit, info.description,
                   tuple(label_name(name) for name in attributes if not name.endswith("*")),

@@ -10,7 +10,12 @@ from dataclasses import dataclass
 
 from ig_metrics.app.gadget_catalog import metric_attributes
 from ig_metrics.app.mixin.queries import (
-    JOB_MATCHER, RECORDED_WINDOW, Metric, by, metric_of, recorded_bucket_rate_name,
+    JOB_MATCHER,
+    RECORDED_WINDOW,
+    Metric,
+    by,
+    metric_of,
+    recorded_bucket_rate_name,
     recorded_rate_name,
 )
 from ig_metrics.exporters.delivery import telemetry

@@ -77,9 +77,9 @@ class SeriesLimiter:
         state.admitted &= present
         gauge = data.info.kind == GAUGE
         for attributes in [key for key in state.folded if key not in present]:
-            _, value = state.folded.pop(attributes)
+            _, gone = state.folded.pop(attributes)
             if not gauge:
-                state.retired = _add(state.retired, value)
+                state.retired = _add(state.retired, gone)
         kept: list[Point] = []
         last_gauge: Point | None = None
         for point in data.points:
@@ -116,4 +116,7 @@ def _add(total: Value | None, value: Value) -> Value:
     if isinstance(total, HistogramValue) and isinstance(value, HistogramValue):
         return HistogramValue(tuple(a + b for a, b in zip(total.counts, value.counts)),
                               total.sum + value.sum, total.count + value.count)
-    return total + value  # type: ignore[operator]
+    if isinstance(total, HistogramValue) or isinstance(value, HistogramValue):
+        # what `+` raises for a histogram and a number
+        raise TypeError(f"cannot add {type(value).__name__} to {type(total).__name__}")
+    return total + value

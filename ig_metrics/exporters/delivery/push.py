@@ -5,16 +5,26 @@ batches (optionally on disk), rejections counted, secrets redacted."""
 
 from __future__ import annotations
 
-from abc import abstractmethod
-from dataclasses import replace
 import logging
 import time
+from abc import abstractmethod
+from dataclasses import replace
+from typing import Protocol, TypeVar
 
-from ig_metrics.config.model import REDACTED
+from ig_metrics.config.model import REDACTED, ExporterSettings, ResolvedExporter
 from ig_metrics.exporters.base import (
-    Exporter, ExporterStartError, ExportFailure, ExportResult, SettingsT,
+    Exporter,
+    ExporterStartError,
+    ExportFailure,
+    ExportResult,
 )
-from ig_metrics.exporters.delivery.queue import Batch, BatchQueue, QueueDirectoryError
+from ig_metrics.exporters.delivery.queue import (
+    Batch,
+    BatchQueue,
+    QueueDirectoryError,
+    QueueSettings,
+)
+from ig_metrics.exporters.delivery.retry import RetrySettings
 from ig_metrics.exporters.delivery.transport import Delivery, Transport
 from ig_metrics.exporters.encoding.chunks import Encoded
 from ig_metrics.model.snapshot import Snapshot
@@ -22,7 +32,26 @@ from ig_metrics.model.snapshot import Snapshot
 log = logging.getLogger("ig_metrics.exporters")
 
 
-class PushExporter(Exporter[SettingsT]):
+class PushSettings(ExporterSettings, Protocol):
+    """What a push exporter type's settings have besides limits."""
+
+    @property
+    def headers(self) -> tuple[tuple[str, str], ...]: ...
+
+    @property
+    def timeout(self) -> float: ...
+
+    @property
+    def retry(self) -> RetrySettings: ...
+
+    @property
+    def queue(self) -> QueueSettings: ...
+
+
+PushSettingsT = TypeVar("PushSettingsT", bound=PushSettings)
+
+
+class PushExporter(Exporter[PushSettingsT]):
     """Sends over a Transport of its own. Not queued: each send delivers the
     newest accepted snapshot (`encode_latest`; cumulative data, so a failed
     send loses nothing, the next carries the totals). Queued: each accepted
@@ -30,7 +59,7 @@ class PushExporter(Exporter[SettingsT]):
     queue, optionally on disk, sent oldest first. A subclass's settings have
     headers, timeout, retry, queue and limits."""
 
-    def __init__(self, config) -> None:
+    def __init__(self, config: ResolvedExporter) -> None:
         super().__init__(config)
         self._secrets: list[str] = []
         self.add_secret(*(value for _, value in self.settings.headers))

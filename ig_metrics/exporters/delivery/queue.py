@@ -4,20 +4,19 @@ directory, so that an ig-metrics restarted during an outage still sends them."""
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
 import errno
 import fcntl
 import json
 import logging
 import os
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ig_metrics.config.fields import Field, Section
 from ig_metrics.config.quantities import DirectoryKind, IntKind, SizeKind
-
 
 log = logging.getLogger("ig_metrics.exporters")
 

@@ -3,8 +3,8 @@ the Backoff they make), their table and their rule."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import random
+from dataclasses import dataclass
 from typing import Any
 
 from ig_metrics.config.context import FileContext
@@ -13,7 +13,6 @@ from ig_metrics.config.fieldkinds import DurationKind
 from ig_metrics.config.fields import Field, Section
 from ig_metrics.config.rules import ExporterDraft
 from ig_metrics.retry.backoff import Backoff
-
 
 DEFAULT_RETRY_INITIAL = 1.0      # seconds before the first retry
 

@@ -10,7 +10,13 @@ import time
 from collections import Counter
 
 from ig_metrics.model.snapshot import (
-    COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Point
+    COUNTER,
+    GAUGE,
+    HISTOGRAM,
+    HistogramValue,
+    MetricData,
+    MetricInfo,
+    Point,
 )
 
 # Export durations in seconds: from a loopback round trip to a timed-out attempt.

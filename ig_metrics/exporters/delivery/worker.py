@@ -6,14 +6,19 @@ collector hangs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 import logging
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from ig_metrics.exporters.base import (
-    ExportFailure, ExportResult, Exporter, ExporterStatus, Health,
+    Exporter,
+    ExporterStatus,
+    ExportFailure,
+    ExportResult,
+    Health,
 )
 from ig_metrics.exporters.delivery.health import HealthTracker
 from ig_metrics.exporters.delivery.load import LoadGovernor
@@ -55,7 +60,7 @@ class ExporterWorker:
     with each HealthChange (the seam tests observe instead of the log).
     """
 
-    def __init__(self, exporter: Exporter, interval: float,
+    def __init__(self, exporter: Exporter[Any], interval: float,
                  get_latest: Callable[[], Snapshot | None], *,
                  poll: float = POLL_SECONDS, max_interval: float | None = None,
                  sampler_share: Callable[[], float] | None = None,
@@ -70,7 +75,9 @@ class ExporterWorker:
         limits = exporter.settings.limits
         self.governor = LoadGovernor(interval, max_interval or exporter.config.max_interval,
                                      limits.max_export_share)
-        self.retry: RetrySettings = retry or getattr(exporter.settings, "retry", RetrySettings())
+        if retry is None:               # a pull exporter's settings have none
+            retry = getattr(exporter.settings, "retry", RetrySettings())
+        self.retry: RetrySettings = retry
         self._internal_error = ""          # the last internal error logged in full
         self.backoff = self.retry.backoff()
         self.tracker = HealthTracker()

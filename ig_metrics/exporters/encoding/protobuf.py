@@ -4,8 +4,8 @@ fields of a message read back."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import struct
+from collections.abc import Iterator
 
 # Wire types: the low three bits of a tag (field number << 3 | wire type).
 VARINT, FIXED64, LENGTH_DELIMITED, FIXED32 = 0, 1, 2, 5

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
 from operator import attrgetter, itemgetter
+from typing import Any
 
 from ig_metrics.model.snapshot import Attributes, Point
 
@@ -30,12 +31,12 @@ class SeriesCache:
     serialises them.
     """
 
-    def __init__(self, make: Callable[[Attributes], tuple]) -> None:
+    def __init__(self, make: Callable[[Attributes], tuple[Any, ...]]) -> None:
         self.make = make
-        self._by_id: dict[int, list] = {}
+        self._by_id: dict[int, list[Any]] = {}
         # The entry last filed for each value; a new tuple equal to one seen
         # shares its payload.
-        self._by_value: dict[Attributes, list] = {}
+        self._by_value: dict[Attributes, list[Any]] = {}
         self._generation = 0
         # By key: its points' attributes, their entries in order, and columns
         # of those, in the last pass and in this one.
@@ -48,11 +49,11 @@ class SeriesCache:
         self._this = {}
         self._looked_up = False
 
-    def entries(self, key: Hashable, points: Sequence[Point]) -> list[list]:
+    def entries(self, key: Hashable, points: Sequence[Point]) -> list[list[Any]]:
         """The entries of the points' attributes, in order."""
         return self._series(key, points).entries
 
-    def column(self, key: Hashable, points: Sequence[Point], index: int) -> list:
+    def column(self, key: Hashable, points: Sequence[Point], index: int) -> list[Any]:
         """[entry[index] for entry in entries(key, points)], kept with them."""
         series = self._series(key, points)
         column = series.columns.get(index)
@@ -70,7 +71,7 @@ class SeriesCache:
         self._this[key] = series
         return series
 
-    def _lookup(self, attributes: Attributes) -> list:
+    def _lookup(self, attributes: Attributes) -> list[Any]:
         known = self._by_value.get(attributes)
         payload = known[PAYLOAD:] if known is not None else self.make(attributes)
         entry = [attributes, self._generation, *payload]
@@ -90,7 +91,7 @@ class SeriesCache:
             for entry in series.entries:
                 entry[GENERATION] = generation
         by_value = self._by_value
-        kept: dict[int, list] = {}
+        kept: dict[int, list[Any]] = {}
         for key, entry in self._by_id.items():
             if entry[GENERATION] == generation:
                 kept[key] = entry
@@ -107,7 +108,7 @@ class _Series:
 
     __slots__ = ("attributes", "entries", "columns")
 
-    def __init__(self, attributes: list[Attributes], entries: list[list]) -> None:
+    def __init__(self, attributes: list[Attributes], entries: list[list[Any]]) -> None:
         self.attributes = attributes
         self.entries = entries
-        self.columns: dict[int, list] = {}
+        self.columns: dict[int, list[Any]] = {}

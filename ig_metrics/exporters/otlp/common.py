@@ -17,10 +17,15 @@ from ig_metrics.config.addresses import Endpoint, is_loopback
 from ig_metrics.config.context import FileContext
 from ig_metrics.config.durations import format_duration
 from ig_metrics.config.fieldkinds import (
-    AddressKind, Choice, DurationKind, FilePathKind, FlagKind, StringMap,
+    AddressKind,
+    Choice,
+    DurationKind,
+    FilePathKind,
+    FlagKind,
+    StringMap,
 )
 from ig_metrics.config.fields import EnvVar, Field, Section
-from ig_metrics.config.model import DEFAULT_POINTS_PER_EXPORT, LimitSettings
+from ig_metrics.config.model import DEFAULT_POINTS_PER_EXPORT, LimitSettings, ResolvedExporter
 from ig_metrics.config.rules import COMMON_RULES, ExporterDraft, Rule
 from ig_metrics.config.sections import build_limits, env, limits_field
 from ig_metrics.exporters.base import Exporter, ExporterStartError, ExporterType
@@ -30,7 +35,10 @@ from ig_metrics.exporters.delivery.retry import RetrySettings, retry_field, retr
 from ig_metrics.exporters.encoding.chunks import Encoded
 from ig_metrics.exporters.otlp.delta import DeltaTracker
 from ig_metrics.exporters.otlp.otelenv import (
-    HTTP_BASE_URL, HeaderListKind, MillisecondsKind, TemporalityPreferenceKind,
+    HTTP_BASE_URL,
+    HeaderListKind,
+    MillisecondsKind,
+    TemporalityPreferenceKind,
     otel_variables,
 )
 from ig_metrics.exporters.otlp.requests import SHARED, encode
@@ -92,7 +100,7 @@ HEADER_NAME_PATTERN = r"[A-Za-z0-9!#$%&'*+.^_`|~-]+"
 def client_tls_section(peer: str, otel_env: bool) -> Section:
     """tls: of a push exporter: the CA of `peer`'s certificate, a client one (mTLS);
     with `otel_env`, each also from its OTEL_EXPORTER_OTLP_* variable."""
-    def variables(name: str) -> tuple:
+    def variables(name: str) -> tuple[EnvVar, ...]:
         return env(*otel_variables(name)) if otel_env else ()
     return Section((
         Field("ca_file", FilePathKind(),
@@ -239,7 +247,7 @@ OTLP_RULES: tuple[Rule, ...] = (
 )
 
 
-def read_tls_file(exporter: Exporter, setting: str, path: Path | None) -> bytes | None:
+def read_tls_file(exporter: Exporter[Any], setting: str, path: Path | None) -> bytes | None:
     """The bytes of a tls.* file, or ExporterStartError naming the exporter and file."""
     if path is None:
         return None
@@ -269,9 +277,10 @@ class OtlpExporter(PushExporter[OtlpSettings]):
 
     settings_type = OtlpSettings
 
-    def __init__(self, config) -> None:
-        self._delta = DeltaTracker() if config.template.settings.temporality == "delta" \
-            else None
+    def __init__(self, config: ResolvedExporter) -> None:
+        settings = config.template.settings        # checked by Exporter.__init__, below
+        self._delta = DeltaTracker() if isinstance(settings, OtlpSettings) \
+            and settings.temporality == "delta" else None
         super().__init__(config)
         # Encodes this exporter's delta intervals (cumulative snapshots use SHARED's).
         self._encoder = WireEncoder()
@@ -287,6 +296,7 @@ class OtlpExporter(PushExporter[OtlpSettings]):
                 else AggregationTemporality.CUMULATIVE)
 
     def interval(self, limited: Snapshot) -> Snapshot:
+        assert self._delta is not None       # only a queued (delta) exporter is asked
         pending = self._delta.prepare(limited)
         # The interval now belongs to the queue: the next delta starts here,
         # whether or not this one is ever delivered.

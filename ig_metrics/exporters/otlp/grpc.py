@@ -4,8 +4,8 @@ and compression of its settings. Status codes decide what is retried."""
 
 from __future__ import annotations
 
-from google.rpc.error_details_pb2 import RetryInfo
 import grpc
+from google.rpc.error_details_pb2 import RetryInfo
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
@@ -13,6 +13,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from ig_metrics import __version__
 from ig_metrics.config.addresses import HostPort, parse_grpc_endpoint
 from ig_metrics.config.fieldkinds import GRPC_ENDPOINT
+from ig_metrics.config.model import ResolvedExporter
 from ig_metrics.exporters.base import ExportFailure
 from ig_metrics.exporters.delivery.retry import RetrySettings
 from ig_metrics.exporters.delivery.transport import Delivery, Transport
@@ -84,7 +85,8 @@ class GrpcTransport(Transport):
                                        self._compression)
                    if self._credentials is not None else
                    grpc.insecure_channel(self._target, self._options, self._compression))
-        self._export = channel.unary_unary(
+        self._export: grpc.UnaryUnaryMultiCallable[bytes, ExportMetricsServiceResponse] = \
+            channel.unary_unary(
             EXPORT_METHOD, request_serializer=None,     # requests arrive encoded
             response_deserializer=ExportMetricsServiceResponse.FromString)
         return channel
@@ -111,8 +113,11 @@ def _failure(error: grpc.RpcError) -> ExportFailure:
     code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
     details = error.details() if hasattr(error, "details") else str(error)
     retry_after = None
-    for key, value in (error.trailing_metadata() or ()) if hasattr(
-            error, "trailing_metadata") else ():
+    # (key, value) tuples, which grpc's stubs type as objects with .key and .value
+    trailing: tuple[tuple[str, bytes], ...] = (
+        error.trailing_metadata() or ()  # type: ignore[assignment]
+        if hasattr(error, "trailing_metadata") else ())
+    for key, value in trailing:
         if key == "google.rpc.retryinfo-bin":
             info = RetryInfo.FromString(value)
             retry_after = info.retry_delay.seconds + info.retry_delay.nanos / 1e9
@@ -128,7 +133,7 @@ class OtlpGrpcExporter(OtlpExporter):
     """Pushes to a collector's gRPC MetricsService. host:port means TLS unless
     `insecure`; http:// means plaintext and https:// TLS, whatever `insecure` says."""
 
-    def __init__(self, config) -> None:
+    def __init__(self, config: ResolvedExporter) -> None:
         super().__init__(config)
         endpoint = parse_grpc_endpoint(self.settings.endpoint)
         if endpoint.port is None:          # config refuses this; a direct caller may not

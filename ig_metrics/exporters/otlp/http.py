@@ -4,25 +4,27 @@ HTTP statuses decide what is retried; Retry-After is honoured."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
 import email.utils
 import gzip
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
+import requests
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
-import requests
 
 from ig_metrics import __version__
 from ig_metrics.config.addresses import parse_http_endpoint
 from ig_metrics.config.fieldkinds import HTTP_ENDPOINT
-from ig_metrics.exporters.base import ExportFailure
+from ig_metrics.config.model import ResolvedExporter
+from ig_metrics.exporters.base import Exporter, ExportFailure
 from ig_metrics.exporters.delivery.transport import Delivery, Transport
-from ig_metrics.exporters.otlp.common import OtlpExporter, otlp_type, read_tls_file
+from ig_metrics.exporters.otlp.common import OtlpExporter, TlsSettings, otlp_type, read_tls_file
 
 PROTOBUF = "application/x-protobuf"
 # The statuses the OTLP/HTTP specification says to retry; any other error is final.
@@ -162,7 +164,7 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
 class OtlpHttpExporter(OtlpExporter):
     """Posts to a collector's OTLP/HTTP receiver; https:// URLs use TLS."""
 
-    def __init__(self, config) -> None:
+    def __init__(self, config: ResolvedExporter) -> None:
         super().__init__(config)
         endpoint = parse_http_endpoint(self.settings.endpoint)
         self.url = endpoint.url
@@ -181,7 +183,8 @@ class OtlpHttpExporter(OtlpExporter):
                              verify=verify, client_cert=client_cert)
 
 
-def requests_tls(exporter, tls) -> tuple[str | bool, tuple[str, str] | None]:
+def requests_tls(exporter: Exporter[Any], tls: TlsSettings,
+                 ) -> tuple[str | bool, tuple[str, str] | None]:
     """`verify` and `cert` for requests from tls: settings, each file read once
     now so that a missing one fails the start, not every export."""
     for setting, path in (("ca_file", tls.ca_file), ("cert_file", tls.cert_file),

@@ -5,6 +5,7 @@ that read their formats (milliseconds, `k=v,k2=v2` headers, a base URL)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote
 
 import yaml
@@ -12,7 +13,11 @@ import yaml
 from ig_metrics.config import addresses
 from ig_metrics.config.context import FileContext, Site
 from ig_metrics.config.fieldkinds import (
-    HIDDEN, AddressKind, Kind, Parsed, read_text,
+    HIDDEN,
+    AddressKind,
+    Kind,
+    Parsed,
+    read_text,
 )
 
 PREFIX = "OTEL_EXPORTER_OTLP_"
@@ -39,7 +44,7 @@ class MillisecondsKind(Kind):
             return None
         return Parsed(int(text.text) / 1000)
 
-    def schema(self) -> dict:
+    def schema(self) -> dict[str, Any]:
         return {"type": "string"}
 
 
@@ -66,7 +71,7 @@ class HeaderListKind(Kind):
             pairs.append((name.lower() if self.lowercase else name, unquote(value.strip())))
         return Parsed(tuple(pairs))
 
-    def schema(self) -> dict:
+    def schema(self) -> dict[str, Any]:
         return {"type": "string"}
 
 
@@ -86,7 +91,7 @@ class TemporalityPreferenceKind(Kind):
             return None
         return Parsed("cumulative" if chosen == "cumulative" else "delta")
 
-    def schema(self) -> dict:
+    def schema(self) -> dict[str, Any]:
         return {"type": "string"}
 
 

@@ -43,6 +43,8 @@ def encode(snapshot: Snapshot, temporality: AggregationTemporality, max_points: 
 # How long an exporter waits for another's encoding of the same snapshot when
 # it does not say (its export timeout).
 DEFAULT_WAIT = 10.0
+# A snapshot's encodings: its id, temporality, points per request, exponential histograms
+_Key = tuple[int, AggregationTemporality, int, bool]
 
 
 class SharedEncodings:
@@ -55,7 +57,7 @@ class SharedEncodings:
         self.keep = keep
         self.encoder = WireEncoder()
         self._lock = threading.Lock()
-        self._entries: dict[tuple, tuple[Snapshot, threading.Event, list[Encoded]]] = {}
+        self._entries: dict[_Key, tuple[Snapshot, threading.Event, list[Encoded]]] = {}
 
     def get(self, snapshot: Snapshot, temporality: AggregationTemporality,
             max_points: int, timeout: float = DEFAULT_WAIT, exponential: bool = False,
@@ -68,7 +70,7 @@ class SharedEncodings:
         with self._lock:
             entry = self._entries.get(key)
             owner = entry is None or entry[0] is not snapshot
-            if owner:
+            if entry is None or owner:
                 entry = (snapshot, threading.Event(), [])
                 self._entries[key] = entry
                 # Only the latest tick's snapshots are asked for again (by the

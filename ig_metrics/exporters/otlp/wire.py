@@ -5,12 +5,12 @@ encoded once and kept while it lives. Field numbers: opentelemetry-proto's."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from itertools import chain, repeat
 import logging
-from operator import attrgetter
 import struct
 import threading
+from collections.abc import Iterable, Iterator
+from itertools import chain, repeat
+from operator import attrgetter
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.sdk.metrics.export import AggregationTemporality
@@ -19,12 +19,25 @@ from opentelemetry.sdk.resources import Resource
 from ig_metrics import __version__
 from ig_metrics.exporters.encoding.log2native import Layout, layout_of, native_buckets
 from ig_metrics.exporters.encoding.protobuf import (
-    LENGTH_DELIMITED, field, length, string_field, varint, varint_field, zigzag,
+    LENGTH_DELIMITED,
+    field,
+    length,
+    string_field,
+    varint,
+    varint_field,
+    zigzag,
 )
 from ig_metrics.exporters.encoding.seriescache import PAYLOAD, SeriesCache
 from ig_metrics.model.snapshot import (
-    COUNTER, GAUGE, HISTOGRAM, AttrValue, Attributes, HistogramValue, MetricData,
-    MetricInfo, Snapshot,
+    COUNTER,
+    GAUGE,
+    HISTOGRAM,
+    Attributes,
+    HistogramValue,
+    MetricData,
+    MetricInfo,
+    Point,
+    Snapshot,
 )
 
 SCOPE_NAME = "ig-metrics"           # the instrumentation scope of every metric we send
@@ -53,7 +66,7 @@ _TAGGED_INT = struct.Struct("<Bq")
 _TAGGED_DOUBLE = struct.Struct("<Bd")
 
 
-def _any_value(value: AttrValue) -> AnyValue:
+def _any_value(value: object) -> AnyValue:
     """The AnyValue the SDK's `_encode_value` makes of an attribute value."""
     if isinstance(value, bool):
         return AnyValue(bool_value=value)
@@ -66,7 +79,7 @@ def _any_value(value: AttrValue) -> AnyValue:
     raise TypeError(f"invalid type {type(value)} of value {value}")
 
 
-def key_values(attributes: Iterable[tuple[str, AttrValue]], tag: int) -> bytes:
+def key_values(attributes: Iterable[tuple[str, object]], tag: int) -> bytes:
     """Attributes as repeated KeyValue fields under `tag`. A value the SDK
     cannot encode is left out with a logged error, as the SDK's encoder does
     (it would otherwise fail the whole export for one attribute)."""
@@ -274,7 +287,8 @@ class WireEncoder:
         return b"".join(parts)
 
 
-def _histogram_values(info: MetricInfo, points: Iterable[Point], attributes: Iterable[bytes]):
+def _histogram_values(info: MetricInfo, points: Iterable[Point], attributes: Iterable[bytes],
+                      ) -> Iterator[tuple[Point, HistogramValue, bytes]]:
     """(point, its HistogramValue, its encoded attributes) of each point."""
     for point, encoded in zip(points, attributes):
         if not isinstance(point.value, HistogramValue):
@@ -282,7 +296,8 @@ def _histogram_values(info: MetricInfo, points: Iterable[Point], attributes: Ite
         yield point, point.value, encoded
 
 
-def _number_point(attributes: bytes, start: int, time_ns: int, value) -> tuple[bytes, ...]:
+def _number_point(attributes: bytes, start: int, time_ns: int,
+                  value: int | float | HistogramValue) -> tuple[bytes, ...]:
     """NumberDataPoint field of any kind: zero times are left off the wire."""
     if isinstance(value, HistogramValue):
         raise TypeError("a histogram value in a counter or gauge")

@@ -4,6 +4,7 @@ their passwords, as Prometheus' own web config (`basic_auth_users`) has them."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import yaml
 
@@ -52,6 +53,6 @@ class BcryptUsersKind(Kind):
             return None
         return Parsed(tuple(users))
 
-    def schema(self) -> dict:
+    def schema(self) -> dict[str, Any]:
         return {"type": "object", "minProperties": 1,
                 "additionalProperties": {"type": "string", "pattern": BCRYPT_HASH.pattern}}

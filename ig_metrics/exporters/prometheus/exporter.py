@@ -4,13 +4,13 @@ and never touches the kernel."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 import errno
 import logging
 import socket
 import ssl
 import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
@@ -22,10 +22,10 @@ from ig_metrics.config.addresses import HostPort, is_loopback
 from ig_metrics.config.context import FileContext
 from ig_metrics.config.fieldkinds import LISTEN_ADDRESS, Choice, FilePathKind
 from ig_metrics.config.fields import Field, Section
-from ig_metrics.config.model import LimitSettings
+from ig_metrics.config.model import LimitSettings, ResolvedExporter
 from ig_metrics.config.rules import COMMON_RULES, ExporterDraft, Rule
 from ig_metrics.config.sections import build_limits, limits_field
-from ig_metrics.exporters.base import ExportResult, Exporter, ExporterStartError, ExporterType
+from ig_metrics.exporters.base import Exporter, ExporterStartError, ExporterType, ExportResult
 from ig_metrics.exporters.prometheus import naming
 from ig_metrics.exporters.prometheus.basicauth import BcryptUsersKind
 from ig_metrics.exporters.prometheus.families import empty_family, fill_family, target_info
@@ -142,7 +142,8 @@ class SnapshotCollector(Collector):
         # The text of the last snapshot rendered, per format asked for.
         self._renderer = TextRenderer()
         self._text_lock = threading.Lock()
-        self._texts: tuple[Snapshot | None, dict] = (None, {})
+        self._texts: tuple[Snapshot | None, dict[tuple[TextFormat | str, bool],
+                                                  list[bytes] | None]] = (None, {})
 
     def show(self, snapshot: Snapshot) -> None:
         self._latest = snapshot       # one reference swap: scrapes see old or new, whole
@@ -169,11 +170,14 @@ class SnapshotCollector(Collector):
     def protobuf(self, compress: bool = False) -> list[bytes]:
         """The latest snapshot as delimited MetricFamily messages (gzipped if
         `compress`), kept like the text."""
-        return self._kept("protobuf", compress, lambda snapshot: (
+        body = self._kept("protobuf", compress, lambda snapshot: (
             [] if snapshot is None else
             self._protobuf.render(snapshot, self.served(snapshot), self.histograms)))
+        assert body is not None          # the library never writes this one: see text()
+        return body
 
-    def _kept(self, form, compress: bool, make) -> list[bytes] | None:
+    def _kept(self, form: TextFormat | str, compress: bool,
+              make: Callable[[Snapshot | None], list[bytes] | None]) -> list[bytes] | None:
         with self._text_lock:         # one rendering at a time; later scrapers reuse it
             snapshot = self._latest
             if self._texts[0] is not snapshot:
@@ -222,7 +226,7 @@ class PrometheusExporter(Exporter[PrometheusSettings]):
     settings_type = PrometheusSettings
     pull = True
 
-    def __init__(self, config) -> None:
+    def __init__(self, config: ResolvedExporter) -> None:
         super().__init__(config)
         self.collector = SnapshotCollector(self.settings.histograms)
         self.registry = CollectorRegistry(auto_describe=False)

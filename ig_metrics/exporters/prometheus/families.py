@@ -5,14 +5,24 @@ translated as naming.py says, classic histograms, resource attributes as
 from __future__ import annotations
 
 from prometheus_client.metrics_core import (
-    CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily, Metric,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
 )
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from ig_metrics.exporters.prometheus import naming
 from ig_metrics.model.snapshot import (
-    COUNTER, GAUGE, HISTOGRAM, HistogramValue, MetricData, MetricInfo, Snapshot
+    COUNTER,
+    GAUGE,
+    HISTOGRAM,
+    HistogramValue,
+    MetricData,
+    MetricInfo,
+    Snapshot,
 )
 
 TARGET_INFO_HELP = "Target metadata"

@@ -14,13 +14,27 @@ from prometheus_client.metrics_core import Metric
 
 from ig_metrics.exporters.encoding.log2native import layout_of, native_buckets, spans_and_deltas
 from ig_metrics.exporters.encoding.protobuf import (
-    DOUBLE, delimited, double_field, field, length, string_field, varint_field, zigzag,
+    DOUBLE,
+    delimited,
+    double_field,
+    field,
+    length,
+    string_field,
+    varint_field,
+    zigzag,
 )
 from ig_metrics.exporters.encoding.seriescache import PAYLOAD, SeriesCache
 from ig_metrics.exporters.prometheus import naming
 from ig_metrics.exporters.prometheus.families import check_buckets
 from ig_metrics.model.snapshot import (
-    COUNTER, GAUGE, HISTOGRAM, Attributes, HistogramValue, MetricData, Snapshot,
+    COUNTER,
+    GAUGE,
+    HISTOGRAM,
+    Attributes,
+    HistogramValue,
+    MetricData,
+    MetricInfo,
+    Snapshot,
 )
 
 CONTENT_TYPE = ("application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; "
@@ -58,7 +72,7 @@ def _series_labels(attributes: Attributes) -> tuple[bytes, bytes, bytes]:
     return labels, head + b"\x1a\x09\x09", head + b"\x12\x09\x09"
 
 
-def native_fields(info, value: HistogramValue) -> bytes | None:
+def native_fields(info: MetricInfo, value: HistogramValue) -> bytes | None:
     """The native part of a client_model Histogram (schema 0 is the default and
     left off); None when the metric's bounds are not log2 slots."""
     layout = layout_of(info)
@@ -80,7 +94,7 @@ def span(offset: int, size: int) -> bytes:
     return (b"\x08" + zigzag(offset) if offset else b"") + varint_field(2, size)
 
 
-def _classic_buckets(info, value: HistogramValue) -> bytes:
+def _classic_buckets(info: MetricInfo, value: HistogramValue) -> bytes:
     """Bucket fields (cumulative_count 1, upper_bound 2), +Inf left to the
     parser as client_golang does."""
     return b"".join(field(3, varint_field(1, running) + double_field(2, bound))
@@ -144,7 +158,8 @@ class ProtobufRenderer:
         return delimited(header + b"".join(metrics))
 
 
-def histogram_message(info, value, histograms: str) -> bytes:
+def histogram_message(info: MetricInfo, value: int | float | HistogramValue,
+                      histograms: str) -> bytes:
     """A client_model Histogram: count, sum, then classic buckets, native
     fields or both as `histograms` says (classic where the bounds are not log2)."""
     if not isinstance(value, HistogramValue):

@@ -8,12 +8,13 @@ from __future__ import annotations
 import copy
 import zlib
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate, chain, repeat
 from operator import attrgetter
 from urllib.parse import parse_qs
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from prometheus_client import exposition
 from prometheus_client.metrics_core import Metric
@@ -27,7 +28,12 @@ from ig_metrics.exporters.prometheus.families import check_buckets
 from ig_metrics.exporters.prometheus.proto import CONTENT_TYPE as PROTOBUF_CONTENT_TYPE
 from ig_metrics.exporters.prometheus.proto import wants_protobuf
 from ig_metrics.model.snapshot import (
-    COUNTER, GAUGE, HISTOGRAM, Attributes, HistogramValue, MetricData
+    COUNTER,
+    GAUGE,
+    HISTOGRAM,
+    Attributes,
+    HistogramValue,
+    MetricData,
 )
 
 # floatToGoString gives "<n>.0" for these integers (and switches to exponents
@@ -46,6 +52,9 @@ _NUMBER_LINES_PER_CHUNK = 1024
 # text) that costs 1.5 s of CPU per scrape, level 1 0.2 s for a body 27%
 # larger (6.0 MB instead of 4.7). Prometheus decompresses either.
 GZIP_LEVEL = 1
+# The library's default name escaping (a TextFormat's field `openmetrics` hides
+# the module in the class body)
+UNDERSCORES = openmetrics.UNDERSCORES
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,17 +62,18 @@ class TextFormat:
     """What prometheus_client's choose_encoder picked for a scrape."""
 
     openmetrics: bool
-    escaping: str = openmetrics.UNDERSCORES
+    escaping: str = UNDERSCORES
     version: str = "1.0.0"         # OpenMetrics only
 
     def generate(self, families: list[Metric]) -> str:
         """The library's own text for `families`, without OpenMetrics' # EOF."""
         registry = _Families(families)
         if self.openmetrics:
-            text = openmetrics.generate_latest(registry, escaping=self.escaping,
-                                               version=self.version)
+            text: bytes = openmetrics.generate_latest(registry, escaping=self.escaping,
+                                                      version=self.version)
             return text.decode().removesuffix("# EOF\n")
-        return exposition.generate_latest(registry, escaping=self.escaping).decode()
+        body: bytes = exposition.generate_latest(registry, escaping=self.escaping)
+        return body.decode()
 
 
 class _Families:
@@ -76,7 +86,7 @@ class _Families:
         return self.families
 
 
-def text_format(encoder: Callable) -> TextFormat | None:
+def text_format(encoder: Callable[..., bytes]) -> TextFormat | None:
     """The format of an encoder from prometheus_client's choose_encoder (the
     function or a functools.partial of it), or None for one not written here."""
     function = getattr(encoder, "func", encoder)
@@ -89,11 +99,12 @@ def text_format(encoder: Callable) -> TextFormat | None:
     return None
 
 
-def go_float(value) -> str:
+def go_float(value: float) -> str:
     """floatToGoString, the library's rendering of a sample value."""
     if value.__class__ is int and value in _PLAIN_INTS:
         return f"{value}.0"
-    return floatToGoString(value)
+    text: str = floatToGoString(value)
+    return text
 
 
 def _escape_value(value: str) -> str:
@@ -262,14 +273,16 @@ def _histogram_lines(data: MetricData, names: list[str], escaping: str, cache: S
             check_buckets(info, value)
             counts = value.counts[:buckets]
             running = list(accumulate(counts))
+            cumulative: list[int] | list[bytes]
             if not counts or (running[-1] in _PLAIN_INTS and min(counts) >= 0
                               and set(map(type, counts)) == _INTS_ONLY):
-                template = plain_ints
+                template, cumulative = plain_ints, running
             else:
-                template, running = any_values, [go_float(total).encode() for total in running]
+                template, cumulative = any_values, [go_float(total).encode() for total in running]
             total = go_float(value.count).encode()
             lines.append(template % (
-                *chain.from_iterable(zip(repeat(before, buckets), repeat(after, buckets), running)),
+                *chain.from_iterable(zip(repeat(before, buckets), repeat(after, buckets),
+                                         cumulative)),
                 before, after, total, plain, total, plain, go_float(value.sum).encode()))
         chunks.append(b"".join(lines))
 
@@ -279,9 +292,10 @@ def _literal(text: str) -> str:
     return text.replace("%", "%%")
 
 
-def make_app(render: Callable[[TextFormat, bool], list[bytes] | None], library_app: Callable,
+def make_app(render: Callable[[TextFormat, bool], list[bytes] | None],
+             library_app: WSGIApplication,
              protobuf: Callable[[bool], list[bytes]] | None = None,
-             scraped: Callable[[str], None] | None = None) -> Callable:
+             scraped: Callable[[str], None] | None = None) -> WSGIApplication:
     """A WSGI app: a GET of all metrics in a format `render` writes is answered
     with its text (gzipped when accepted: `render(fmt, True)`) and the headers
     prometheus_client's app would send; one whose Accept prefers the protobuf
@@ -290,15 +304,16 @@ def make_app(render: Callable[[TextFormat, bool], list[bytes] | None], library_a
     prometheus_client's own. `scraped` hears the address of each full scrape
     answered."""
 
-    def app(environ, start_response):
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if (environ["REQUEST_METHOD"] != "GET" or environ["PATH_INFO"] == "/favicon.ico"
                 or "name[]" in parse_qs(environ.get("QUERY_STRING", ""))):
             return library_app(environ, start_response)
-        compress = exposition.gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING"))
+        compress = exposition.gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", ""))
+        chunks: list[bytes] | None
         if protobuf is not None and wants_protobuf(environ.get("HTTP_ACCEPT")):
             chunks, content_type = protobuf(compress), PROTOBUF_CONTENT_TYPE
         else:
-            encoder, content_type = exposition.choose_encoder(environ.get("HTTP_ACCEPT"))
+            encoder, content_type = exposition.choose_encoder(environ.get("HTTP_ACCEPT", ""))
             fmt = text_format(encoder)
             chunks = render(fmt, compress) if fmt is not None else None
         if chunks is None:

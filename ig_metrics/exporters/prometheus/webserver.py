@@ -5,18 +5,19 @@ behind basic auth checked against bcrypt hashes, as Prometheus' web config does.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 import hashlib
-from pathlib import Path
 import socket
 import ssl
 import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 import bcrypt
 from prometheus_client.exposition import ThreadingWSGIServer
-
 
 # Checked against when the user is unknown, so that an unknown user costs as
 # much time as a wrong password (no telling which users exist). A well-formed
@@ -41,7 +42,7 @@ class ServerTlsSettings:
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args) -> None:
+    def log_message(self, format: str, *args: Any) -> None:
         """Scrapes are not worth a log line each."""
 
 
@@ -49,14 +50,16 @@ class BcryptUserCheck:
     """WSGI middleware: 401 unless the request carries a user of `users` and a
     password matching its bcrypt hash."""
 
-    def __init__(self, app: Callable, users: Iterable[tuple[str, str]], realm: str) -> None:
+    def __init__(self, app: WSGIApplication, users: Iterable[tuple[str, str]],
+                 realm: str) -> None:
         self.app = app
         self.users = {user: hashed.encode() for user, hashed in users}
         self.realm = realm
         self._good: set[bytes] = set()
         self._lock = threading.Lock()
 
-    def __call__(self, environ, start_response):
+    def __call__(self, environ: WSGIEnvironment,
+                 start_response: StartResponse) -> Iterable[bytes]:
         if self._allowed(environ.get("HTTP_AUTHORIZATION", "")):
             return self.app(environ, start_response)
         start_response("401 Unauthorized", [
@@ -99,7 +102,7 @@ def tls_context(tls: ServerTlsSettings) -> ssl.SSLContext:
     return context
 
 
-def serve(host: str, port: int, app: Callable, *, tls: ServerTlsSettings | None,
+def serve(host: str, port: int, app: WSGIApplication, *, tls: ServerTlsSettings | None,
           users: tuple[tuple[str, str], ...]) -> tuple[ThreadingWSGIServer, threading.Thread]:
     """Bind, then serve in a daemon thread. Raises OSError (address in use...)
     or ssl.SSLError (a certificate or key that does not load)."""

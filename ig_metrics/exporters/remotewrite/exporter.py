@@ -20,13 +20,18 @@ import yaml
 
 from ig_metrics import __version__
 from ig_metrics.config.addresses import URL_FORMS, Endpoint, is_loopback, parse_url
-from ig_metrics.config.context import FileContext
+from ig_metrics.config.context import FileContext, Site
 from ig_metrics.config.durations import format_duration
 from ig_metrics.config.fieldkinds import (
-    AddressKind, Choice, DurationKind, Parsed, StringMap, TextKind,
+    AddressKind,
+    Choice,
+    DurationKind,
+    Parsed,
+    StringMap,
+    TextKind,
 )
 from ig_metrics.config.fields import Field, Section
-from ig_metrics.config.model import LimitSettings
+from ig_metrics.config.model import LimitSettings, ResolvedExporter
 from ig_metrics.config.rules import COMMON_RULES, ExporterDraft, Rule
 from ig_metrics.config.sections import build_limits, limits_field
 from ig_metrics.exporters.base import ExporterType
@@ -36,11 +41,19 @@ from ig_metrics.exporters.delivery.retry import RetrySettings, retry_field, retr
 from ig_metrics.exporters.delivery.transport import Delivery
 from ig_metrics.exporters.encoding.chunks import Encoded, split
 from ig_metrics.exporters.otlp.common import (
-    HEADER_NAME_PATTERN, TlsSettings, client_certificate_with_key, client_tls_section,
+    HEADER_NAME_PATTERN,
+    TlsSettings,
+    client_certificate_with_key,
+    client_tls_section,
 )
 from ig_metrics.exporters.otlp.http import FinalAnswer, HttpTransport, requests_tls
 from ig_metrics.exporters.remotewrite.wire import (
-    CLASSIC, NATIVE, VERSION, RemoteWriteEncoder, compress, decompress,
+    CLASSIC,
+    NATIVE,
+    VERSION,
+    RemoteWriteEncoder,
+    compress,
+    decompress,
     without_native_histograms,
 )
 from ig_metrics.model.snapshot import Snapshot
@@ -112,7 +125,7 @@ class RemoteWriteSettings:
 class SecretTextKind(TextKind):
     """Text that is a credential: never shown, even when written in the file."""
 
-    def parse(self, node: yaml.Node, site, ctx: FileContext) -> Parsed | None:
+    def parse(self, node: yaml.Node, site: Site, ctx: FileContext) -> Parsed | None:
         ctx.secrets.add(site.key)
         return super().parse(node, site, ctx)
 
@@ -183,7 +196,7 @@ def build_remote_write(values: Mapping[str, Any]) -> RemoteWriteSettings:
 
 
 def one_credential(draft: ExporterDraft, ctx: FileContext) -> None:
-    given = [key for key in ("basic_auth", "bearer_token") if key in draft.values]
+    given: list[str] = [key for key in ("basic_auth", "bearer_token") if key in draft.values]
     headers = {name.lower() for name, _ in draft.values.get("headers", ())}
     if "authorization" in headers:
         given.append("headers.Authorization")
@@ -251,7 +264,7 @@ class RemoteWriteExporter(PushExporter[RemoteWriteSettings]):
 
     settings_type = RemoteWriteSettings
 
-    def __init__(self, config) -> None:
+    def __init__(self, config: ResolvedExporter) -> None:
         super().__init__(config)
         settings = self.settings
         self.url = settings.url

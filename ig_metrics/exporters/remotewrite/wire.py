@@ -13,13 +13,26 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from itertools import accumulate, chain, repeat
 from operator import attrgetter
+from typing import Any, overload
 
 import cramjam
 from prometheus_client.utils import floatToGoString
 
-from ig_metrics.exporters.encoding.log2native import layout_of, native_buckets, spans_and_deltas
+from ig_metrics.exporters.encoding.log2native import (
+    Layout,
+    layout_of,
+    native_buckets,
+    spans_and_deltas,
+)
 from ig_metrics.exporters.encoding.protobuf import (
-    DOUBLE, double_field, field, fields, length, varint, varint_field, zigzag,
+    DOUBLE,
+    double_field,
+    field,
+    fields,
+    length,
+    varint,
+    varint_field,
+    zigzag,
 )
 from ig_metrics.exporters.encoding.seriescache import PAYLOAD, SeriesCache
 from ig_metrics.exporters.prometheus import naming
@@ -33,6 +46,8 @@ CLASSIC, NATIVE = "classic", "native"
 _NAME = "__name__"
 _VALUE = attrgetter("value")
 _PLAIN_NUMBERS = {int, float}             # bool, a subclass of int, is refused below
+# A series' number heads, by (metric name's Label field, timestamp size): _number_head
+_Heads = dict[tuple[bytes, int], bytes]
 
 
 def compress(request: bytes) -> bytes:
@@ -48,7 +63,7 @@ def without_native_histograms(request: bytes) -> tuple[bytes, int]:
     """An uncompressed WriteRequest without its series that hold native
     histograms (TimeSeries field 4), and how many series those were; every
     other field as it was, in its order."""
-    kept: list[bytes] = []
+    kept: list[memoryview] = []
     dropped = 0
     data = memoryview(request)
     try:
@@ -79,7 +94,7 @@ class RemoteWriteEncoder:
         self._warned: set[str] = set()
 
     def _sorted_labels(self, attributes: Attributes,
-                       ) -> tuple[tuple[str, ...], tuple[bytes, ...], dict]:
+                       ) -> tuple[tuple[str, ...], tuple[bytes, ...], _Heads]:
         """A series' labels with the external ones it does not have itself
         (Prometheus' rule), sorted by name: names and encoded Label fields."""
         plan = naming.label_plan(tuple(key for key, _ in attributes))
@@ -180,11 +195,11 @@ class RemoteWriteEncoder:
                         "metric", otel_name, name)
 
 
-def _number_head(entry: list, named: bytes, tail_size: int) -> bytes:
+def _number_head(entry: list[Any], named: bytes, tail_size: int) -> bytes:
     """The bytes of a series' TimeSeries before its sample's 8-byte value, for a
     non-zero value and a timestamp field of `tail_size` bytes; kept in the
     series' cache entry (its last column) per metric name."""
-    heads = entry[PAYLOAD + 2]
+    heads: _Heads = entry[PAYLOAD + 2]
     key = (named, tail_size)
     head = heads.get(key)
     if head is None:
@@ -195,8 +210,13 @@ def _number_head(entry: list, named: bytes, tail_size: int) -> bytes:
     return head
 
 
+@overload
+def _with_name(names: tuple[str, ...], pairs: tuple[bytes, ...], name: bytes) -> bytes: ...
+@overload
 def _with_name(names: tuple[str, ...], pairs: tuple[bytes, ...], name: bytes,
-               room_for: str = ""):
+               room_for: str) -> tuple[bytes, int]: ...
+def _with_name(names: tuple[str, ...], pairs: tuple[bytes, ...], name: bytes,
+               room_for: str = "") -> bytes | tuple[bytes, int]:
     """The Label fields of a series whose __name__ Label field is `name`, sorted.
     With `room_for` (a label name), also where that label's field goes."""
     at = bisect_left(names, _NAME)
@@ -220,7 +240,7 @@ def _series(labels: bytes, sample: bytes) -> bytes:
     return field(1, labels + sample)
 
 
-def _native(layout, value: HistogramValue, timestamp: int) -> bytes:
+def _native(layout: Layout, value: HistogramValue, timestamp: int) -> bytes:
     """prompb.Histogram: count_int (1), sum (3), schema 0 (4, left off),
     zero_threshold (5), zero_count_int (6), positive spans (11) and deltas
     (12), timestamp (15). The oneof counts are on the wire even when 0."""

@@ -4,9 +4,15 @@ outside containers."""
 
 from __future__ import annotations
 
-from ig_metrics.model.semconv import CONTAINER_ID, CONTAINER_RUNTIME, POD_UID
 from ig_metrics.model.semconv import (
-    CONTAINER_NAME, NAMESPACE, OWNER_ATTRIBUTES, POD_LABEL_PREFIX, POD_NAME
+    CONTAINER_ID,
+    CONTAINER_NAME,
+    CONTAINER_RUNTIME,
+    NAMESPACE,
+    OWNER_ATTRIBUTES,
+    POD_LABEL_PREFIX,
+    POD_NAME,
+    POD_UID,
 )
 from ig_metrics.model.snapshot import Attributes
 
