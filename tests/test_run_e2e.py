@@ -285,9 +285,10 @@ profiles:
     pid, fd = pty.fork()
     if pid == 0:      # the child: ig-metrics on a pseudo-terminal of 160 columns
         os.environ.update(COLUMNS="160", LINES="40", TERM="xterm")
+        # --comm: the client's rows whatever else the machine sends meanwhile.
         os.execv(IG_METRICS, [IG_METRICS, "run", "--gadget", "tcp", "--profile", "e2e",
                               "--profiles-dir", str(profiles), "--duration", "8s",
-                              "--top", "5"])
+                              "--top", "5", "--comm", "igm-tui"])
     try:
         screen = read_pty(fd, time.monotonic() + 3)
         client = run_client("127.0.0.1", server.port, send_bytes=50_000, connections=3,

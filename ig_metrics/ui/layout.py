@@ -1,10 +1,11 @@
 """A gadget's table as lines of styled text, laid out once per reading to fit
-the terminal's width: when it is too narrow, columns give way in a stated
-order (the last first): the sort column stays; then the gadget's first two
-attributes (who: pid and command for most), its metric columns, its other
-attributes. Drawn as given, each line cut at the width: Rich's Table measured
-and wrapped every cell at every draw, most of what the live view cost
-(docs/performance.md)."""
+the terminal's width. When it is too narrow, columns give way in this order,
+kept longest first: the sort column; the gadget's first two attributes (who:
+pid and command for most); its first two metrics; its next two attributes;
+its other metrics; its other attributes; within each, the last in the spec's
+order gives way first. Drawn as given, each line cut at the width: Rich's
+Table measured and wrapped every cell at every draw, most of what the live
+view cost (docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ WIDEST_CELL = 48          # an attribute value longer than this is cut, with an 
 _GAP = "  "
 _GAP_SEGMENT = Segment(_GAP)
 _BOLD, _DIM = Style.parse("bold"), Style.parse("dim")
-LEADING_ATTRIBUTES = 2    # attributes that give way after the metrics, not before
+PAIR = 2                  # columns of one rank, alternately attributes and metrics
 
 
 class _Column:
@@ -46,19 +47,19 @@ def table_lines(spec: GadgetSpec, rows: list[Row], *, title: str, sort: str,
         # column on a host without containers).
         if attribute.expands and not any(row[index] for row in cells):
             continue
-        rank = 0 if attribute.name == sort else 1 if index < LEADING_ATTRIBUTES else 3
         columns.append(_Column(attribute.name, [short_name(attribute.name), ""],
                                [row[index] for row in cells], right=False,
-                               style="bold" if attribute.name == sort else "", rank=rank))
-    for name in spec.table.columns:
+                               style="bold" if attribute.name == sort else "",
+                               rank=_rank(attribute.name == sort, index, attribute=True)))
+    for index, name in enumerate(spec.table.columns):
         columns.append(_Column(name, column_title(spec, name, window).split("\n"),
                                [metric_cell(spec, name, row) for row in rows], right=True,
                                style="bold cyan" if name == sort else "",
-                               rank=0 if name == sort else 2))
+                               rank=_rank(name == sort, index, attribute=False)))
     shown, hidden = _fitting(columns, width)
     if hidden:
-        title += f" · {len(hidden)} column{'s' if len(hidden) > 1 else ''} hidden " \
-                 f"({', '.join(short_name(column.name) for column in hidden)}): widen the terminal"
+        # Short: at 80 columns the title must still say it.
+        title += f" · hidden: {', '.join(short_name(column.name) for column in hidden)}"
     lines = [[Segment(title)]]
     for line in range(2):
         lines.append(_line(shown, [column.title[line] if line < len(column.title) else ""
@@ -68,6 +69,18 @@ def table_lines(spec: GadgetSpec, rows: list[Row], *, title: str, sort: str,
         lines.append(_line(shown, [column.cells[index] for column in shown],
                            _DIM if row.idle else None))
     return lines
+
+
+def _rank(sorted_by: bool, index: int, *, attribute: bool) -> int:
+    """0 for the sort column; then attributes 1–2 rank 1, metrics 1–2 rank 2,
+    attributes 3–4 rank 3, other metrics rank 4, other attributes rank 5."""
+    if sorted_by:
+        return 0
+    if index < PAIR:
+        return 1 if attribute else 2
+    if attribute:
+        return 3 if index < 2 * PAIR else 5
+    return 4
 
 
 def _fitting(columns: list[_Column], width: int) -> tuple[list[_Column], list[_Column]]:
