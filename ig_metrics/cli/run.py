@@ -69,9 +69,9 @@ def run(
                              f"{MAX_TOP}: each node sends that many).")] = DEFAULT_TOP,
     sort: Annotated[str | None, typer.Option(
         "--sort", metavar="COLUMN",
-        help="Sort the live table by this metric or attribute, descending "
-             "(default: each gadget's, e.g. tcp.sent); with several gadgets, it sorts "
-             "those that have it.")] = None,
+        help="Sort the live table by this metric or attribute, descending, by its name "
+             "or the short name its header shows (default: each gadget's, e.g. tcp.sent; "
+             "--sort received); with several gadgets, it sorts those that have it.")] = None,
     idle_expiry: Annotated[str | None, typer.Option(
         "--idle-expiry", metavar="DURATION",
         help="Drop a series from the kernel maps and the export once it has not "
@@ -127,10 +127,14 @@ def run(
     Needs root (or CAP_BPF and CAP_PERFMON). Ctrl-C or SIGTERM stops at once:
     every program is detached, a final export is made, and the exit code is 0.
 
+    On a terminal, the live table: each counter's total and rate, p50 / p99 over
+    the last 10-20 s, live rows first. Keys: s sort, / filter, i idle rows,
+    g one gadget in full, p pause, q quit.
+
     Examples:
       [bold]ig-metrics run --gadget tcp --profile local[/bold]
       [bold]ig-metrics run -g tcp,dns,blockio --profile local[/bold]   (one process, one endpoint)
-      [bold]ig-metrics run -p node[/bold]   (the gadgets the profile names: gadgets: [tcp, dns])
+      [bold]ig-metrics run -p node[/bold]   (the gadgets the profile names: gadgets: \\[tcp, dns])
       [bold]ig-metrics run --gadget tcp --profile otlp-prod --no-tui --interval 15s[/bold]
       [bold]ig-metrics run -g tcp --duration 60s --sort tcp.received --top 10[/bold]
       [bold]ig-metrics run -g tcp --comm nginx[/bold]   (only processes named nginx)

@@ -1,9 +1,10 @@
 """The cluster-wide table, merged from the nodes' summaries: the busiest series
 of every node together, and the totals per node and for the cluster.
 
-The merged top N is exact: each node sends its own top N by the same sort key,
-and a series in the cluster's top N is in its node's top N (no node can have
-more than N series above it). Totals are exact too: each node sums every
+The merged top N is exact: each node sends its own top N by the same key
+(live rows first, then the sort column's rate, then its total), and a series
+in the cluster's top N is in its node's top N (no node can have more than N
+series above it). Totals are exact too: each node sums every
 series it has, not only those it sends."""
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def cluster_rows(spec: GadgetSpec, reading: ClusterReading, *, top: int,
     rows = [ClusterRow(node.node, row) for node in reading.ready() if node.summary is not None
             for gadget in [node.summary.gadget(spec.name)] if gadget is not None
             for row in gadget.rows]
-    rows.sort(key=lambda entry: sort_value(entry.row, sort, attribute_names), reverse=True)
+    rows.sort(key=lambda entry: (not entry.row.idle, sort_value(entry.row, sort, attribute_names)),
+              reverse=True)
     return rows[:top]
 
 

@@ -171,8 +171,10 @@ def gadget_table(spec: GadgetSpec, previous: Snapshot | None, current: Snapshot,
     columns = _columns(spec)
     # Every row's sort column first; the other cells of the rows shown only.
     ranked = [column for column in columns if column.name == sort]
+    counting = any(column.kind == COUNTER for column in ranked)
     needle = matching.casefold()
     rows = [Row(identity, _cells(ranked, identity, metrics, before, base, elapsed),
+                {sort: metrics[sort]} if sort in metrics and counting else {},
                 idle=base.get(identity) == metrics)
             for identity, metrics in now.items()
             if not needle or any(needle in str(value).casefold() for _, value in identity)]
@@ -254,14 +256,15 @@ def since(value: HistogramValue, earlier: object) -> HistogramValue:
 
 def sort_value(row: Row, sort: str, attribute_names: list[str]) -> tuple:
     """The key rows sort by, descending: a metric's rate (a histogram's p99),
-    or an attribute's value."""
+    then a counter's total (rows of equal rates, 0 after a burst, rank by how
+    much they moved); or an attribute's value."""
     if sort in attribute_names:
         value = dict(row.attributes).get(sort)
         return (1, str(value)) if not isinstance(value, int) else (0, value)
     cell = row.cells.get(sort)
     if isinstance(cell, tuple):
         cell = cell[1]   # histograms sort by p99
-    return (0, -1.0 if cell is None else float(cell))
+    return (0, -1.0 if cell is None else float(cell), row.totals.get(sort, 0))
 
 
 def _totals(spec: GadgetSpec, snapshot: Snapshot,
