@@ -1,4 +1,4 @@
-"""What the live table costs once a second, taken apart (issue 15, target 2):
+"""What the live table costs once a second, taken apart:
 the tcp gadget attached, benchmarks/steady_state.py's workload (~1,000 series,
 every one changing every second), and in this process, once a second, what
 `ig-metrics run` does with the table on: one sampler tick, then one table

@@ -1,4 +1,4 @@
-"""The sampler at scale (issue 7, target 3): reading a per-CPU hash map of N
+"""The sampler at scale: reading a per-CPU hash map of N
 series through batch lookups, and one whole tick (read, change detection,
 points, expiry), when none, 1%, 10% or all of the series changed since the
 last tick. The maps of the tcp-shaped benchmark gadget (benchmarks/gadgets/

@@ -1,5 +1,5 @@
 """Several gadgets in one agent against one process per gadget, side by side in
-one run (issue 21).
+one run.
 
 Each round runs two sides, as real `ig-metrics run` processes (the console script
 next to sys.executable, `--no-tui --interval 1s`, each with a profile of its own

@@ -48,7 +48,7 @@ def test_builtin_profiles_are_the_ones_the_issue_asks_for() -> None:
         "node": ["prometheus"],          # with gadgets: [tcp, dns, blockio, sched]
         "otlp-prod": ["prometheus", "otlp-grpc"],
         "hybrid": ["prometheus", "otlp-grpc", "otlp-http"],
-        "remote-write": ["prometheus", "prometheus-remote-write"],     # issue 13
+        "remote-write": ["prometheus", "prometheus-remote-write"],
         "debug": ["console"],
     }
 

@@ -1,4 +1,4 @@
-"""Hostile YAML never crashes (issue 22, part 1).
+"""Hostile YAML never crashes.
 
 A corpus generated with a fixed seed: the real profiles and gadget specs mutated
 (bytes flipped, cut, control characters, invalid UTF-8, BOMs, tabs, odd line ends,

@@ -1,5 +1,5 @@
-"""The settings issue 4 added, as the rest of ig-metrics gets them (retry,
-queue, limits, the Prometheus endpoint's tls and basic_auth), and the standard
+"""The reliability settings, as the rest of ig-metrics gets them (retry, queue,
+limits, the Prometheus endpoint's tls and basic_auth), and the standard
 OTEL_EXPORTER_OTLP_* variables as defaults of what a template leaves out."""
 
 from __future__ import annotations
