@@ -47,9 +47,13 @@ Per refresh: wall time and CPU time of the CLI process (time.process_time:
 every thread), split into the read and the draw; requests and bytes through
 the API server, counted by the stand-in server on its client sockets (HTTP
 headers included, both directions); the CLI's memory (VmRSS after the
-refresh, VmHWM at the end). Medians over the measured refreshes.
+refresh, VmHWM at the end); the cyclic garbage collector's share of the CPU
+(gc.callbacks). Medians over the measured refreshes. Then, at the largest
+node count, --client-nodes nodes read one at a time: a read's CPU through
+the API client with the nodes' latency and back to back (no latency), the
+kubeconfig's token refresh hook alone, and a summary's decoding.
 
-The default run (about 8 minutes on a 2-core VM, most of it the old path at
+The default run (6 to 7 minutes on a 2-core VM, most of it the old path at
 100 nodes):
 
     .venv/bin/python benchmarks/cluster_scale.py
@@ -58,13 +62,15 @@ draws docs/cluster-scale.svg; --json FILE keeps the figures, --replot FILE
 draws the plot again from them without measuring. Quick check:
 
     .venv/bin/python benchmarks/cluster_scale.py --nodes 10 100 --old-nodes 10 \\
-        --old-refreshes 1 --old-warmups 0 --series 2000 --plot /tmp/cs.svg
+        --old-refreshes 1 --old-warmups 0 --paced-nodes --series 2000 \\
+        --plot /tmp/cs.svg
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import io
 import json
 import os
@@ -296,13 +302,21 @@ def serve(args) -> None:
                 pass
 
             def do_GET(self) -> None:
+                if self.path.startswith("/latency?"):
+                    # Set the nodes' latency; answers the one it replaces.
+                    asked = dict(pair.split("=") for pair in self.path[9:].split("&"))
+                    body = json.dumps({"latency": list(farm.latency)}).encode()
+                    farm.latency = (float(asked["low"]), float(asked["high"]))
+                    return self._answer(body)
                 with stats.lock:
                     counts = {"requests": stats.requests, "bytes_in": stats.bytes_in,
                               "bytes_out": stats.bytes_out}
                 counts.update(proxied=len(api.proxied), farm_requests=farm.requests,
                               pod_lists_watches=len(api.requests),
                               cpu=time.process_time())
-                body = json.dumps(counts).encode()
+                self._answer(json.dumps(counts).encode())
+
+            def _answer(self, body: bytes) -> None:
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -384,15 +398,29 @@ def measure(args) -> dict:
             return {node.node: id(node.metrics) for node in reading.ready()}
 
     connected = proc_status("VmRSS")
-    refreshes, last = [], {}
+    collected = {"cpu": 0.0, "full": 0, "began": 0.0}
+
+    def collecting(phase: str, info: dict) -> None:
+        # The cyclic garbage collector's share (it holds the GIL: the
+        # process' CPU meanwhile is its own).
+        if phase == "start":
+            collected["began"] = time.process_time()
+        else:
+            collected["cpu"] += time.process_time() - collected["began"]
+            collected["full"] += info["generation"] == 2
+
+    gc.callbacks.append(collecting)
+    refreshes, last, client = [], {}, {}
     try:
         for index in range(args.warmup + args.refreshes):
             before = counts(args.control)
+            gc_before, full_before = collected["cpu"], collected["full"]
             wall, cpu = time.perf_counter(), time.process_time()
             reading = read()
             read_wall, read_cpu = time.perf_counter() - wall, time.process_time() - cpu
             draw(reading)
             total_wall, total_cpu = time.perf_counter() - wall, time.process_time() - cpu
+            gc_cpu, full = collected["cpu"] - gc_before, collected["full"] - full_before
             if args.interval:
                 # As the CLI paces its refreshes: reads still in flight go on
                 # meanwhile, and their CPU counts in the cycle's.
@@ -404,7 +432,7 @@ def measure(args) -> dict:
                 "warmup": index < args.warmup, "wall": total_wall, "cpu": total_cpu,
                 "read_wall": read_wall, "read_cpu": read_cpu,
                 "draw_cpu": total_cpu - read_cpu, "cycle_wall": cycle_wall,
-                "cycle_cpu": cycle_cpu,
+                "cycle_cpu": cycle_cpu, "gc_cpu": gc_cpu, "full_collections": full,
                 "requests": after["requests"] - before["requests"],
                 "proxied": after["proxied"] - before["proxied"],
                 "pod_lists_watches": after["pod_lists_watches"] - before["pod_lists_watches"],
@@ -418,17 +446,58 @@ def measure(args) -> dict:
                 "fresh": sum(1 for node, stamp in now.items() if last.get(node) != stamp),
                 "rss": proc_status("VmRSS")})
             last = now
+        if args.client_cost and args.measure == "new":
+            client = client_cost(cluster, args.control,
+                                 [node.pod.name for node in reading.nodes], watch.path,
+                                 args.client_cost)
     finally:
         if args.measure == "new":
             watch.__exit__(None, None, None)
         cluster.close()
     return {"baseline_rss": baseline, "connected_rss": connected, "hwm": proc_status("VmHWM"),
-            "refreshes": refreshes}
+            "refreshes": refreshes, "client": client}
+
+
+def client_cost(cluster, control: str, pods: list[str], path: str, count: int) -> dict:
+    """CPU per node read, one read at a time (no other thread): the request
+    through the API client (Cluster.proxy_get) with the stand-in's latency
+    and with none (back to back), the kubeconfig loader's token refresh hook
+    alone (the client calls it at every request), and decoding a summary."""
+    from ig_metrics.summary.node import decode
+
+    pods = pods[:count]
+
+    def per_request() -> tuple[float, list[bytes]]:
+        began = time.process_time()
+        payloads = [cluster.proxy_get(NAMESPACE, pod, SUMMARY_PORT, path) for pod in pods]
+        return (time.process_time() - began) / len(pods), payloads
+
+    request, payloads = per_request()
+    latency = counts(control + "latency?low=0&high=0")["latency"]
+    try:
+        back_to_back, _ = per_request()
+    finally:
+        counts(control + "latency?low={}&high={}".format(*latency))
+    configuration = cluster.client.configuration
+    hook = configuration.refresh_api_key_hook
+    calls = 2000
+    began = time.process_time()
+    for _ in range(calls if hook is not None else 0):
+        hook(configuration)
+    hook_cost = (time.process_time() - began) / calls
+    began = time.process_time()
+    for payload in payloads:
+        decode(payload)
+    return {"nodes": len(pods), "request": request, "back_to_back": back_to_back,
+            "hook": hook_cost, "environment": len(os.environ),
+            "decode": (time.process_time() - began) / len(pods),
+            "summary_bytes": statistics.median(len(payload) for payload in payloads)}
 
 
 # --- both, in turn -----------------------------------------------------------------------
 def run(path: str, nodes: int, *, code: Path, series: int, latency: list[float],
-        warmup: int, refreshes: int, budget: float, interval: float = 0.0) -> dict:
+        warmup: int, refreshes: int, budget: float, interval: float = 0.0,
+        client: int = 0) -> dict:
     """One path at one node count: the stand-in in its process, the CLI in another."""
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve", "metrics" if path == "old" else "summary",
@@ -442,7 +511,7 @@ def run(path: str, nodes: int, *, code: Path, series: int, latency: list[float],
             [sys.executable, __file__, "--measure", "old" if path == "old" else "new",
              "--kubeconfig", ready["kubeconfig"], "--control", ready["control"],
              "--warmup", str(warmup), "--refreshes", str(refreshes), "--budget", str(budget),
-             "--interval", str(interval)],
+             "--interval", str(interval), "--client-cost", str(client)],
             env={**environment(code), "KUBECONFIG": ""}, cwd="/", check=True,
             capture_output=True, text=True, timeout=3600)
     finally:
@@ -470,14 +539,19 @@ def mib(value: float) -> str:
     return f"{value / 2**20:,.2f}" if value < 10 * 2**20 else f"{value / 2**20:,.0f}"
 
 
+def megabytes(value: float) -> str:
+    return f"{value / 1e6:,.3g}" if value < 1e9 else f"{value / 1e6:,.0f}"
+
+
 def seconds(value: float) -> str:
     return f"{value:.3f}" if value < 10 else f"{value:.1f}"
 
 
 def table(data: dict) -> str:
     lines = [("| path | nodes | refreshes | nodes read afresh | wall s | CLI CPU s (read + draw) "
-              "| requests (proxied) | through the API server | CLI VmRSS after / peak |"),
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| of which GC s | requests (proxied) | MB through the API server "
+              "| CLI VmRSS after / peak |"),
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for result in data["runs"]:
         median = result["median"]
         count = sum(1 for entry in result["refreshes"] if not entry["warmup"])
@@ -488,9 +562,21 @@ def table(data: dict) -> str:
             cpu = f"{seconds(median['cycle_cpu'])} per {result['interval']:g} s cycle"
         lines.append(
             f"| {result['path']} | {result['nodes']:,} | {count} | {median['fresh']:,.0f} "
-            f"| {seconds(median['wall'])} | {cpu} | {median['requests']:,.0f} "
-            f"({median['proxied']:,.0f}) | {mib(median['bytes'])} MiB "
+            f"| {seconds(median['wall'])} | {cpu} | {seconds(median.get('gc_cpu', 0))} "
+            f"| {median['requests']:,.0f} ({median['proxied']:,.0f}) "
+            f"| {megabytes(median['bytes'])} "
             f"| {mib(median['rss'])} / {mib(result['hwm'])} MiB |")
+    for result in data["runs"]:
+        client = result.get("client")
+        if client and "back_to_back" in client:
+            lines.append(
+                f"\nOne node read at a time ({client['nodes']} of the {result['nodes']:,}, no "
+                f"other thread): {client['request'] * 1000:.3f} ms of CPU per request through "
+                f"the API client, {client['back_to_back'] * 1000:.3f} ms back to back (the "
+                f"nodes' latency set to 0); the kubeconfig's token refresh hook "
+                f"{client['hook'] * 1000:.3f} ms of it ({client['environment']} environment "
+                f"variables); decoding a summary of {client['summary_bytes']:,.0f} bytes "
+                f"{client['decode'] * 1000:.3f} ms.")
     return "\n".join(lines)
 
 
@@ -511,8 +597,8 @@ def plot(data: dict, output: Path) -> None:
         ("seconds per refresh", "", [("wall", ""), ("cpu", "6,4")],
          [(TARGETS["wall"], "target: wall ≤ 2 s"), (TARGETS["cpu"], "target: CPU ≤ 0.5 s")],
          1.0),
-        ("MiB through the API server per refresh", "", [("bytes", "")],
-         [(TARGETS["megabytes"] * 1e6 / 2**20, "target: ≤ 10 MB")], 2**20),
+        ("MB through the API server per refresh", "", [("bytes", "")],
+         [(TARGETS["megabytes"], "target: ≤ 10 MB")], 1e6),
     ]
     out = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
             f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">'),
@@ -639,6 +725,10 @@ def main() -> None:
                              f"{READ_BUDGET:g} s; default 1000; none: not run)")
     parser.add_argument("--paced-refreshes", type=int, default=10,
                         help="measured refreshes of a paced run, after 2 (default 10)")
+    parser.add_argument("--client-nodes", type=int, default=300,
+                        help="after the new path's run at its largest node count, read this "
+                             "many nodes one at a time, to take a read's CPU apart (default "
+                             "300; 0: not done)")
     parser.add_argument("--before", default=OLD_REVISION,
                         help=f"the revision of the old path (default {OLD_REVISION})")
     parser.add_argument("--plot", default=str(DEFAULT_PLOT),
@@ -653,6 +743,7 @@ def main() -> None:
     parser.add_argument("--kubeconfig", help=argparse.SUPPRESS)
     parser.add_argument("--control", help=argparse.SUPPRESS)
     parser.add_argument("--interval", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--client-cost", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         args.nodes = args.nodes_served
@@ -681,12 +772,14 @@ def main() -> None:
         result = run(path, nodes, code=old if path == "old" else ROOT, series=args.series,
                      latency=args.latency, warmup=warmup, refreshes=refreshes,
                      budget=READ_BUDGET if paced else args.budget,
-                     interval=READ_INTERVAL if paced else 0.0)
+                     interval=READ_INTERVAL if paced else 0.0,
+                     client=args.client_nodes if path == "new" and nodes == max(args.nodes)
+                     else 0)
         data["runs"].append(result)
         median = result["median"]
         print(f"{path} {nodes:>5} nodes: wall {seconds(median['wall'])} s, CPU "
               f"{seconds(median['cpu'])} s, {median['requests']:.0f} requests, "
-              f"{mib(median['bytes'])} MiB, fresh {median['fresh']:.0f}/{nodes} "
+              f"{megabytes(median['bytes'])} MB, fresh {median['fresh']:.0f}/{nodes} "
               f"({time.monotonic() - began:.0f} s)", file=sys.stderr, flush=True)
         if args.json:
             args.json.write_text(json.dumps(data, indent=1))
