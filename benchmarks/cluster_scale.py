@@ -366,7 +366,7 @@ def measure(args) -> dict:
     if args.measure == "new":
         from ig_metrics.cluster.api import connect
         from ig_metrics.cluster.watch import ClusterWatch
-        from ig_metrics.ui.cluster import render
+        from ig_metrics.ui.cluster import frame
 
         cluster = connect(kubeconfig)
         watch = ClusterWatch(cluster, NAMESPACE, SELECTOR, SUMMARY_PORT, sort=SORT, top=TOP)
@@ -376,11 +376,19 @@ def measure(args) -> dict:
             return watch.read(args.budget)
 
         def draw(reading) -> None:
-            console.print(render([spec], reading, title=title, top=TOP, sorts=[SORT]))
+            # What the live view draws on a terminal of the console's height.
+            console.print(frame([spec], reading, title=title, top=TOP, sorts=[SORT],
+                                height=console.size.height))
 
         def stamps(reading) -> dict:
             return {node.node: node.summary.time_ns for node in reading.ready()}
+
+        try:
+            from ig_metrics.cluster.session import settle_memory as settle
+        except ImportError:          # a revision from before it
+            settle = None
     else:
+        settle = None
         from ig_metrics.k8s.cluster import connect
         from ig_metrics.k8s.clusterwatch import ClusterWatch
         from ig_metrics.k8s.podprofiles import ScrapeEndpoint
@@ -428,6 +436,8 @@ def measure(args) -> dict:
             cycle_wall, cycle_cpu = time.perf_counter() - wall, time.process_time() - cpu
             after = counts(args.control)
             now = stamps(reading)
+            if index == 0 and settle is not None:
+                settle()           # as the CLI does once a first node is read
             refreshes.append({
                 "warmup": index < args.warmup, "wall": total_wall, "cpu": total_cpu,
                 "read_wall": read_wall, "read_cpu": read_cpu,

@@ -303,6 +303,9 @@ def _status(code: int, reason: str, message: str) -> dict:
 def _handler(server: FakeApiServer):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # As a real server: an answer is not held back waiting for the client's
+        # delayed ACK (about 40 ms a request with Nagle's algorithm on).
+        disable_nagle_algorithm = True
 
         def log_message(self, *args) -> None:   # keep pytest's output for failures
             pass

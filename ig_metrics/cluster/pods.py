@@ -17,25 +17,27 @@ STOP_TIMEOUT = 2.0
 
 
 class _PodsByName:
-    """The watched pods, by name (a reflector's store)."""
+    """The watched pods' states, by name (a reflector's store): each made once
+    per change of its pod, not at every refresh."""
 
     def __init__(self) -> None:
-        self._pods: dict[str, Mapping[str, Any]] = {}
+        self._pods: dict[str, PodState] = {}
         self._lock = threading.Lock()
 
     def replace(self, objects: Iterable[Mapping[str, Any]]) -> None:
-        pods = {obj["metadata"]["name"]: obj for obj in objects}
+        pods = {obj["metadata"]["name"]: pod_state(dict(obj)) for obj in objects}
         with self._lock:
             self._pods = pods
 
     def apply(self, event_type: str, obj: Mapping[str, Any]) -> None:
+        state = None if event_type == DELETED else pod_state(dict(obj))
         with self._lock:
-            if event_type == DELETED:
+            if state is None:
                 self._pods.pop(obj["metadata"]["name"], None)
             else:
-                self._pods[obj["metadata"]["name"]] = obj
+                self._pods[obj["metadata"]["name"]] = state
 
-    def values(self) -> list[Mapping[str, Any]]:
+    def values(self) -> list[PodState]:
         with self._lock:
             return list(self._pods.values())
 
@@ -68,5 +70,4 @@ class PodWatch:
         return self._reflector.last_error
 
     def states(self) -> list[PodState]:
-        return sorted((pod_state(dict(pod)) for pod in self._store.values()),
-                      key=lambda state: (state.node, state.name))
+        return sorted(self._store.values(), key=lambda state: (state.node, state.name))

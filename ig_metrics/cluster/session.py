@@ -6,6 +6,7 @@ is the caller's: a Display gets every reading, `say` every message."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +36,7 @@ from ig_metrics.deploy.manifests import (
 READ_INTERVAL = 1.0          # seconds between two readings of the nodes
 READ_BUDGET = 0.8            # of which a refresh waits at most this for its reads
 CLEANUP_TIMEOUT = 60.0       # seconds to wait for the run's pods to end
+YOUNG_THRESHOLD = 100_000    # allocations between two collections of the youngest objects
 HEALTH_PORT_NAME = "health"
 
 
@@ -74,6 +76,19 @@ def manifests_version(cluster: Cluster) -> str:
         else ".".join(map(str, OLDEST_KUBE_VERSION))
 
 
+def settle_memory() -> None:
+    """What the command has made so far (the kubernetes client, the first
+    summaries) lives as long as it does: frozen, Python's collections no longer
+    walk it. And each refresh at 1,000 nodes decodes ~500k small objects that
+    hold no reference cycle (JSON): reference counting frees them, and the
+    collections their number started were a fifth of a refresh's CPU
+    (docs/performance.md), so the youngest generation waits for more."""
+    gc.collect()
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_THRESHOLD, middle, oldest)
+
+
 def follow(watch: ClusterWatch, stop: threading.Event, display: Display, *,
            duration: float | None) -> bool:
     """Read the nodes every READ_INTERVAL and show each reading, until `stop`
@@ -85,6 +100,8 @@ def follow(watch: ClusterWatch, stop: threading.Event, display: Display, *,
         budget = READ_BUDGET if deadline is None else max(0.0, min(READ_BUDGET,
                                                                    deadline - began))
         reading = watch.read(budget)
+        if reading.ready() and not ever_read:
+            settle_memory()
         ever_read = ever_read or bool(reading.ready())
         display.update(reading)
         now = time.monotonic()

@@ -9,6 +9,7 @@ series it has, not only those it sends."""
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 from ig_metrics.cluster.watch import ClusterReading
@@ -29,9 +30,8 @@ def cluster_rows(spec: GadgetSpec, reading: ClusterReading, *, top: int,
     rows = [ClusterRow(node.node, row) for node in reading.ready() if node.summary is not None
             for gadget in [node.summary.gadget(spec.name)] if gadget is not None
             for row in gadget.rows]
-    rows.sort(key=lambda entry: (not entry.row.idle, sort_value(entry.row, sort, attribute_names)),
-              reverse=True)
-    return rows[:top]
+    return heapq.nlargest(top, rows, key=lambda entry: (
+        not entry.row.idle, sort_value(entry.row, sort, attribute_names)))
 
 
 def cluster_totals(spec: GadgetSpec, reading: ClusterReading) -> tuple[int, dict[str, float]]:
