@@ -73,7 +73,6 @@ class _Node:
     read_at: float = 0.0
     error: str = ""
     pending: Future | None = None
-    pending_since: float = 0.0
 
 
 class ClusterWatch:
@@ -93,7 +92,6 @@ class ClusterWatch:
         self._nodes: dict[str, _Node] = {}
         self._why: dict[tuple[str, int], str] = {}    # (pod, restarts) -> log line
         self._why_pending: dict[tuple[str, int], Future] = {}
-        self.requests = 0                             # through the API server, all told
 
     def __enter__(self) -> ClusterWatch:
         self._pods.start()
@@ -111,13 +109,11 @@ class ClusterWatch:
         self._pods.wait_synced(budget)
         pods = self._pods.states()
         started: list[Future] = []
-        now = time.monotonic()
         for pod in pods:
             if pod.state in (READY, RUNNING):
                 node = self._nodes.setdefault(pod.name, _Node())
                 if node.pending is None:
                     node.pending = self._pool.submit(self._read_summary, pod.name)
-                    node.pending_since = now
                     started.append(node.pending)
             if (pod.state == FAILED or pod.crashed) and (pod.name, pod.restarts) not in self._why:
                 started.append(self._log_line(pod))
@@ -159,7 +155,6 @@ class ClusterWatch:
             node.error = str(error)
 
     def _read_summary(self, pod: str) -> NodeSummary:
-        self.requests += 1
         try:
             payload = self.cluster.proxy_get(self.namespace, pod, self.port, self.path,
                                              timeout=self.timeout)
@@ -187,7 +182,6 @@ class ClusterWatch:
         self._why_pending.pop(key, None)
 
     def _read_log_line(self, pod: PodState) -> str:
-        self.requests += 1
         try:
             text = self.cluster.log_tail(self.namespace, pod.name, previous=pod.restarts > 0)
         except ClusterError:
