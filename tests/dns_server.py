@@ -10,6 +10,7 @@ import socket
 import struct
 import sys
 import threading
+from collections import Counter
 
 A, AAAA, TXT, MX = 1, 28, 16, 15
 NOERROR, NXDOMAIN = 0, 3
@@ -59,6 +60,7 @@ class DnsServer:
         self.known = known
         self.sock.settimeout(0.1)
         self.answered = 0
+        self.answers: Counter = Counter()        # (qtype, rcode) -> responses sent
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -69,7 +71,10 @@ class DnsServer:
                 query, client = self.sock.recvfrom(512)
             except TimeoutError:
                 continue          # look at _stop again
-            self.sock.sendto(build_response(query, self.known), client)
+            response = build_response(query, self.known)
+            self.sock.sendto(response, client)
+            _, _, qtype, _ = parse_question(query)
+            self.answers[(qtype, response[3] & 0x0f)] += 1
             self.answered += 1
 
     def wait(self) -> None:

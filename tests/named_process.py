@@ -21,11 +21,13 @@ sys.stdin.readline()
 
 
 class NamedProcess:
-    """`code` runs after "go", with `libc`, `args` and the prelude's modules."""
+    """`code` runs after "go", with `libc`, `args` and the prelude's modules;
+    `prefix` runs it through a command that execs it (`ip netns exec NS`)."""
 
-    def __init__(self, name: str, code: str, *args: str) -> None:
+    def __init__(self, name: str, code: str, *args: str, prefix: tuple[str, ...] = ()) -> None:
         self.name = name
-        self.process = subprocess.Popen([sys.executable, "-c", PRELUDE + code, name, *args],
+        self.process = subprocess.Popen([*prefix, sys.executable, "-c", PRELUDE + code, name,
+                                         *args],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         text=True)
         self.pid = self.process.pid

@@ -1,6 +1,6 @@
 """The exec gadget against the real kernel: a known number of execs of a
-known binary, and failing execs, counted exactly under the right command,
-parent command and errno."""
+known binary, and failing execs, counted exactly under the right command
+(for a failure, the program it tried), parent command and errno."""
 
 from __future__ import annotations
 
@@ -23,6 +23,19 @@ for path, times in ((missing, misses), (not_executable, refusals)):
             subprocess.run([path])
         except OSError:
             pass
+"""
+
+# Each path in a child of its own, which execs it (os.execv: no PATH search)
+# or, when that fails, exits.
+EXEC_EACH = r"""
+for path in args:
+    child = os.fork()
+    if child == 0:
+        try:
+            os.execv(path, [path])
+        finally:
+            os._exit(1)
+    os.waitpid(child, 0)
 """
 
 EXEC_FROM_THREAD = r"""
@@ -73,16 +86,44 @@ def test_execs_and_failures_are_counted_exactly(bpf_available, programs):
     snapshot = run_exec_gadget([workload])
     assert total(snapshot, "process.executions", process__command="igm-true",
                  process__parent__command="igm-exec-par") == 25
+    # A failed exec is counted under the program it tried.
     assert total(snapshot, "process.execution.errors", process__parent__command="igm-exec-par",
-                 error__type="ENOENT") == 3
+                 process__command="igm-missing", error__type="ENOENT") == 3
     assert total(snapshot, "process.execution.errors", process__parent__command="igm-exec-par",
-                 error__type="EACCES") == 2
-    # A failed exec started no command, and a success has no error.
-    for point in points(snapshot, "process.execution.errors",
-                        process__parent__command="igm-exec-par"):
-        assert "process.command" not in dict(point.attributes)
+                 process__command="igm-noexec", error__type="EACCES") == 2
+    assert total(snapshot, "process.execution.errors",
+                 process__parent__command="igm-exec-par") == 5
+    # A success has no error.
     for point in points(snapshot, "process.executions", process__command="igm-true"):
         assert "error.type" not in dict(point.attributes)
+
+
+def test_a_failed_exec_names_the_program_as_the_kernel_would_have(bpf_available, tmp_path):
+    """The name is the file name's last component cut to 15 characters, as
+    the kernel names a program it runs: a failed exec of a long name gets
+    the name a successful exec of the same name got from the kernel."""
+    long_name = "igm-long-program-name"                 # 21 characters
+    runs = tmp_path / long_name
+    shutil.copy("/bin/true", runs)
+    (tmp_path / "noexec").mkdir()
+    refused = tmp_path / "noexec" / long_name
+    refused.write_text("#!/bin/sh\n")
+    refused.chmod(0o644)                              # no execute bit: EACCES, even for root
+    missing = "/nonexistent/igm-missing-prog"        # 16 characters
+    workload = NamedProcess("igm-exec-each", EXEC_EACH, str(runs), str(refused),
+                            missing, missing, missing, "igm-relative")
+    snapshot = run_exec_gadget([workload])
+    mine = {"process__parent__command": "igm-exec-each"}
+    assert total(snapshot, "process.executions", process__command="igm-long-progra",
+                 **mine) == 1
+    assert total(snapshot, "process.execution.errors", process__command="igm-long-progra",
+                 error__type="EACCES", **mine) == 1
+    assert total(snapshot, "process.execution.errors", process__command="igm-missing-pro",
+                 error__type="ENOENT", **mine) == 3
+    # a name without a directory: looked for in the current one, as given
+    assert total(snapshot, "process.execution.errors", process__command="igm-relative",
+                 error__type="ENOENT", **mine) == 1
+    assert total(snapshot, "process.execution.errors", **mine) == 5
 
 
 def test_exec_from_a_thread_is_counted_once_for_its_caller(bpf_available, programs):
@@ -123,7 +164,7 @@ def test_describe_shows_every_metric_with_its_attributes():
     assert {metric["name"]: metric["attributes"] for metric in data["metrics"]} == {
         "process.executions": ["process.command", "process.parent.command",
                                *CONTAINER_ATTRIBUTES],
-        "process.execution.errors": ["process.parent.command", "error.type",
+        "process.execution.errors": ["process.command", "process.parent.command", "error.type",
                                      *CONTAINER_ATTRIBUTES],
     }
     assert [hook["target"] for hook in data["hooks"]][2] == "sched:sched_process_exec"

@@ -303,8 +303,10 @@ def test_exec_successes_and_failures_by_errno(tmp_path, programs):  # noqa: F811
             def check(seen: Reading) -> list[str]:
                 parent = dict(process__parent__command="igm-exec-exp")
                 return [*seen.expect(EXECUTIONS, 10, process__command="igm-true", **parent),
-                        *seen.expect(EXECUTION_ERRORS, 3, error__type="ENOENT", **parent),
-                        *seen.expect(EXECUTION_ERRORS, 2, error__type="EACCES", **parent),
+                        *seen.expect(EXECUTION_ERRORS, 3, error__type="ENOENT",
+                                     process__command="igm-missing", **parent),
+                        *seen.expect(EXECUTION_ERRORS, 2, error__type="EACCES",
+                                     process__command="igm-noexec", **parent),
                         *seen.expect(EXECUTIONS, 10),
                         *seen.expect(EXECUTION_ERRORS, 5)]
 

@@ -60,6 +60,7 @@ def test_rows_rank_every_series_by_the_sort_column_and_show_the_top_ones():
     assert [dict(row.attributes)["process.pid"] for row in by_latency] == [3]
     assert by_latency[0].cells == {"tcp.sent": 10.0, "tcp.received": None,
                                    "tcp.connections.opened": None, "tcp.retransmits": None,
+                                   "tcp.resets": None,
                                    "tcp.connect.duration": (bounds[9], bounds[9])}
 
 

@@ -16,7 +16,7 @@ from tests.dns_server import DnsServer
 from tests.named_process import NamedProcess
 from tests.receivers import free_port
 from tests.tcp_workload import EchoCountServer, run_client
-from tests.test_gadget_dns import KNOWN, run_queries
+from tests.test_gadget_dns import KNOWN, answers_of, asking, run_queries
 from tests.test_gadget_exec import RUN_MANY, programs  # noqa: F401 (a fixture)
 from tests.test_gadgets_exported import (
     DNS_QUERIES,
@@ -42,8 +42,9 @@ COMMAND = "igm-several"        # the one command --comm lets through
 
 
 def test_tcp_exec_dns_and_a_gadget_folder_exact_in_one_run(tmp_path, programs):  # noqa: F811
-    """--comm applies to every gadget that can filter (tcp, exec, the folder);
-    dns reads packets, which carry no process, and counts every query."""
+    """--comm applies to every gadget: tcp, exec, dns (the queries of the
+    command's process; the test's own queries to the same server are left
+    out) and the folder."""
     folder = tmp_path / "signals"
     shutil.copytree(EXAMPLE, folder)
     target, missing, not_executable = programs
@@ -51,6 +52,7 @@ def test_tcp_exec_dns_and_a_gadget_folder_exact_in_one_run(tmp_path, programs): 
     dns = DnsServer("127.53.0.3", {KNOWN})
     execs = NamedProcess(COMMAND, RUN_MANY, target, missing, not_executable, "6", "2", "1")
     signals = NamedProcess(COMMAND, PER_RESULT, "3", "4")
+    asker = asking(COMMAND, dns.host)
     gadgets = f"tcp,exec,{folder}"
     try:
         with exporting_run(tmp_path, gadgets, "--gadget", "dns", "--comm", COMMAND) as run:
@@ -58,7 +60,8 @@ def test_tcp_exec_dns_and_a_gadget_folder_exact_in_one_run(tmp_path, programs): 
             server.wait_for(1, timeout=VALUE_TIMEOUT)
             execs.run()
             signals.run()
-            answers = run_queries(dns.host)
+            answers = answers_of(asker.run())
+            run_queries(dns.host)                  # by this process: left out
             mine = dict(process__pid=client.pid, tcp__connection__direction="outbound")
 
             def check(seen: Reading) -> list[str]:
@@ -81,13 +84,12 @@ def test_tcp_exec_dns_and_a_gadget_folder_exact_in_one_run(tmp_path, programs): 
                                                      ig_metrics__gadget=gadget))]
 
             run.assert_exported(check)
-        assert "gadget dns: --pid, --comm and --cgroup do not apply to it" in \
-            run.log.read_text()
     finally:
         server.close()
         dns.close()
         execs.kill()
         signals.kill()
+        asker.kill()
 
 
 def refused(tmp_path: Path, *options: str) -> subprocess.CompletedProcess:
@@ -108,7 +110,6 @@ profiles:
     (["-g", "file,exec", "--param", "nope=1"], "--param nope: no gadget of this run has it"),
     (["-g", "file,syscalls", "--param", "file.path_prefix=/etc", "--sort", "nope"],
      "--sort: 'nope' is not a column of gadget file, syscalls"),
-    (["-g", "dns", "--comm", "x"], "--pid, --comm and --cgroup do not apply to gadget dns"),
     ([], "no gadget to run: name one with --gadget"),
 ])
 def test_gadget_lists_that_cannot_run_exit_2_and_attach_nothing(tmp_path, options, message):
@@ -118,6 +119,19 @@ def test_gadget_lists_that_cannot_run_exit_2_and_attach_nothing(tmp_path, option
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert gadget_program_ids("tcp,exec,dns,file,syscalls") <= before
+
+
+def test_a_gadget_that_reads_no_process_refuses_process_filters(tmp_path):
+    """A gadget folder whose spec says why --pid/--comm/--cgroup cannot apply
+    to it (`no_process_filter`): run refuses them, exit 2, nothing attached."""
+    folder = tmp_path / "histprobe"
+    shutil.copytree(Path(__file__).resolve().parent / "gadgets" / "histprobe", folder)
+    with (folder / "gadget.yaml").open("a") as spec:
+        spec.write("no_process_filter: it stands for a gadget that sees no process\n")
+    result = refused(tmp_path, "-g", str(folder), "--comm", "x")
+    assert result.returncode == 2, result.stderr
+    assert ("--pid, --comm and --cgroup do not apply to gadget histprobe: it stands for a "
+            "gadget that sees no process") in result.stderr
 
 
 def test_two_gadgets_with_one_metric_name_are_refused(tmp_path):
