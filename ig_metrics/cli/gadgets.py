@@ -103,15 +103,20 @@ def _print_text(spec) -> None:
     table.add_column("attributes")
     table.add_column("description")
     optional = set(data["optional_attributes"])
+    opt_in = set(data["opt_in_attributes"])
     for metric in data["metrics"]:
         kind = metric["kind"]
         if metric.get("bounds"):
             kind += f"\n{len(metric['bounds'])} bounds, {metric['bounds'][1]:g}..{metric['bounds'][-1]:g}"
         table.add_row(metric["name"], kind, escape(metric["unit"]),
                       "\n".join(name + (" (if set)" if name in optional else "")
+                                + (" (opt-in)" if name in opt_in else "")
                                 for name in metric["attributes"]),
                       escape(metric["description"]))
     console.print(table)
+    if opt_in:
+        console.print(f"Opt-in attributes ({', '.join(sorted(opt_in))}) are kept only where "
+                      "the profile names them: attributes: {opt_in: [NAME]}.\n")
     if data["parameters"]:
         parameters = Table(title=f"Parameters (run --gadget {spec.name} --param NAME=VALUE)",
                            title_justify="left")

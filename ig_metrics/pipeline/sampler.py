@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import threading
 import time
 
-from ig_metrics.config.model import (ALL_ATTRIBUTES, DEFAULT_IDLE_EXPIRY,
+from ig_metrics.config.model import (DEFAULT_ATTRIBUTES, DEFAULT_IDLE_EXPIRY,
                                      DEFAULT_SAMPLER_MAX_SERIES, AttributeSelection)
 from ig_metrics.gadgets.spec import GadgetSpec, MetricSpec
 from ig_metrics.k8s.attribution import CGROUP, Attribution, Token
@@ -92,7 +92,7 @@ class Sampler:
                  clock: Callable[[], int] = time.time_ns,
                  max_series: int | None = DEFAULT_MAX_SERIES,
                  attribution: Attribution | None = None,
-                 selection: AttributeSelection = ALL_ATTRIBUTES,
+                 selection: AttributeSelection = DEFAULT_ATTRIBUTES,
                  linger: float = DEFAULT_LINGER) -> None:
         self.spec = spec
         # How long a series that ended because its attributes changed keeps

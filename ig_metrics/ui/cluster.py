@@ -22,7 +22,8 @@ from ig_metrics.cluster.table import ClusterRow, cluster_rows, cluster_totals
 from ig_metrics.cluster.watch import ClusterReading, NodeReading
 from ig_metrics.gadgets.spec import GadgetSpec
 from ig_metrics.model.snapshot import COUNTER, HISTOGRAM
-from ig_metrics.ui.live import attribute_cell, column_title, format_cell, short_name
+from ig_metrics.ui.live import (attribute_cell, column_title, format_cell, short_name,
+                               shown_attributes)
 
 NO_POD = ("no pod yet: the DaemonSet has none scheduled (does a node match --node or "
           "--node-selector?)")
@@ -113,8 +114,7 @@ def gadget_table(spec: GadgetSpec, reading: ClusterReading, *, title: str, top: 
                   pad_edge=False, caption=caption, caption_justify="left")
     cells = [[attribute_cell(attribute, dict(entry.row.attributes))
               for attribute in spec.attributes] for entry in rows]
-    shown = [index for index, attribute in enumerate(spec.attributes)
-             if not attribute.expands or any(row[index] for row in cells)]
+    shown = shown_attributes(spec, cells)
     table.add_column("node", style="bold")
     for index in shown:
         table.add_column(short_name(spec.attributes[index].name), overflow="fold")

@@ -61,6 +61,15 @@ def attribute_cell(attribute: AttributeSpec, values: dict) -> str:
     return ""
 
 
+def shown_attributes(spec: GadgetSpec, cells: list[list[str]]) -> list[int]:
+    """The indexes of the attribute columns a table shows, given each row's
+    cells: an expanding or opt-in attribute's column only where a row has it
+    (no container column on a host without containers, no pid column unless
+    the profile opted in); every other one always, so that columns stay put."""
+    return [index for index, attribute in enumerate(spec.attributes)
+            if not (attribute.expands or attribute.opt_in) or any(row[index] for row in cells)]
+
+
 def format_rate(value: float | None, unit: str) -> str:
     if value is None:
         return "–"
@@ -188,10 +197,7 @@ def table_lines(spec: GadgetSpec, rows: list[Row], *, title: str,
     cost (docs/performance.md)."""
     cells = [[attribute_cell(attribute, dict(row.attributes)) for attribute in spec.attributes]
              for row in rows]
-    # An expanding attribute's column only where a row has it (no container
-    # column on a host without containers).
-    shown = [index for index, attribute in enumerate(spec.attributes)
-             if not attribute.expands or any(row[index] for row in cells)]
+    shown = shown_attributes(spec, cells)
     columns = [_Column([short_name(spec.attributes[index].name)],
                        [_cut(row_cells[index]) for row_cells in cells], right=False,
                        style="bold" if spec.attributes[index].name == sort else "")
