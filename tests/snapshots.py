@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from ig_metrics.config.model import AttributeName, AttributeSelection
 from ig_metrics.model.snapshot import HistogramValue, Snapshot
+
+# The selection of a profile with `attributes: {opt_in: [process.pid]}`: for
+# samplers of tests that tell processes apart by pid (series leave it out by
+# default, and a lookup by a pid no series has would find 0).
+PIDS = AttributeSelection(opt_in=(AttributeName("process.pid"),))
 
 
 def points(snapshot: Snapshot, metric: str, **attributes) -> list:

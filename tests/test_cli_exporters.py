@@ -34,7 +34,7 @@ def line_of(path: Path, text: str) -> int:
 def test_builtin_profiles_validate_clean() -> None:
     result = invoke("exporters", "validate", str(REPO_PROFILES))
     assert result.exit_code == 0
-    assert result.stdout == (f"{REPO_PROFILES}: 2 files, 5 exporters, 6 profiles, "
+    assert result.stdout == (f"{REPO_PROFILES}: 2 files, 5 exporters, 7 profiles, "
                              "0 errors, 0 warnings\n")
 
 
@@ -45,6 +45,7 @@ def test_builtin_profiles_are_the_ones_the_issue_asks_for() -> None:
     types = {e["name"]: e["type"] for e in listing["exporters"]}
     assert {name: [types[e] for e in used] for name, used in profiles.items()} == {
         "local": ["prometheus"],
+        "per-process": ["prometheus"],   # attributes: {opt_in: [process.pid]}
         "node": ["prometheus"],          # with gadgets: [tcp, dns, blockio, sched]
         "otlp-prod": ["prometheus", "otlp-grpc"],
         "hybrid": ["prometheus", "otlp-grpc", "otlp-http"],
@@ -63,7 +64,8 @@ def test_list_json_describes_every_template() -> None:
                       row["profiles"], row["file"], row["line"]) for name, row in rows.items()}
     assert summary == {
         "prom-local": ("prometheus", "127.0.0.1:9464", None, None,
-                       ["local", "node", "otlp-prod", "hybrid", "remote-write"], str(file),
+                       ["local", "per-process", "node", "otlp-prod", "hybrid", "remote-write"],
+                       str(file),
                        line_of(file, "  prom-local:")),
         "otlp-collector": ("otlp-grpc", "localhost:4317", None, "cumulative",
                            ["otlp-prod", "hybrid"], str(file), line_of(file, "  otlp-collector:")),

@@ -147,7 +147,8 @@ def test_unknown_profile_suggests_the_closest() -> None:
     assert error.value.exit_code == 2
     assert str(error.value) == (
         "unknown profile 'otlp-prd'; did you mean 'otlp-prod'? Known profiles: debug, "
-        f"hybrid, local, node, otlp-prod, remote-write (from {BUILTIN_PROFILES_DIR})")
+        f"hybrid, local, node, otlp-prod, per-process, remote-write "
+        f"(from {BUILTIN_PROFILES_DIR})")
 
 
 def test_a_catalog_with_errors_resolves_no_profile() -> None:

@@ -119,3 +119,29 @@ def test_targets_say_where_data_goes():
     assert create_exporter(otlp_config("h", "otlp-http", "https://collector:4318")).target \
         == "https://collector:4318/v1/metrics"
     assert create_exporter(otlp_config("g", "otlp-grpc", "[::1]:4317")).target == "[::1]:4317"
+
+
+@pytest.mark.bpf
+def test_a_run_without_the_live_table_prints_exports_on_stdout_and_its_log_on_stderr(tmp_path):
+    """`ig-metrics run --no-tui` with a console exporter: stdout carries the
+    exports alone (a pipe to jq gets JSON lines only), stderr the log."""
+    import subprocess
+
+    from tests.test_run_e2e import IG_METRICS
+
+    (tmp_path / "p.yaml").write_text("""
+exporters:
+  print-json: {type: console, format: json}
+profiles:
+  printed: {exporters: [print-json], interval: 1s}
+""")
+    run = subprocess.run([IG_METRICS, "run", "--gadget", "exec", "--profile", "printed",
+                          "--profiles-dir", str(tmp_path), "--no-tui", "--duration", "3s"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    records = [json.loads(line) for line in run.stdout.splitlines()]
+    assert records and {record["gadget"] for record in records} == {"exec"}
+    assert any(record.get("final") for record in records)
+    assert "exporting to print-json (stdout)" in run.stderr
+    assert "final reading" in run.stderr
+    assert '"metric":' not in run.stderr

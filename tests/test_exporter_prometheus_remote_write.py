@@ -154,7 +154,7 @@ profiles:
         assert server.wait_for('count({__name__=~".+"})', timeout=60), run.poll()
         client = run_client("127.0.0.1", echo.port, send_bytes=987_654, name="igm-rw")
         echo.wait_for(1)
-        query = f'tcp_sent_bytes_total{{process_pid="{client.pid}"}}'
+        query = f'tcp_sent_bytes_total{{process_command="{client.command}"}}'
         assert float(server.wait_for(query, timeout=60)[0]["value"][1]) == 987_654
         server.stop()
         stopped = time.time()

@@ -344,7 +344,7 @@ profiles:
             client = run_client("127.0.0.1", echo.port, send_bytes=654_321,
                                 name="igm-native")
             echo.wait_for(1)
-            query = f'tcp_sent_bytes_total{{process_pid="{client.pid}"}}'
+            query = f'tcp_sent_bytes_total{{process_command="{client.command}"}}'
             assert float(server.wait_for(query, timeout=60)[0]["value"][1]) == 654_321
             degraded = server.wait_for(
                 'ig_metrics_exporter_health{otel_component_name="to-prometheus",'

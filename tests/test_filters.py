@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from ig_metrics.bpf.filters import FilterError, ProcessFilter, cgroup2_mount
 from ig_metrics.cli import app
-from tests.snapshots import total
+from tests.snapshots import PIDS, total
 from tests.tcp_workload import CLIENT, EchoCountServer, run_client
 
 
@@ -28,7 +28,7 @@ def run_filtered(process_filter: ProcessFilter, traffic) -> tuple:
     program.attach()
     server = EchoCountServer(reply_bytes=5)
     try:
-        sampler = Sampler(spec, program, resource=(), idle_expiry=0)
+        sampler = Sampler(spec, program, resource=(), idle_expiry=0, selection=PIDS)
         result = traffic(server)
         time.sleep(0.05)
         return sampler.tick(), result, program.has_table("ig_filter")

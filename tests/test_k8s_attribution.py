@@ -246,7 +246,7 @@ def test_a_containers_bytes_carry_its_container_and_pod_and_a_hosts_carry_none(
         agent.stop()
     assert inside.received == host.received == 2_345
 
-    [(attributes, sent)] = latest(receiver.received, "tcp.sent", {"process.pid": inside.pid})
+    [(attributes, sent)] = latest(receiver.received, "tcp.sent", {"process.command": "igm-in-pod"})
     assert sent == 123_457
     assert attributes["container.id"] == container.container_id
     assert attributes["container.runtime.name"] == "containerd"
@@ -258,11 +258,11 @@ def test_a_containers_bytes_carry_its_container_and_pod_and_a_hosts_carry_none(
     assert latest(receiver.received, "tcp.connections.opened", attributes) == [(attributes, 1)]
 
     [(host_attributes, host_sent)] = latest(receiver.received, "tcp.sent",
-                                            {"process.pid": host.pid})
+                                            {"process.command": "igm-on-host"})
     assert host_sent == 76_543 and is_host_series(host_attributes), host_attributes
     # This process accepted both connections: inbound, on the host, both clients' bytes.
     serving = latest(receiver.received, "tcp.received",
-                     {"process.pid": os.getpid(), "server.port": server.port})
+                     {"server.port": server.port, "tcp.connection.direction": "inbound"})
     assert sum(value for _, value in serving) == 123_457 + 76_543
     assert all(is_host_series(attributes) for attributes, _ in serving), serving
 
@@ -347,12 +347,12 @@ def test_pod_names_from_the_api_are_on_the_containers_series(tmp_path, container
         api.add(served_pod(container))
         agent = cluster_agent(tmp_path, api, receiver)
         try:
-            inside = run_client("127.0.0.1", server.port, send_bytes=65_537,
-                                name="igm-web", prefix=container.prefix)
+            run_client("127.0.0.1", server.port, send_bytes=65_537, name="igm-web",
+                       prefix=container.prefix)
             server.wait_for(1)
         finally:
             agent.stop()
-    [(attributes, sent)] = latest(receiver.received, "tcp.sent", {"process.pid": inside.pid})
+    [(attributes, sent)] = latest(receiver.received, "tcp.sent", {"process.command": "igm-web"})
     assert sent == 65_537
     assert {name: attributes.get(name) for name in (
         "container.id", "container.runtime.name", "k8s.pod.uid", "k8s.pod.name",
@@ -505,32 +505,31 @@ def test_a_peer_address_that_is_a_pod_ip_names_that_pod(tmp_path, receiver):
                              owner=("StatefulSet", "db")))
             agent = cluster_agent(tmp_path, api, receiver)
             try:
-                client = run_client("127.0.0.7", peer_server.port, send_bytes=4_096,
-                                    name="igm-to-db")
+                run_client("127.0.0.7", peer_server.port, send_bytes=4_096, name="igm-to-db")
                 peer_server.wait_for(1)
             finally:
                 agent.stop()
     finally:
         peer_server.close()
-    [(attributes, sent)] = latest(receiver.received, "tcp.sent", {"process.pid": client.pid})
+    [(attributes, sent)] = latest(receiver.received, "tcp.sent", {"process.command": "igm-to-db"})
     assert sent == 4_096
     assert attributes["network.peer.address"] == "127.0.0.7"
     assert attributes["k8s.peer.pod.name"] == "db-0"
     assert attributes["k8s.peer.namespace.name"] == "data"
     # The server's side: its peer, 127.0.0.1, is no pod's.
     serving = latest(receiver.received, "tcp.received", {"server.port": peer_server.port,
-                                                         "process.pid": os.getpid()})
+                                                         "tcp.connection.direction": "inbound"})
     assert [value for _, value in serving] == [4_096]
     assert not any(name.startswith("k8s.peer.") for name in serving[0][0])
 
 
 # --- attribute selection ------------------------------------------------------------
-def test_excluding_process_pid_sums_the_containers_processes_exactly(tmp_path, container,
-                                                                      receiver, server):
-    """`attributes: {exclude: [process.pid]}`: three processes of one container,
-    alike but for their pids, make one series of their exact sum."""
-    agent = start_agent(tmp_path, "tcp", receiver.endpoint,
-                        attributes="{exclude: [process.pid]}")
+def test_by_default_a_containers_processes_of_one_command_sum_exactly(tmp_path, container,
+                                                                       receiver, server):
+    """No `attributes:`: three processes of one container, alike but for their
+    pids (which series leave out by default), make one series of their exact
+    sum."""
+    agent = start_agent(tmp_path, "tcp", receiver.endpoint)
     try:
         agent.wait_attached(receiver)
         clients = [run_client("127.0.0.1", server.port, send_bytes=size, name="igm-replica",
@@ -548,6 +547,25 @@ def test_excluding_process_pid_sums_the_containers_processes_exactly(tmp_path, c
     assert attributes["k8s.pod.uid"] == container.pod_uid
     assert latest(receiver.received, "tcp.received", mine) == [(attributes, 3 * 2_345)]
     assert latest(receiver.received, "tcp.connections.opened", mine) == [(attributes, 3)]
+
+
+def test_opting_in_process_pid_keeps_a_containers_processes_apart(tmp_path, container,
+                                                                  receiver, server):
+    """`attributes: {opt_in: [process.pid]}`: the same three processes, a
+    series each, each exact, with its pid."""
+    agent = start_agent(tmp_path, "tcp", receiver.endpoint,
+                        attributes="{opt_in: [process.pid]}")
+    try:
+        agent.wait_attached(receiver)
+        clients = [run_client("127.0.0.1", server.port, send_bytes=size, name="igm-replica",
+                              prefix=container.prefix) for size in (10_001, 20_002, 30_003)]
+        server.wait_for(3)
+    finally:
+        agent.stop()
+    mine = {"process.command": "igm-replica", "container.id": container.container_id}
+    sent = {attributes["process.pid"]: value
+            for attributes, value in latest(receiver.received, "tcp.sent", mine)}
+    assert sent == {client.pid: size for client, size in zip(clients, (10_001, 20_002, 30_003))}
 
 
 def test_including_only_command_and_container_keeps_containers_apart(tmp_path, container,

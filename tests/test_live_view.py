@@ -162,3 +162,25 @@ def test_the_view_redraws_for_a_new_snapshot_or_a_new_exporter_state_only():
         view.update(snapshot(2, 300), [dataclasses.replace(failing, retry_in=3.0)])
         assert screen.redrawn()
     assert "200 B/s" in screen.output.getvalue()       # (300 - 100) bytes over 1 s
+
+
+def test_the_pid_column_shows_only_where_the_profile_kept_process_pid():
+    """tcp's process.pid is opt-in: a table whose series lack it (the default)
+    has no pid column, one whose series carry it (opted in) shows each pid."""
+    from ig_metrics.ui.live import table_lines
+
+    spec = resolve("tcp")
+
+    def header_and_rows(attributes) -> list[str]:
+        reading = [Snapshot(seq, NOW + seq * 1_000_000_000, "tcp", (),
+                            (MetricData(SENT, (Point(attributes, 100 * seq, NOW),)),))
+                   for seq in (1, 2)]
+        rows = build_rows(spec, *reading, top=5, sort="tcp.sent")
+        return ["".join(segment.text for segment in line)
+                for line in table_lines(spec, rows, title="t", sort="tcp.sent")]
+
+    by_command = header_and_rows((("process.command", "curl"),))
+    assert "pid" not in by_command[1].split() and "command" in by_command[1].split()
+    by_pid = header_and_rows((("process.pid", 4242), ("process.command", "curl")))
+    assert by_pid[1].split()[:2] == ["pid", "command"]
+    assert by_pid[-1].split()[:2] == ["4242", "curl"]

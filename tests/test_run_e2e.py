@@ -108,11 +108,11 @@ profiles:
             wait_for_port(prom_port, run)
             with PrometheusServer([f"127.0.0.1:{prom_port}"], tmp_path / "prometheus") \
                     as prometheus:
-                client = run_client("127.0.0.1", server.port, send_bytes=987_654,
-                                    name="igm-e2e")
+                run_client("127.0.0.1", server.port, send_bytes=987_654, name="igm-e2e")
                 server.wait_for(1)
-                labels = {"process_pid": str(client.pid), "process_command": "igm-e2e",
-                          "tcp_connection_direction": "outbound"}
+                # Series carry no process.pid by default: the client's command
+                # (no other process has it) singles its series out, exactly.
+                labels = {"process_command": "igm-e2e", "tcp_connection_direction": "outbound"}
                 deadline = time.monotonic() + 10
                 text = ""
                 while time.monotonic() < deadline:
@@ -123,20 +123,21 @@ profiles:
                 assert prometheus_value(text, "tcp_sent_bytes_total", **labels) == 987_654
                 assert prometheus_value(text, "tcp_received_bytes_total", **labels) == 4_242
                 assert promtool_check(text) == (0, "")
+                assert "process_pid=" not in text
                 # A real Prometheus server scraped the same numbers.
-                query = f'tcp_sent_bytes_total{{process_pid="{client.pid}"}}'
+                query = 'tcp_sent_bytes_total{process_command="igm-e2e"}'
                 result = prometheus.wait_for(query)
                 assert float(result[0]["value"][1]) == 987_654
                 quantile = prometheus.wait_for(
                     "histogram_quantile(0.5, sum by (le) (tcp_connect_duration_seconds_bucket"
-                    f'{{process_pid="{client.pid}"}}))')
+                    '{process_command="igm-e2e"}))')
                 assert 0 < float(quantile[0]["value"][1]) < 1
         finally:
             server.close()
             out, err = run.communicate(timeout=60)
         assert run.returncode == 0, err
         assert "final reading" in err
-        mine = {"process.pid": client.pid, "tcp.connection.direction": "outbound"}
+        mine = {"process.command": "igm-e2e", "tcp.connection.direction": "outbound"}
         for receiver in (grpc_receiver, http_receiver):
             assert otlp_value(receiver, "tcp.sent", **mine) == 987_654
             assert otlp_value(receiver, "tcp.received", **mine) == 4_242
@@ -151,7 +152,9 @@ exporters:
   slow-push: {{type: otlp-grpc, endpoint: "{receiver.endpoint}", insecure: true,
               interval: 1h}}
 profiles:
-  e2e: {{exporters: [slow-push]}}
+  e2e:
+    exporters: [slow-push]
+    attributes: {{opt_in: [process.pid]}}     # the client's series by its pid
 """)
         before = our_program_ids()
         run = start_run(profiles, "e2e", "--no-tui")
@@ -279,7 +282,7 @@ def test_live_table_shows_the_traffic_and_the_exporters_in_a_terminal(tmp_path):
 exporters:
   prom-tty: {{type: prometheus, listen: "127.0.0.1:{prom_port}"}}
 profiles:
-  e2e: {{exporters: [prom-tty]}}
+  e2e: {{exporters: [prom-tty], attributes: {{opt_in: [process.pid]}}}}   # a pid column
 """)
     server = EchoCountServer(reply_bytes=100)
     pid, fd = pty.fork()
@@ -299,7 +302,8 @@ profiles:
         server.close()
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, screen[-2000:]
-    # A row of the table: the client's process and the server it talked to.
+    # A row of the table: the client's process (its pid: the profile opts in)
+    # and the server it talked to.
     rows = [line for line in screen.splitlines()
             if str(client.pid) in line and "igm-tui" in line and str(server.port) in line]
     assert rows, screen[-3000:]

@@ -56,13 +56,13 @@ def test_tcp_exec_dns_and_a_gadget_folder_exact_in_one_run(tmp_path, programs): 
     gadgets = f"tcp,exec,{folder}"
     try:
         with exporting_run(tmp_path, gadgets, "--gadget", "dns", "--comm", COMMAND) as run:
-            client = run_client("127.0.0.1", server.port, send_bytes=4_321, name=COMMAND)
+            run_client("127.0.0.1", server.port, send_bytes=4_321, name=COMMAND)
             server.wait_for(1, timeout=VALUE_TIMEOUT)
             execs.run()
             signals.run()
             answers = answers_of(asker.run())
             run_queries(dns.host)                  # by this process: left out
-            mine = dict(process__pid=client.pid, tcp__connection__direction="outbound")
+            mine = dict(process__command=COMMAND, tcp__connection__direction="outbound")
 
             def check(seen: Reading) -> list[str]:
                 return [*seen.expect(TCP_SENT, 4_321, **mine),

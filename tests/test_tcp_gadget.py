@@ -13,7 +13,7 @@ import time
 import pytest
 
 from ig_metrics.bpf.kernel import kernel_version
-from tests.snapshots import points, total
+from tests.snapshots import PIDS, points, total
 from tests.tcp_workload import EchoCountServer, run_client
 
 pytestmark = pytest.mark.bpf
@@ -24,7 +24,8 @@ def tcp(bpf_available, request):
     """The tcp gadget compiled, attached and sampled for this module's tests:
     as this kernel builds it (with BPF atomics from Linux 5.12 on), and as
     kernels before 5.12 do, whose verifiers refuse them (a slot's claim takes a
-    lock map instead)."""
+    lock map instead). With process.pid opted in: the tests tell processes apart
+    by pid."""
     from ig_metrics.bpf.hookplan import plan_hooks
     from ig_metrics.bpf.loader import GadgetProgram
     from ig_metrics.gadgets import resolve
@@ -35,7 +36,8 @@ def tcp(bpf_available, request):
     program = GadgetProgram(spec, plan=plan)
     program.load()
     program.attach()
-    sampler = Sampler(spec, program, resource=(("service.name", "test"),), idle_expiry=0)
+    sampler = Sampler(spec, program, resource=(("service.name", "test"),), idle_expiry=0,
+                      selection=PIDS)
     yield sampler
     program.close()
 
@@ -275,7 +277,8 @@ def test_connection_open_before_attach_is_counted(bpf_available):
     program.load()
     program.attach()
     try:
-        sampler = Sampler(spec, program, resource=(), idle_expiry=0)
+        sampler = Sampler(spec, program, resource=(), idle_expiry=0,
+                      selection=PIDS)
         client.sendall(b"z" * 4321)
         received = 0
         while received < 4321:
@@ -303,7 +306,8 @@ def test_listener_opened_before_attach_owns_its_inbound_connections(bpf_availabl
     program.load()
     program.attach()
     try:
-        sampler = Sampler(spec, program, resource=(), idle_expiry=0)
+        sampler = Sampler(spec, program, resource=(), idle_expiry=0,
+                      selection=PIDS)
         client = socket.create_connection(("127.0.0.1", port))
         accepted, _ = listener.accept()
         time.sleep(0.05)
@@ -332,7 +336,8 @@ def test_full_socket_table_is_counted_and_loses_no_bytes(bpf_available):
     server = EchoCountServer()
     held = []
     try:
-        sampler = Sampler(spec, program, resource=(), idle_expiry=0)
+        sampler = Sampler(spec, program, resource=(), idle_expiry=0,
+                      selection=PIDS)
         for _ in range(40):             # hold them open: every one needs a slot
             held.append(socket.create_connection(("127.0.0.1", server.port)))
         for sock in held:
@@ -362,7 +367,8 @@ def test_idle_series_expire_from_kernel_and_export(bpf_available):
     program.attach()
     server = EchoCountServer()
     try:
-        sampler = Sampler(spec, program, resource=(), idle_expiry=0.3)
+        sampler = Sampler(spec, program, resource=(), idle_expiry=0.3,
+                      selection=PIDS)
         client = run_client("127.0.0.1", server.port, send_bytes=50)
         server.wait_for(1)
         time.sleep(0.05)

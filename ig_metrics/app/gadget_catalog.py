@@ -59,6 +59,7 @@ def describe(spec: GadgetSpec) -> dict:
         "description": spec.description,
         "parameters": describe_parameters(spec),
         "optional_attributes": optional_attributes(spec),
+        "opt_in_attributes": list(spec.opt_in_names),
         "hooks": [describe_hook(hook) for hook in spec.hooks],
         "metrics": [{
             "name": metric.name,
@@ -78,17 +79,24 @@ def markdown_gadget(spec: GadgetSpec) -> str:
     if spec.description:
         lines += [spec.description, ""]
     optional = set(optional_attributes(spec))
+    opt_in = set(spec.opt_in_names)
     lines += ["| metric | Prometheus name | kind | unit | attributes | description |",
               "|---|---|---|---|---|---|"]
     for metric in spec.metrics:
         shown = [f"_{attribute.name}_ (below)" if attribute.expands else
                  f"`{attribute.name}`" + (" (if set)" if attribute.name in optional else "")
+                 + (" (opt-in)" if attribute.name in opt_in else "")
                  for attribute in carried(spec, metric)]
         shown += [f"`{name}`" for name in metric.attribute_extras]
         attributes = ", ".join(shown)
         prometheus = prometheus_metric_name(metric.name, metric.unit, metric.kind)
         lines.append(f"| `{metric.name}` | `{prometheus}` | {metric.kind} | `{metric.unit}` | "
                      f"{attributes} | {metric.description} |")
+    if opt_in:
+        names = ", ".join(f"`{name}`" for name in spec.opt_in_names)
+        lines += ["", f"Opt-in ({names}): kept only where the profile names it, "
+                      "`attributes: {opt_in: [NAME]}`; without it, series that differ only "
+                      "in it are summed, exactly."]
     for attribute in spec.attributes:
         if attribute.expands:
             names = ", ".join(f"`{name}`" for name in attribute.names)

@@ -33,8 +33,12 @@ def run_here(options: RunOptions, stop: threading.Event, console: Console) -> No
     # The process' malloc policy, as gc.freeze below is its collector's: set
     # before the compiler's allocations, so that they too are mapped apart.
     fix_malloc_thresholds()
+    # Console exporters print through the live view's console (above the
+    # table); without the view, on stdout, the log being on stderr: a pipe
+    # (`| jq`) gets the exports alone.
     agent = Agent(options.specs, options.profile, idle_expiry=options.idle_expiry,
-                  console=console, process_filter=options.process_filter)
+                  console=console if options.use_tui else None,
+                  process_filter=options.process_filter)
     health = None
     if options.health_address is not None:
         # Before the gadgets compile: /readyz says "not yet" rather than nothing.

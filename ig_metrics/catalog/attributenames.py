@@ -1,5 +1,5 @@
-"""Attribute names as a profile's `attributes: {include, exclude}` lists them:
-read with their lines, and checked against the attributes gadgets have (a
+"""Attribute names as a profile's `attributes: {include, exclude, opt_in}` lists
+them: read with their lines, and checked against the attributes gadgets have (a
 warning when loading, since a gadget of the user's own may have any; an error
 once the run's gadget is known)."""
 
@@ -33,6 +33,11 @@ def builtin_attribute_names() -> tuple[str, ...]:
     return gadgets.builtin_attribute_names()
 
 
+def builtin_opt_in_names() -> tuple[str, ...]:
+    """The attributes of built-in gadgets kept only where a profile opts in."""
+    return gadgets.builtin_opt_in_names()
+
+
 def selection_problems(selection: AttributeSelection, known: Iterable[str],
                        where: str, shown: Iterable[str] = ()) -> list[Problem]:
     """An error for each name of `selection` that none of `known` has; `where`
@@ -41,7 +46,8 @@ def selection_problems(selection: AttributeSelection, known: Iterable[str],
     known = tuple(dict.fromkeys(known))
     shown = tuple(dict.fromkeys(shown)) or known
     problems = []
-    for key, names in (("include", selection.include), ("exclude", selection.exclude)):
+    for key, names in (("include", selection.include), ("exclude", selection.exclude),
+                       ("opt_in", selection.opt_in)):
         for name in names:
             if not is_known(name.name, known):
                 problems.append(Problem(selection.file, name.line, _unknown(key, name.name,
@@ -55,9 +61,13 @@ def _unknown(key: str, name: str, shown: tuple[str, ...], where: str) -> str:
 
 
 class AttributeNamesKind(Kind):
-    """A list of attribute names, each once; '*' at the end names a prefix."""
+    """A list of attribute names, each once; '*' at the end names a prefix
+    unless `prefixes` is off (opt_in: a prefix never opts in)."""
 
     expected = "a list of attribute names"
+
+    def __init__(self, *, prefixes: bool = True) -> None:
+        self.prefixes = prefixes
 
     def parse(self, node: yaml.Node, site: Site, ctx: FileContext) -> Parsed | None:
         if isinstance(node, yaml.ScalarNode) and scalar_value(node) is None:
@@ -76,6 +86,9 @@ class AttributeNamesKind(Kind):
             if not name or any(char.isspace() for char in name) or "*" in name[:-1]:
                 ctx.error(text.line, f"{site}: {text.quoted()} is not an attribute name "
                                      "(no spaces; '*' only at the end, for a prefix)")
+            elif not self.prefixes and name.endswith("*"):
+                ctx.error(text.line, f"{site}: {text.quoted()} is a prefix; name each "
+                                     "attribute in full (e.g. process.pid)")
             elif any(seen.name == name for seen in names):
                 ctx.error(text.line, f"{site}: {text.quoted()} is listed twice")
             else:
@@ -89,8 +102,23 @@ class AttributeNamesKind(Kind):
                                             f"any built-in gadget"
                                             f"{did_you_mean(attribute.name, known)} "
                                             "(fine for a gadget of your own that has it)")
+        if not self.prefixes:
+            self._warn_kept_anyway(names, site, ctx, known)
         return Parsed(tuple(names))
 
+    @staticmethod
+    def _warn_kept_anyway(names: list[AttributeName], site: Site, ctx: FileContext,
+                          known: tuple[str, ...]) -> None:
+        """A built-in attribute that is not opt-in is kept without asking:
+        naming it in opt_in is a slip (meant include?)."""
+        opt_in = builtin_opt_in_names()
+        for name in names:
+            if is_known(name.name, known) and name.name not in opt_in:
+                ctx.warning(name.line, f"{site}: '{name.name}' is kept without opting in; "
+                                       f"opt_in names what series leave out by default: "
+                                       f"{', '.join(opt_in)}")
+
     def schema(self) -> dict:
+        pattern = r"^[^\s*]+\*?$" if self.prefixes else r"^[^\s*]+$"
         return {"type": "array", "uniqueItems": True,
-                "items": {"type": "string", "pattern": r"^[^\s*]+\*?$"}}
+                "items": {"type": "string", "pattern": pattern}}

@@ -61,13 +61,21 @@ PROFILE_FIELDS = (
         Field("include", AttributeNamesKind(),
               "Keep only these attributes on every series (a name ending in * keeps "
               "every attribute with that prefix, e.g. k8s.*); series that become alike "
-              "are summed, exactly. Default: every attribute.",
+              "are summed, exactly. An opt-in attribute named in full is kept too. "
+              "Default: every attribute but the opt-in ones.",
               ["process.command", "container.id", "k8s.*"], default=(), default_shown=[]),
         Field("exclude", AttributeNamesKind(),
               "Drop these attributes from every series ('*' at the end: a prefix), "
-              "after include; series that become alike are summed, exactly. Names "
-              "no built-in gadget has are warned about, and refused by `run` when "
+              "after include and opt_in; series that become alike are summed, exactly. "
+              "Names no built-in gadget has are warned about, and refused by `run` when "
               "the gadget run has none of them either.",
+              ["network.peer.address"], default=(), default_shown=[]),
+        Field("opt_in", AttributeNamesKind(prefixes=False),
+              "Keep these opt-in attributes, which series leave out by default (of the "
+              "built-in gadgets, tcp's process.pid: a series per process instance, so "
+              "every short-lived process adds its own; left out, the series of one "
+              "command are summed, exactly). `gadgets describe` marks them. Names in "
+              "full, no prefix.",
               ["process.pid"], default=(), default_shown=[]),
         Field("pod_labels", FlagKind(),
               "Add each pod's labels as k8s.pod.label.<key> (needs the Kubernetes API, "
@@ -76,7 +84,7 @@ PROFILE_FIELDS = (
               True, default=False, default_shown=False),
     ), owner="attributes"),
           "Which attributes the series carry: the cardinality knob.",
-          {"exclude": ["process.pid"]}),
+          {"opt_in": ["process.pid"]}),
 )
 
 

@@ -6,6 +6,19 @@ import importlib
 import os
 
 import typer
+from typer.core import TyperOption
+
+_display_type_rich = TyperOption.display_type_rich
+
+
+def _flag_type_rich(option: TyperOption, ctx) -> str | None:
+    """No type for a flag: it takes no value. Typer's rich help (0.29), unlike its
+    plain one, shows one for every option (`--no-tui <bool>`, `--help <bool>`);
+    Typer makes every option, --help included, so its class is the one place."""
+    return None if option.is_flag else _display_type_rich(option, ctx)
+
+
+TyperOption.display_type_rich = _flag_type_rich  # type: ignore[method-assign,assignment]
 
 app = typer.Typer(
     name="ig-metrics",

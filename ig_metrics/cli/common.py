@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-WIDE_OUTPUT_COLUMNS = 200    # tables piped to a file or grep are not wrapped at 80
+UNBOUNDED_COLUMNS = 1 << 16     # wider than any table's rows
 
 
 class ExitCode(IntEnum):
@@ -53,14 +53,24 @@ def print_json(data: Any) -> None:
 
 
 def print_table(table: Table) -> None:
-    stdout_console().print(table)
+    """A table of one row per item (a listing). Piped or redirected, with no
+    COLUMNS, as wide as its rows need unwrapped (at least the console's
+    width): `| grep` and `> file` get each row on one line."""
+    console = stdout_console()
+    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+        # Measured without the console's bound (measure() caps at its width).
+        unbounded = console.options.update_width(UNBOUNDED_COLUMNS)
+        needed = console.measure(table, options=unbounded).maximum
+        if needed > console.width:
+            console = Console(file=sys.stdout, width=needed, highlight=False)
+    console.print(table)
 
 
 def stdout_console() -> Console:
-    width = None
-    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
-        width = WIDE_OUTPUT_COLUMNS
-    return Console(file=sys.stdout, width=width, highlight=False)
+    """Rich's console on stdout, at Rich's width: COLUMNS if set, else that of
+    the terminal stdin, stdout or stderr is on (`describe | less` reads at the
+    width of the screen it shows on), else 80."""
+    return Console(file=sys.stdout, highlight=False)
 
 
 def plural(count: int, noun: str) -> str:

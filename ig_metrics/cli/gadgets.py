@@ -7,8 +7,12 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
+from rich import box
+from rich.console import Group
 from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from ig_metrics.app.gadget_catalog import describe, markdown_catalog, markdown_gadget
 from ig_metrics.bpf.hookplan import plan_hooks
@@ -96,49 +100,74 @@ def _print_text(spec) -> None:
     console.print(f"[bold]{spec.name}[/bold] — {escape(spec.summary)}\n")
     if spec.description:
         console.print(escape(spec.description) + "\n")
-    table = Table(title="Metrics", title_justify="left", show_lines=True)
-    table.add_column("metric", style="bold")
-    table.add_column("kind")
-    table.add_column("unit")
-    table.add_column("attributes")
-    table.add_column("description")
-    optional = set(data["optional_attributes"])
-    for metric in data["metrics"]:
-        kind = metric["kind"]
-        if metric.get("bounds"):
-            kind += f"\n{len(metric['bounds'])} bounds, {metric['bounds'][1]:g}..{metric['bounds'][-1]:g}"
-        table.add_row(metric["name"], kind, escape(metric["unit"]),
-                      "\n".join(name + (" (if set)" if name in optional else "")
-                                for name in metric["attributes"]),
-                      escape(metric["description"]))
-    console.print(table)
+    console.print(_metrics_list(data))
+    console.print(_attributes_table(data))
+    opt_in = data["opt_in_attributes"]
+    if opt_in:
+        console.print(Text(f"Opt-in attributes ({', '.join(opt_in)}) are kept only where "
+                           "the profile names them: attributes: {opt_in: [NAME]}.\n"))
     if data["parameters"]:
         parameters = Table(title=f"Parameters (run --gadget {spec.name} --param NAME=VALUE)",
-                           title_justify="left")
+                           title_justify="left", box=box.SIMPLE_HEAD)
         for column in ("parameter", "type", "default", "description"):
-            parameters.add_column(column)
+            parameters.add_column(column, overflow="fold")
         for parameter in data["parameters"]:
             parameters.add_row(parameter["name"], parameter["type"],
                                escape(repr(parameter["default"])),
                                escape(parameter["description"]))
         console.print(parameters)
-    console.print(_hooks_table(spec))
+    console.print(_hooks_list(spec))
 
 
-def _hooks_table(spec) -> Table:
-    """The spec's hooks and, beside each, what this kernel would attach for it."""
+def _metrics_list(data: dict) -> Group:
+    """A line per metric (name, kind, unit, buckets), its description indented
+    below: whole names and unclipped words at any width, 80 columns included."""
+    lines: list = [Text("Metrics", style="italic")]
+    for metric in data["metrics"]:
+        about = f"{metric['kind']}, {metric['unit']}"
+        bounds = metric.get("bounds")
+        if bounds:
+            about += f"; {len(bounds)} bucket bounds, {bounds[1]:g} to {bounds[-1]:g}"
+        lines.append(Text.assemble("  ", (metric["name"], "bold"), f" ({about})"))
+        lines.append(Padding(Text(metric["description"]), (0, 0, 0, 6)))
+    lines.append(Text(""))
+    return Group(*lines)
+
+
+def _attributes_table(data: dict) -> Table:
+    """One row per attribute, with the metrics that carry it: most carry the
+    same, so a row each (not a list per metric) reads on 80 columns."""
+    optional, opt_in = set(data["optional_attributes"]), set(data["opt_in_attributes"])
+    every = [metric["name"] for metric in data["metrics"]]
+    carried: dict[str, list[str]] = {}
+    for metric in data["metrics"]:
+        for name in metric["attributes"]:
+            carried.setdefault(name, []).append(metric["name"])
+    table = Table(title="Attributes", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("attribute", style="bold", no_wrap=True)
+    table.add_column("", no_wrap=True)
+    table.add_column("metrics", overflow="fold")
+    for name, metrics in carried.items():
+        note = "opt-in" if name in opt_in else "if set" if name in optional else ""
+        table.add_row(escape(name), note,
+                      "every metric" if metrics == every else ", ".join(metrics))
+    return table
+
+
+def _hooks_list(spec) -> Group:
+    """The spec's hooks and, below each, what this kernel would attach for it
+    and the metrics it counts for (a list: targets whole at any width)."""
     plan = plan_hooks(spec, atomics=False)
-    table = Table(title=f"Kernel hooks (here: Linux {plan.release})", title_justify="left")
-    for column in ("program", "hook", "metrics", "here"):
-        table.add_column(column)
+    lines: list = [Text(f"Kernel hooks (here: Linux {plan.release})", style="italic")]
     for choice in plan.choices:
         hook = choice.hook
         here = choice.used if choice.available else "missing"
         if choice.uses_fallback:
-            here += f"\n({hook.fallback_note})"
-        table.add_row(hook.program, escape(hook.label), "\n".join(hook.metrics) or "—",
-                      escape(here))
-    return table
+            here += f" ({hook.fallback_note})"
+        lines.append(Text.assemble("  ", (hook.program, "bold"), f": {hook.label}"))
+        details = f"here: {here}\nfor: {', '.join(hook.metrics) or '—'}"
+        lines.append(Padding(Text(details), (0, 0, 0, 6)))
+    return Group(*lines)
 
 
 @gadgets_app.command(

@@ -143,34 +143,45 @@ class AttributeName:
 @dataclass(frozen=True, slots=True)
 class AttributeSelection:
     """A profile's `attributes:`: which attributes series keep (series that
-    become alike are summed) and whether pod labels are attributes."""
+    become alike are summed) and whether pod labels are attributes.
 
-    include: tuple[AttributeName, ...] = ()    # empty: every attribute
+    A gadget's opt-in attributes (tcp's process.pid: one series per process
+    instance, so short-lived processes each add their own) are kept only
+    where the profile names them in full, in `opt_in` or in `include`; a
+    prefix ('process.*') never opts in."""
+
+    include: tuple[AttributeName, ...] = ()    # empty: every attribute kept by default
     exclude: tuple[AttributeName, ...] = ()
+    opt_in: tuple[AttributeName, ...] = ()
     pod_labels: bool = False
     file: str = ""                             # where it was written, for messages
 
-    def keeps(self, attribute: str) -> bool:
+    def keeps(self, attribute: str, opt_in: bool = False) -> bool:
+        """Whether series keep `attribute`; `opt_in`: the gadget marks it opt-in."""
+        if opt_in and not any(name.name == attribute for name in (*self.opt_in, *self.include)):
+            return False
         if self.include and not any(name.matches(attribute) for name in self.include):
             return False
         return not any(name.matches(attribute) for name in self.exclude)
 
     @property
     def active(self) -> bool:
-        return bool(self.include or self.exclude)
+        """Whether it names attributes (which a run checks its gadgets have)."""
+        return bool(self.include or self.exclude or self.opt_in)
 
     def as_written(self) -> dict[str, Any]:
         written: dict[str, Any] = {}
-        if self.include:
-            written["include"] = [name.name for name in self.include]
-        if self.exclude:
-            written["exclude"] = [name.name for name in self.exclude]
+        for key, names in (("include", self.include), ("exclude", self.exclude),
+                           ("opt_in", self.opt_in)):
+            if names:
+                written[key] = [name.name for name in names]
         if self.pod_labels:
             written["pod_labels"] = True
         return written
 
 
-ALL_ATTRIBUTES = AttributeSelection()
+# What a profile without `attributes:` keeps: every attribute but the opt-in ones.
+DEFAULT_ATTRIBUTES = AttributeSelection()
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +195,7 @@ class ProfileConfig:
     exporter_lines: tuple[int, ...] = ()   # the line of each name in `exporters`
     secrets: frozenset[str] = frozenset()  # "interval", "description" if from env
     sampler_max_series: int | None = None  # the sampler's memory budget; None: its default
-    attributes: AttributeSelection = ALL_ATTRIBUTES
+    attributes: AttributeSelection = DEFAULT_ATTRIBUTES
     gadgets: tuple[str, ...] = ()          # what `run -p NAME` runs without --gadget
 
     def redacted(self) -> dict[str, Any]:
@@ -263,5 +274,5 @@ class Profile:
     exporters: tuple[ResolvedExporter, ...]
     file: str
     sampler_max_series: int | None = None
-    attributes: AttributeSelection = ALL_ATTRIBUTES
+    attributes: AttributeSelection = DEFAULT_ATTRIBUTES
     gadgets: tuple[str, ...] = ()          # what `run -p NAME` runs without --gadget

@@ -18,8 +18,8 @@ INCLUDE_DIR = BUILTIN_DIR / "include"
 PROVEN_SINCE = (5, 10)
 
 __all__ = ["BUILTIN_DIR", "INCLUDE_DIR", "PROVEN_SINCE", "GadgetSpec", "GadgetSpecError",
-           "UnknownGadget", "builtin_attribute_names", "builtin_names", "builtin_specs",
-           "is_builtin", "resolve"]
+           "UnknownGadget", "builtin_attribute_names", "builtin_names", "builtin_opt_in_names",
+           "builtin_specs", "is_builtin", "resolve"]
 
 
 class UnknownGadget(Exception):
@@ -42,6 +42,12 @@ def builtin_specs() -> list[GadgetSpec]:
 def builtin_attribute_names() -> tuple[str, ...]:
     """Every attribute a series of a built-in gadget may carry ('*' ends a prefix)."""
     return tuple(dict.fromkeys(name for spec in builtin_specs() for name in spec.attribute_names))
+
+
+@functools.cache
+def builtin_opt_in_names() -> tuple[str, ...]:
+    """The attributes of built-in gadgets that are kept only where a profile opts in."""
+    return tuple(dict.fromkeys(name for spec in builtin_specs() for name in spec.opt_in_names))
 
 
 def resolve(name_or_path: str) -> GadgetSpec:

@@ -116,6 +116,9 @@ class AttributeSpec:
     optional: bool = False
     part: str = ""                             # an expanding decoder's part ("": its default)
     when: str = ""                 # a parameter: the attribute exists only when it is set
+    # Kept only where a profile opts in (attributes: {opt_in: [NAME]}): a value
+    # per process instance (a pid), which short-lived processes multiply.
+    opt_in: bool = False
 
     @property
     def expands(self) -> bool:
@@ -259,6 +262,12 @@ class GadgetSpec:
         names = [name for attribute in self.attributes for name in attribute.names]
         names += [name for metric in self.metrics for name in metric.attribute_extras]
         return tuple(dict.fromkeys(names))
+
+    @property
+    def opt_in_names(self) -> tuple[str, ...]:
+        """The attributes a series carries only where a profile opts in."""
+        return tuple(name for attribute in self.attributes if attribute.opt_in
+                     for name in attribute.names)
 
     def source(self, map_name: str) -> SourceSpec | None:
         return next((source for source in self.sources if source.map == map_name), None)
@@ -534,6 +543,9 @@ ATTRIBUTE = Section((
           "whose compiled key has no such field.", True, default=False, default_shown=False),
     Field("part", WORDS, "An expanding decoder's part (default: all of it).", "container"),
     _when("attribute"),
+    Field("opt_in", FlagKind(), "Kept only where a profile names it in attributes.opt_in "
+          "(or in attributes.include): for a value per process instance, such as a pid, "
+          "that short-lived processes multiply.", True, default=False, default_shown=False),
 ), owner="attributes", rules=(_decoder_needs,), keep_draft=True, constraints=(
     _only_with("decoder", "enum", {"required": ["values"]}),
     _only_with("decoder", "inet_ip", {"required": ["family_field"]}),
@@ -707,7 +719,8 @@ def _gadget(draft: Draft, path: Path) -> GadgetSpec:
         drops=values.get("drops", ()),
         attributes=tuple(AttributeSpec(a["name"], a["field"], a["decoder"],
                                        a.get("values", ()), a.get("family_field", ""),
-                                       a["optional"], a.get("part", ""), a.get("when", ""))
+                                       a["optional"], a.get("part", ""), a.get("when", ""),
+                                       a["opt_in"])
                          for a in (attribute.values for attribute in values.get("attributes", ()))),
         sources=values["sources"],
         metrics=metrics,

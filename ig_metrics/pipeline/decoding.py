@@ -10,7 +10,7 @@ import ctypes
 from dataclasses import dataclass
 from typing import Any
 
-from ig_metrics.config.model import ALL_ATTRIBUTES, AttributeSelection
+from ig_metrics.config.model import DEFAULT_ATTRIBUTES, AttributeSelection
 from ig_metrics.gadgets.decoders import DECODERS
 from ig_metrics.gadgets.spec import GadgetSpec
 from ig_metrics.k8s.attribution import Attribution, Token
@@ -34,27 +34,28 @@ class KeyDecoder:
 
     def __init__(self, spec: GadgetSpec, key_type, program, *,
                  attribution: Attribution | None = None,
-                 selection: AttributeSelection = ALL_ATTRIBUTES) -> None:
+                 selection: AttributeSelection = DEFAULT_ATTRIBUTES) -> None:
         self.spec = spec
         self.key_type = key_type
         self.program = program
         self.attribution = attribution
         self.selection = selection
         self._fields = tuple(name for name, _ in key_type._fields_)
+        self._kept: dict[tuple[str, bool], bool] = {}
         # The attributes the compiled key can give (an optional one may lack
         # its field, and one with `when` its parameter: a parameter left them
-        # out), with their decoders.
+        # out), with their decoders; one the selection drops is not decoded.
         active = spec.active_attributes
         self._attributes = tuple(
             (index, attribute, DECODERS[attribute.decoder], attribute.expands)
             for index, attribute in enumerate(spec.attributes)
-            if attribute.field in self._fields and attribute in active)
+            if attribute.field in self._fields and attribute in active
+            and (attribute.expands or self.keeps(attribute.name, attribute.opt_in)))
         # Per metric: which of the spec's attributes its points carry.
         self._carried = tuple(
             frozenset(index for index, attribute in enumerate(spec.attributes)
                       if not metric.attributes or attribute.name in metric.attributes)
             for metric in spec.metrics)
-        self._kept: dict[str, bool] = {}
         # Per metric, per value: the attributes the value adds, selected.
         self.extras: tuple[tuple[Attributes, ...], ...] = tuple(
             tuple(tuple(item for item in value.attributes if self.keeps(item[0]))
@@ -63,11 +64,12 @@ class KeyDecoder:
         self._commands: dict[int, str] = {}
         self._waits: list[Token] = []
 
-    def keeps(self, name: str) -> bool:
-        """Whether the run's attribute selection keeps attribute `name`."""
-        kept = self._kept.get(name)
+    def keeps(self, name: str, opt_in: bool = False) -> bool:
+        """Whether the run's attribute selection keeps attribute `name` (of an
+        attribute the gadget marks `opt_in`)."""
+        kept = self._kept.get((name, opt_in))
         if kept is None:
-            kept = self._kept[name] = self.selection.keeps(name)
+            kept = self._kept[name, opt_in] = self.selection.keeps(name, opt_in)
         return kept
 
     def decode(self, key: bytes) -> Decoded:
@@ -79,8 +81,9 @@ class KeyDecoder:
             # Attributes from an expanding decoder, one AttrValue from the others
             value: Any = decoder(values[attribute.field], values, attribute, self)
             if expands:
-                decoded.extend((index, name, item) for name, item in value if self.keeps(name))
-            elif not (attribute.optional and value == "") and self.keeps(attribute.name):
+                decoded.extend((index, name, item) for name, item in value
+                               if self.keeps(name, attribute.opt_in))
+            elif not (attribute.optional and value == ""):
                 decoded.append((index, attribute.name, value))
         by_metric = []
         made: dict[frozenset[int], Attributes] = {}     # metrics carrying alike share a tuple

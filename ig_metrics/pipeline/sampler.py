@@ -22,7 +22,7 @@ from operator import attrgetter
 from typing import TypeVar
 
 from ig_metrics.config.model import (
-    ALL_ATTRIBUTES,
+    DEFAULT_ATTRIBUTES,
     DEFAULT_IDLE_EXPIRY,
     DEFAULT_SAMPLER_MAX_SERIES,
     AttributeSelection,
@@ -111,7 +111,7 @@ class Sampler:
                  clock: Callable[[], int] = time.time_ns,
                  max_series: int | None = DEFAULT_MAX_SERIES,
                  attribution: Attribution | None = None,
-                 selection: AttributeSelection = ALL_ATTRIBUTES,
+                 selection: AttributeSelection = DEFAULT_ATTRIBUTES,
                  linger: float = DEFAULT_LINGER) -> None:
         self.spec = spec
         # How long a series that ended because its attributes changed keeps

@@ -44,6 +44,15 @@ def attribute_cell(attribute: AttributeSpec, values: dict) -> str:
     return ""
 
 
+def shown_attributes(spec: GadgetSpec, cells: list[list[str]]) -> list[int]:
+    """The indexes of the attribute columns a table shows, given each row's
+    cells: an expanding or opt-in attribute's column only where a row has it
+    (no container column on a host without containers, no pid column unless
+    the profile opted in); every other one always, so that columns stay put."""
+    return [index for index, attribute in enumerate(spec.attributes)
+            if not (attribute.expands or attribute.opt_in) or any(row[index] for row in cells)]
+
+
 def format_rate(value: float | None, unit: str) -> str:
     if value is None:
         return "–"

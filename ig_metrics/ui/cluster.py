@@ -29,6 +29,7 @@ from ig_metrics.ui.cells import (
     column_title,
     format_total,
     metric_cell,
+    shown_attributes,
 )
 
 NO_POD = ("no pod yet: the DaemonSet has none scheduled (does a node match --node or "
@@ -112,8 +113,7 @@ def gadget_table(spec: GadgetSpec, reading: ClusterReading, *, title: str, top: 
                   pad_edge=False, caption=caption, caption_justify="left")
     cells = [[attribute_cell(attribute, dict(entry.row.attributes))
               for attribute in spec.attributes] for entry in rows]
-    shown = [index for index, attribute in enumerate(spec.attributes)
-             if not attribute.expands or any(row[index] for row in cells)]
+    shown = shown_attributes(spec, cells)
     table.add_column("node", style="bold")
     for index in shown:
         table.add_column(short_name(spec.attributes[index].name), overflow="fold")

@@ -16,7 +16,7 @@ from rich.style import Style
 
 from ig_metrics.gadgets.spec import GadgetSpec
 from ig_metrics.summary.rows import Row, short_name
-from ig_metrics.ui.cells import attribute_cell, column_title, metric_cell
+from ig_metrics.ui.cells import attribute_cell, column_title, metric_cell, shown_attributes
 
 WIDEST_CELL = 48          # an attribute value longer than this is cut, with an ellipsis
 _GAP = "  "
@@ -42,10 +42,9 @@ def table_lines(spec: GadgetSpec, rows: list[Row], *, title: str, sort: str,
     cells = [[_cut(attribute_cell(attribute, row)) for attribute in spec.attributes]
              for row in values]
     columns: list[_Column] = []
+    visible = set(shown_attributes(spec, cells))
     for index, attribute in enumerate(spec.attributes):
-        # An expanding attribute's column only where a row has it (no container
-        # column on a host without containers).
-        if attribute.expands and not any(row[index] for row in cells):
+        if index not in visible:
             continue
         columns.append(_Column(attribute.name, [short_name(attribute.name), ""],
                                [row[index] for row in cells], right=False,
