@@ -135,7 +135,8 @@ def test_exact_totals_a_filter_and_a_sort_key_at_160x45(terminal, workload):
                                                   rows_of(screen, "igm-exact")),
                                "igm-exact's exact total")
         [row] = [row for row in rows_of(screen, "igm-exact") if "123,456 B" in row]
-        assert str(client.pid) in row and str(server.port) in row and "2,222 B" in row
+        # Keyed by command (pids are opt-in): the server's port and its reply, exact.
+        assert client.command in row and str(server.port) in row and "2,222 B" in row
         # The filter key: only the rows holding the text; then the sort key.
         term.keys("/")
         term.keys("-l", "igm-exact")
