@@ -36,7 +36,6 @@ from ig_metrics.deploy.manifests import (
 READ_INTERVAL = 1.0          # seconds between two readings of the nodes
 READ_BUDGET = 0.8            # of which a refresh waits at most this for its reads
 CLEANUP_TIMEOUT = 60.0       # seconds to wait for the run's pods to end
-YOUNG_THRESHOLD = 100_000    # allocations between two collections of the youngest objects
 HEALTH_PORT_NAME = "health"
 
 
@@ -78,15 +77,12 @@ def manifests_version(cluster: Cluster) -> str:
 
 def settle_memory() -> None:
     """What the command has made so far (the kubernetes client, the first
-    summaries) lives as long as it does: frozen, Python's collections no longer
-    walk it. And each refresh at 1,000 nodes decodes ~500k small objects that
-    hold no reference cycle (JSON): reference counting frees them, and the
-    collections their number started were a fifth of a refresh's CPU
-    (docs/performance.md), so the youngest generation waits for more."""
+    summaries) lives as long as it does: frozen, Python's full collections no
+    longer walk it. Each refresh at 1,000 nodes makes ~100k short-lived
+    objects, and the full collections they start cost a third of its CPU
+    (docs/performance.md)."""
     gc.collect()
     gc.freeze()
-    _, middle, oldest = gc.get_threshold()
-    gc.set_threshold(YOUNG_THRESHOLD, middle, oldest)
 
 
 def follow(watch: ClusterWatch, stop: threading.Event, display: Display, *,
