@@ -229,12 +229,6 @@ def count_wire(api, stats: WireStats) -> None:
     handler = api.http.RequestHandlerClass
 
     class Counting(handler):
-        # TCP_NODELAY, as a real API server's sockets (Go's default): with
-        # Nagle's algorithm, an answer's body written after its headers waits
-        # for the client's delayed ACK, about 40 ms on loopback, which would
-        # add to every request's latency.
-        disable_nagle_algorithm = True
-
         def setup(self) -> None:
             super().setup()
             self.rfile = _Counted(self.rfile, stats, "bytes_in")
