@@ -60,6 +60,9 @@ class Terminal:
     def screen(self) -> str:
         return self._tmux("capture-pane", "-p", "-t", self.session)
 
+    def resize(self, width: int, height: int) -> None:
+        self._tmux("resize-window", "-t", self.session, "-x", str(width), "-y", str(height))
+
     def keys(self, *keys: str) -> None:
         self._tmux("send-keys", "-t", self.session, *keys)
 
@@ -167,6 +170,29 @@ def test_the_health_and_sampler_lines_stay_at_80x24(terminal, workload):
         assert lines[-1].startswith("keys: s sort"), screen
         assert re.search(r"^tcp: \d+ of \d+ series · sort sent · hidden: \w", screen, re.M), screen
         assert all(len(line) <= 80 for line in lines), screen
+    finally:
+        server.close()
+
+
+def test_a_resize_redraws_the_whole_screen(terminal, workload):
+    """From 160×45 down to 80×24 and back: each time the screen holds one
+    frame of the new size (no line of the old one left, the footer last)."""
+    server = EchoCountServer()
+    try:
+        term = terminal(160, 45, "--top", "10")
+        term.wait_for(lambda screen: "keys: s sort" in screen, "table")
+        run_client("127.0.0.1", server.port, send_bytes=4_242, name="igm-resize",
+                   prefix=workload[1])
+        term.wait_for(lambda screen: "igm-resize" in screen, "the client's row")
+        for width, height in ((80, 24), (160, 45)):
+            term.resize(width, height)
+            screen = term.wait_for(
+                lambda screen, width=width: (lines := screen.rstrip("\n").splitlines())
+                and lines[-1].startswith("keys: s sort")
+                and all(len(line) <= width for line in lines)
+                and sum(line.startswith("tcp: ") for line in lines) == 1,
+                f"one clean frame at {width} columns")
+            assert sum("sampler: read in" in line for line in screen.splitlines()) == 1, screen
     finally:
         server.close()
 
