@@ -7,6 +7,7 @@ hierarchies of the old whole-/sys/fs/cgroup mount."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -161,10 +162,16 @@ def test_a_file_the_process_cannot_write_is_not_reported() -> None:
         code = ("import sys; from pathlib import Path; "
                 "from ig_metrics.k8s.cgroupwrites import find_writable; "
                 "print(len(find_writable(sys.argv[1], Path(sys.argv[2]))))")
+        # The package copied where nobody can read it: a checkout may sit in a
+        # directory that is root's alone (a fresh clone in mktemp -d).
+        code_dir = root / "code"
+        shutil.copytree(REPO / "ig_metrics", code_dir / "ig_metrics",
+                        ignore=shutil.ignore_patterns("__pycache__"))
         result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                                  sys.executable, "-c", code, mountinfo, str(root)],
                                 capture_output=True, text=True, timeout=60,
-                                cwd=REPO, check=False)
+                                cwd=code_dir, env={**os.environ, "PYTHONPATH": str(code_dir)},
+                                check=False)
     if result.returncode != 0 and "Permission denied" in result.stderr:
         pytest.skip(f"nobody cannot run this checkout's Python: {result.stderr[-300:]}")
     assert result.returncode == 0, result.stderr
