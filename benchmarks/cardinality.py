@@ -31,7 +31,6 @@ import http.server
 import multiprocessing
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -45,7 +44,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from export_cost import free_port  # noqa: E402
-from revision import AFTER, code_for, environment, revisions_for  # noqa: E402
+from revision import AFTER, code_for, environment, revisions_for, stop  # noqa: E402
 
 IG_METRICS = str(Path(sys.executable).parent / "ig-metrics")
 INTERVAL = 1.0
@@ -199,12 +198,7 @@ def measure(side: str, code: Path, args, workload: tuple, scratch: Path) -> dict
                 "cpu_rest_share": cpu_rest / rest, "rss": vmrss_mb(agent.pid),
                 "curls_took": curls_took}
     finally:
-        agent.send_signal(signal.SIGTERM)
-        try:
-            agent.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            agent.kill()
-            agent.wait()
+        stop(agent)
 
 
 def main() -> None:

@@ -29,7 +29,6 @@ import argparse
 import multiprocessing
 import os
 import re
-import signal
 import socket
 import statistics
 import subprocess
@@ -43,7 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from export_cost import free_port, start_sinks  # noqa: E402
-from revision import AFTER, code_for, environment, revisions_for  # noqa: E402
+from revision import AFTER, code_for, environment, revisions_for, stop  # noqa: E402
 
 IG_METRICS = str(Path(sys.executable).parent / "ig-metrics")
 INTERVAL = 2.0
@@ -194,12 +193,7 @@ def measure(side: str, code: Path, burst: int, args, sink_port: int, commands, r
                 "series_before": series_before, "peak_series": peak_series,
                 "series_after": watch.series[-1][1], "burst_seconds": burst_seconds}
     finally:
-        agent.send_signal(signal.SIGTERM)
-        try:
-            agent.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            agent.kill()
-            agent.wait()
+        stop(agent)
 
 
 def main() -> None:

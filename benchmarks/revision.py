@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -56,6 +57,17 @@ def environment(code: Path) -> dict[str, str]:
     env["PYTHONPATH"] = str(code)
     env["IG_METRICS_CODE"] = str(code)
     return env
+
+
+def stop(process: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Stop an agent as a user would (SIGTERM: detach, final export); killed
+    if it has not ended after `timeout` seconds."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def malloc_as_run() -> None:

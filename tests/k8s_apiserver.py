@@ -30,6 +30,7 @@ import ssl
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -548,6 +549,17 @@ def _handler(server: FakeApiServer):
             self.wfile.write(data)
 
     return Handler
+
+
+@contextmanager
+def cluster_with_namespace(directory: Path, namespace: str):
+    """A stand-in API server where `namespace` exists, its kubeconfig written
+    in `directory` (`.kubeconfig`); nothing sent to it may have been invalid."""
+    with FakeApiServer() as server:
+        server.existing_namespaces.add(namespace)
+        server.kubeconfig = write_kubeconfig(directory / "kubeconfig", server)
+        yield server
+    assert server.invalid == []
 
 
 def write_kubeconfig(path: Path, server: FakeApiServer, ca_file: Path | None = None) -> Path:

@@ -25,7 +25,12 @@ import pytest
 from ig_metrics.cluster.api import connect
 from ig_metrics.cluster.objects import plan_run
 from ig_metrics.deploy.manifests import RUN_LABEL, DeployOptions
-from tests.k8s_apiserver import SCHEMA_VERSION, FakeApiServer, write_kubeconfig
+from tests.k8s_apiserver import (
+    SCHEMA_VERSION,
+    FakeApiServer,
+    cluster_with_namespace,
+    write_kubeconfig,
+)
 from tests.k8s_kubelet import FakeNode, Kubelet
 
 IG_METRICS = str(Path(sys.executable).parent / "ig-metrics")
@@ -41,11 +46,8 @@ def ig_metrics(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
 
 @pytest.fixture
 def api(tmp_path):
-    with FakeApiServer() as server:
-        server.existing_namespaces.add(NAMESPACE)
-        server.kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server)
+    with cluster_with_namespace(tmp_path, NAMESPACE) as server:
         yield server
-    assert server.invalid == []
 
 
 def run_cluster(api, *flags: str) -> subprocess.CompletedProcess:

@@ -29,7 +29,7 @@ from ig_metrics.model.snapshot import COUNTER, MetricData, MetricInfo, Point, Sn
 from ig_metrics.summary.node import NodeSummary, decode, encode, summarize
 from ig_metrics.ui.cluster import node_line
 from tests.cluster_farm import RECEIVED, SENT, SummaryFarm
-from tests.k8s_apiserver import FakeApiServer, write_kubeconfig
+from tests.k8s_apiserver import cluster_with_namespace
 
 NAMESPACE = "ig-metrics"
 LABELS = {"app.kubernetes.io/name": "ig-metrics", "app.kubernetes.io/component": "tcp"}
@@ -40,11 +40,8 @@ PROFILES = Path(__file__).parent.parent / "ig_metrics" / "profiles"
 
 @pytest.fixture
 def api(tmp_path):
-    with FakeApiServer() as server:
-        server.existing_namespaces.add(NAMESPACE)
-        server.kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server)
+    with cluster_with_namespace(tmp_path, NAMESPACE) as server:
         yield server
-    assert server.invalid == []
 
 
 def read_until(watch: ClusterWatch, done, budget: float = 2.0, tries: int = 50):

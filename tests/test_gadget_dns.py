@@ -176,33 +176,46 @@ def server_behind_veth():
     """A DNS server in a network namespace of its own, reached from this one
     over a veth pair on 10.231.9.0/30: queries leave through an interface and
     responses arrive through it, the path a real resolver's packets take."""
-    namespace, host_end = f"igm-dns-{os.getpid()}", f"igm-dns{os.getpid() % 100000}"
     host_ip, server_ip = "10.231.9.1", "10.231.9.2"
+    server = None
+    with veth_namespace("igm-dns", host_ip, server_ip) as namespace:
+        try:
+            server = subprocess.Popen(
+                ["ip", "netns", "exec", namespace, sys.executable, "-m", "tests.dns_server",
+                 server_ip, KNOWN], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+            assert server.stdout.readline().strip() == "serving"
+            yield server_ip
+        finally:
+            if server is not None:
+                server.kill()
+                server.wait()
+
+
+@contextmanager
+def veth_namespace(name: str, host_ip: str, inner_ip: str, *, routed: bool = False):
+    """A network namespace (its name: `name` and this pid) joined to this one by
+    a veth pair on a /30: `host_ip` on this end, `inner_ip` on its eth0 (and,
+    `routed`, its default route through this end); removed on exit."""
+    namespace, host_end = f"{name}-{os.getpid()}", f"{name}{os.getpid() % 100000}"
     commands = [
         ["ip", "netns", "add", namespace],
         ["ip", "link", "add", host_end, "type", "veth", "peer", "name", "eth0",
          "netns", namespace],
         ["ip", "addr", "add", f"{host_ip}/30", "dev", host_end],
         ["ip", "link", "set", host_end, "up"],
-        ["ip", "-n", namespace, "addr", "add", f"{server_ip}/30", "dev", "eth0"],
+        ["ip", "-n", namespace, "addr", "add", f"{inner_ip}/30", "dev", "eth0"],
         ["ip", "-n", namespace, "link", "set", "eth0", "up"],
         ["ip", "-n", namespace, "link", "set", "lo", "up"],
+        *([["ip", "-n", namespace, "route", "add", "default", "via", host_ip]]
+          if routed else []),
     ]
-    server = None
     try:
         for command in commands:
             subprocess.run(command, check=True, capture_output=True)
-        server = subprocess.Popen(
-            ["ip", "netns", "exec", namespace, sys.executable, "-m", "tests.dns_server",
-             server_ip, KNOWN], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-        assert server.stdout.readline().strip() == "serving"
-        yield server_ip
+        yield namespace
     finally:
-        if server is not None:
-            server.kill()
-            server.wait()
-        subprocess.run(["ip", "link", "del", host_end], capture_output=True)
-        subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
+        subprocess.run(["ip", "link", "del", host_end], capture_output=True, check=False)
+        subprocess.run(["ip", "netns", "del", namespace], capture_output=True, check=False)
 
 
 @pytest.mark.bpf
@@ -268,32 +281,17 @@ def pod_network():
     kubelet set one up: a network namespace joined to this one (the node's)
     by a veth pair on 10.231.9.4/30, its resolv.conf (`ip netns exec` mounts
     /etc/netns/NAME/resolv.conf) naming a DNS server on the node's end."""
-    namespace, host_end = f"igm-pod-{os.getpid()}", f"igm-pod{os.getpid() % 100000}"
     host_ip, pod_ip = "10.231.9.5", "10.231.9.6"
-    resolv = Path("/etc/netns") / namespace / "resolv.conf"
-    commands = [
-        ["ip", "netns", "add", namespace],
-        ["ip", "link", "add", host_end, "type", "veth", "peer", "name", "eth0",
-         "netns", namespace],
-        ["ip", "addr", "add", f"{host_ip}/30", "dev", host_end],
-        ["ip", "link", "set", host_end, "up"],
-        ["ip", "-n", namespace, "addr", "add", f"{pod_ip}/30", "dev", "eth0"],
-        ["ip", "-n", namespace, "link", "set", "eth0", "up"],
-        ["ip", "-n", namespace, "link", "set", "lo", "up"],
-        ["ip", "-n", namespace, "route", "add", "default", "via", host_ip],
-    ]
-    try:
-        for command in commands:
-            subprocess.run(command, check=True, capture_output=True)
-        resolv.parent.mkdir(parents=True, exist_ok=True)
-        resolv.write_text(f"nameserver {host_ip}\noptions timeout:5 attempts:1\n")
-        yield namespace, host_ip
-    finally:
-        resolv.unlink(missing_ok=True)
-        if resolv.parent.exists():
-            resolv.parent.rmdir()
-        subprocess.run(["ip", "link", "del", host_end], capture_output=True, check=False)
-        subprocess.run(["ip", "netns", "del", namespace], capture_output=True, check=False)
+    with veth_namespace("igm-pod", host_ip, pod_ip, routed=True) as namespace:
+        resolv = Path("/etc/netns") / namespace / "resolv.conf"
+        try:
+            resolv.parent.mkdir(parents=True, exist_ok=True)
+            resolv.write_text(f"nameserver {host_ip}\noptions timeout:5 attempts:1\n")
+            yield namespace, host_ip
+        finally:
+            resolv.unlink(missing_ok=True)
+            if resolv.parent.exists():
+                resolv.parent.rmdir()
 
 
 @pytest.mark.bpf

@@ -38,6 +38,7 @@ STATE_STYLE = {PENDING: ("○", "yellow"), PULLING: ("◌", "yellow"), RUNNING: 
                READY: ("●", "green"), FAILED: ("✗", "red"), GONE: ("○", "dim")}
 NO_POD_GRACE = 10.0          # seconds without any pod before saying so
 STALE_AFTER = 2.5            # intervals: a node's reading older than this says its age
+MIN_STALE = 3.0              # seconds, however short the interval
 
 
 def progress_line(pod: PodState, why: str = "") -> str:
@@ -80,7 +81,7 @@ def node_line(specs: Sequence[GadgetSpec], node: NodeReading) -> str:
     if summary.exporters:
         parts.append("exporters " + ", ".join(f"{exporter.name} {exporter.health}"
                                               for exporter in summary.exporters))
-    if node.age > max(STALE_AFTER * summary.interval, 3.0):
+    if _stale(node):
         parts.append(f"read {node.age:.0f}s ago" + (f" (then: {node.read_error})"
                                                      if node.read_error else
                                                      " (reading…)" if node.reading else ""))
@@ -148,10 +149,16 @@ def render(specs: Sequence[GadgetSpec], reading: ClusterReading, *, title: str, 
     return Group(*tables, *lines)
 
 
+def _stale(node: NodeReading) -> bool:
+    """Whether a read node's summary is older than a few of its intervals."""
+    return node.summary is not None and \
+        node.age > max(STALE_AFTER * node.summary.interval, MIN_STALE)
+
+
 def _needs_a_look(node: NodeReading) -> bool:
     summary = node.summary
     return (summary is None or bool(node.read_error) or node.pod.restarts > 0
-            or node.age > max(STALE_AFTER * summary.interval, 3.0)
+            or _stale(node)
             or any(exporter.health != "healthy" for exporter in summary.exporters)
             or any(gadget.failure for gadget in summary.gadgets))
 
