@@ -238,6 +238,11 @@ class FakeApiServer:
 
 
 class _QuietServer(ThreadingHTTPServer):
+    # A real API server listens with the kernel's largest backlog; socketserver's
+    # 5 drops the handshakes of a CLI opening its 32 connections at once, and
+    # each dropped one waits for the SYN-ACK's retransmission (1 s, then 3 s).
+    request_queue_size = 4096
+
     def handle_error(self, request, client_address) -> None:
         import sys
         if isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError)):

@@ -1,8 +1,9 @@
 """The CLI's side of a cluster, through the API server only: connecting with a
 kubeconfig context, checking the user's rights (SelfSubjectAccessReview),
-creating and deleting a run's objects, the state of its pods, and reading a
-pod's Prometheus endpoint through the pods/proxy subresource and its log
-through pods/log. Never a pod IP: the CLI needs to reach the API server only."""
+creating and deleting a run's objects, the state of its pods, and the paths
+of a pod's pods/proxy and pods/log subresources (read by
+cluster/apireader.py). Never a pod IP: the CLI needs to reach the API server
+only."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 from ig_metrics.k8s.apiclient import DEFAULT_KUBECONFIG
 
@@ -148,45 +149,12 @@ class Cluster:
             _preload_content=False), f"list pods in namespace {namespace}")
         return _json(listed)["items"]
 
-    # --- reading a node --------------------------------------------------------------
-    def proxy_get(self, namespace: str, pod: str, port: int, path: str,
-                  scheme: str = "http", timeout: float = API_TIMEOUT) -> bytes:
-        """GET `path` (with its query) from the pod's `port` through pods/proxy:
-        the API server (its kubelet connection) reaches the pod, the CLI only
-        the API server."""
-        import urllib3
-        from kubernetes.client.exceptions import ApiException
-
-        target = f"{pod}:{port}" if scheme == "http" else f"https:{pod}:{port}"
-        where, _, query = path.lstrip("/").partition("?")
-        url = (f"{self.server}/api/v1/namespaces/{quote(namespace)}/pods/{quote(target)}"
-               f"/proxy/{where}" + (f"?{query}" if query else ""))
-        # The request the generated client would make, made directly on its
-        # connection pool (TLS, client certificates, proxy as configured): its
-        # serialisation layers were most of the CPU a read cost at 1,000 nodes
-        # (docs/performance.md).
-        headers = {"Accept": "*/*", **{entry["key"]: entry["value"] for entry in
-                                        self.client.configuration.auth_settings().values()}}
-
-        def get() -> bytes:
-            response = self.client.rest_client.pool_manager.request(
-                "GET", url, headers=headers, timeout=urllib3.Timeout(total=timeout),
-                retries=False, preload_content=True)
-            if not 200 <= response.status <= 299:
-                error = ApiException(status=response.status, reason=response.reason)
-                error.body = response.data.decode("utf-8", errors="replace")
-                raise error
-            return bytes(response.data)
-
-        return self._call(get, f"get pods/proxy in namespace {namespace}")
-
-    def log_tail(self, namespace: str, pod: str, previous: bool = False,
-                 lines: int = LOG_TAIL_LINES) -> str:
-        answer = self._call(lambda: self._api("CoreV1Api").read_namespaced_pod_log(
-            pod, namespace, tail_lines=lines, previous=previous,
-            _request_timeout=API_TIMEOUT, _preload_content=False),
-            f"get pods/log in namespace {namespace}")
-        return answer.data.decode("utf-8", errors="replace")
+    # --- reading the nodes (cluster/apireader.py) ----------------------------------------
+    def auth_headers(self) -> dict[str, str]:
+        """The credential headers of a request now (a bearer token), after the
+        kubeconfig's refresh hook has renewed an expired one."""
+        return {entry["key"]: entry["value"]
+                for entry in self.client.configuration.auth_settings().values()}
 
     def _call(self, call, what: str, passthrough: tuple[int, ...] = ()):
         """`call()`, its failures turned into ClusterError naming what was tried."""
@@ -207,19 +175,41 @@ class Cluster:
         self.client.close()
 
 
+def pod_proxy_path(namespace: str, pod: str, port: int, path: str) -> str:
+    """GET `path` (with its query) from the pod's http `port` through pods/proxy:
+    the API server (its kubelet connection) reaches the pod, the CLI only the
+    API server."""
+    where, _, query = path.lstrip("/").partition("?")
+    return (f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(f'{pod}:{port}')}"
+            f"/proxy/{where}" + (f"?{query}" if query else ""))
+
+
+def pod_log_path(namespace: str, pod: str, *, previous: bool,
+                 lines: int = LOG_TAIL_LINES) -> str:
+    """The last `lines` of the pod's log, of its previous container if `previous`."""
+    return (f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}/log?tailLines={lines}"
+            + ("&previous=true" if previous else ""))
+
+
 def api_error(error, what: str, where: str) -> str:
+    """api_message of the kubernetes client's ApiException."""
+    return api_message(error.status, error.reason, error.body, what, where)
+
+
+def api_message(status: int, reason: str | None, body: str | None, what: str,
+                where: str) -> str:
     """One line for an API server's refusal: the verb and resource, and its message."""
     try:
-        message = json.loads(error.body).get("message", "")
+        message = json.loads(body or "").get("message", "")
     except (TypeError, ValueError, AttributeError):
-        message = str(error.reason or "")
-    if error.status == 403:
+        message = str(reason or "")
+    if status == 403:
         return (f"forbidden: you may not {what} ({where}); ask for that right, or run "
                 f"'ig-metrics doctor --cluster' for every right needed. The API server "
                 f"said: {message}")
-    if error.status == 401:
+    if status == 401:
         return f"the API server refused the credentials of {where} (401 Unauthorized)"
-    return f"cannot {what} ({where}): {error.status} {error.reason}: {message}"
+    return f"cannot {what} ({where}): {status} {reason}: {message}"
 
 
 def _reason(error: BaseException) -> str:
@@ -255,6 +245,7 @@ def connect(kubeconfig: Path | None = None, context: str | None = None,
     """A Cluster for `context` (default: the kubeconfig's current one), after
     asking the API server its version: ClusterError naming the context and
     server when it cannot be reached or refuses the credentials."""
+    import urllib3
     from kubernetes import client, config
 
     path = kubeconfig_path(kubeconfig, environ)
@@ -272,6 +263,12 @@ def connect(kubeconfig: Path | None = None, context: str | None = None,
         raise ClusterError(f"cannot use kubeconfig {path}: {error}") from error
     # No retries: an unreachable server is reported at once, not after three tries.
     configuration.retries = False
+    proxy = urlsplit(configuration.proxy or "")
+    if proxy.username and not configuration.proxy_headers:
+        # As kubectl: a proxy-url's user and password are its credentials (the
+        # kubernetes client would send none).
+        configuration.proxy_headers = urllib3.make_headers(
+            proxy_basic_auth=f"{unquote(proxy.username)}:{unquote(proxy.password or '')}")
     # One connection per node read in flight, kept for the next refresh.
     configuration.connection_pool_maxsize = MAX_IN_FLIGHT
     api = client.ApiClient(configuration)

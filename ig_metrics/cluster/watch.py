@@ -4,15 +4,17 @@ ready pod its node summary (summary/node.py), read from the agent's /summary
 through the pod proxy; for a failed or restarting pod the last line of its log,
 which says why (no BPF on that node, a profile it cannot use).
 
-Nodes are read concurrently, at most MAX_IN_FLIGHT at once, each read bounded
-by its own timeout. A refresh waits for its reads for at most `budget`
-seconds: a node that answers later, or never, keeps its last summary (the
-table shows how old it is) and delays no other node."""
+Nodes are read concurrently (cluster/apireader.py: one event loop, at most
+MAX_IN_FLIGHT requests at once), each read bounded by its own timeout. A
+refresh waits for its reads for at most `budget` seconds: a node that answers
+later, or never, keeps its last summary (the table shows how old it is) and
+delays no other node. The nodes' state is kept and changed on the reader's
+loop only."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -25,7 +27,10 @@ from ig_metrics.cluster.api import (
     ClusterError,
     PodState,
     last_log_line,
+    pod_log_path,
+    pod_proxy_path,
 )
+from ig_metrics.cluster.apireader import ApiReader, ReadError
 from ig_metrics.cluster.pods import PodWatch
 from ig_metrics.summary.node import SUMMARY_PATH, NodeSummary, SummaryError, decode
 
@@ -72,7 +77,7 @@ class _Node:
     summary: NodeSummary | None = None
     read_at: float = 0.0
     error: str = ""
-    pending: Future | None = None
+    pending: asyncio.Task[NodeSummary] | None = None
 
 
 class ClusterWatch:
@@ -88,37 +93,39 @@ class ClusterWatch:
         self.timeout = timeout
         self.path = f"{SUMMARY_PATH}?top={top}" + (f"&sort={quote(sort)}" if sort else "")
         self._pods = PodWatch(cluster, namespace, selector)
-        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="node-read")
+        self._reader = ApiReader(cluster, concurrency)
         self._nodes: dict[str, _Node] = {}
         self._why: dict[tuple[str, int], str] = {}    # (pod, restarts) -> log line
-        self._why_pending: dict[tuple[str, int], Future] = {}
+        self._why_pending: dict[tuple[str, int], asyncio.Task[str]] = {}
 
     def __enter__(self) -> ClusterWatch:
+        self._reader.__enter__()
         self._pods.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._pods.close()
-        # Reads in flight end on their own timeout; nothing waits for them.
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._reader.close()             # reads in flight are cancelled
 
     def read(self, budget: float) -> ClusterReading:
         """The nodes now: reads started for every ready pod not being read,
         waited for at most `budget` seconds (the first time, with the pods' list)."""
-        began = time.monotonic()
+        deadline = time.monotonic() + budget
         self._pods.wait_synced(budget)
-        pods = self._pods.states()
-        started: list[Future] = []
+        return self._reader.run(self._refresh(self._pods.states(), deadline))
+
+    async def _refresh(self, pods: list[PodState], deadline: float) -> ClusterReading:
+        started: list[asyncio.Task] = []
         for pod in pods:
             if pod.state in (READY, RUNNING):
                 node = self._nodes.setdefault(pod.name, _Node())
                 if node.pending is None:
-                    node.pending = self._pool.submit(self._read_summary, pod.name)
+                    node.pending = asyncio.create_task(self._read_summary(pod.name))
                     started.append(node.pending)
             if (pod.state == FAILED or pod.crashed) and (pod.name, pod.restarts) not in self._why:
                 started.append(self._log_line(pod))
         if started:
-            wait(started, timeout=max(0.0, budget - (time.monotonic() - began)))
+            await asyncio.wait(started, timeout=max(0.0, deadline - time.monotonic()))
         reading = ClusterReading(time_ns=time.time_ns(), pods_error=self._pods.error)
         now = time.monotonic()
         names = set()
@@ -140,52 +147,55 @@ class ClusterWatch:
             # Not serving now (restarting, terminating): no old numbers shown as current.
             return reading
         reading.summary, reading.read_error = node.summary, node.error
-        reading.age = now - node.read_at if node.summary is not None else 0.0
+        reading.age = max(0.0, now - node.read_at) if node.summary is not None else 0.0
         reading.reading = node.pending is not None
         return reading
 
     def _take(self, node: _Node) -> None:
-        future, node.pending = node.pending, None
-        assert future is not None             # taken once done
+        task, node.pending = node.pending, None
+        assert task is not None               # taken once done
         try:
-            node.summary, node.read_at, node.error = future.result(), time.monotonic(), ""
+            node.summary, node.read_at, node.error = task.result(), time.monotonic(), ""
         except (ClusterError, SummaryError) as error:
             # Running but not serving yet (compiling), unreachable, or an agent of
             # another version: the node line says so; its last summary stays.
             node.error = str(error)
 
-    def _read_summary(self, pod: str) -> NodeSummary:
+    async def _read_summary(self, pod: str) -> NodeSummary:
         try:
-            payload = self.cluster.proxy_get(self.namespace, pod, self.port, self.path,
-                                             timeout=self.timeout)
-        except ClusterError as error:
-            if "404" in str(error) and "Not Found" in str(error):
+            payload = await self._reader.get(
+                pod_proxy_path(self.namespace, pod, self.port, self.path),
+                what=f"get pods/proxy in namespace {self.namespace}", timeout=self.timeout)
+        except ReadError as error:
+            if error.status == 404:
                 raise ClusterError(
                     f"the agent serves no {SUMMARY_PATH}: its image is older than this CLI "
                     "(deploy an image of this CLI's version)") from error
             raise
         return decode(payload)
 
-    def _log_line(self, pod: PodState) -> Future:
+    def _log_line(self, pod: PodState) -> asyncio.Task[str]:
         key = (pod.name, pod.restarts)
         pending = self._why_pending.get(key)
         if pending is None:
-            pending = self._pool.submit(self._read_log_line, pod)
+            pending = asyncio.create_task(self._read_log_line(pod))
             self._why_pending[key] = pending
             pending.add_done_callback(lambda done: self._keep_why(key, done))
         return pending
 
-    def _keep_why(self, key: tuple[str, int], done: Future) -> None:
-        line = done.result() if not done.cancelled() and done.exception() is None else ""
+    def _keep_why(self, key: tuple[str, int], done: asyncio.Task[str]) -> None:
+        line = done.result() if not done.cancelled() else ""
         if line:
             self._why[key] = line
         self._why_pending.pop(key, None)
 
-    def _read_log_line(self, pod: PodState) -> str:
+    async def _read_log_line(self, pod: PodState) -> str:
+        path = pod_log_path(self.namespace, pod.name, previous=pod.restarts > 0)
         try:
-            text = self.cluster.log_tail(self.namespace, pod.name, previous=pod.restarts > 0)
+            text = await self._reader.get(path, what=f"get pods/log in namespace "
+                                          f"{self.namespace}", timeout=self.timeout)
         except ClusterError:
             # No previous container (not started yet) or no log right: the pod's
             # reason is all there is to show.
             return ""
-        return last_log_line(text)
+        return last_log_line(text.decode("utf-8", errors="replace"))
