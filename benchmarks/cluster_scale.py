@@ -49,8 +49,10 @@ the API server, counted by the stand-in server on its client sockets (HTTP
 headers included, both directions); the CLI's memory (VmRSS after the
 refresh, VmHWM at the end); the cyclic garbage collector's share of the CPU
 (gc.callbacks). Medians over the measured refreshes. Then, at the largest
-node count, --client-nodes nodes read one at a time: a read's CPU through
-the CLI's reader with the nodes' latency and back to back (no latency), the
+node count (unless --client-nodes is 0): every node read once, 32 in flight,
+through the CLI's reader and through aiohttp, taking turns; and
+--client-nodes nodes read one at a time: a read's CPU through the CLI's
+reader with the nodes' latency and back to back (no latency), the
 kubeconfig's token refresh hook alone (once per refresh), and a summary's
 decoding.
 
@@ -60,7 +62,13 @@ The default run (6 to 7 minutes on a 2-core VM, most of it the old path at
     .venv/bin/python benchmarks/cluster_scale.py
 
 draws docs/cluster-scale.svg; --json FILE keeps the figures, --replot FILE
-draws the plot again from them without measuring. Quick check:
+draws the plot again from them without measuring. The reader against the
+thread-per-read one it replaced, side by side at 1,000 nodes:
+
+    .venv/bin/python benchmarks/cluster_scale.py --nodes 1000 --old-nodes \
+        --old-refreshes --old-warmups --paced-nodes --compare dd6f86d --plot ''
+
+Quick check:
 
     .venv/bin/python benchmarks/cluster_scale.py --nodes 10 100 --old-nodes 10 \\
         --old-refreshes 1 --old-warmups 0 --paced-nodes --series 2000 \\
@@ -452,7 +460,9 @@ def measure(args) -> dict:
                 "rss": proc_status("VmRSS")})
             last = now
         if args.client_cost and args.measure == "new":
-            client = client_cost(cluster, args.control,
+            client = library_cost(cluster, [node.pod.name for node in reading.nodes],
+                                  watch.path)
+            client |= client_cost(cluster, args.control,
                                  [node.pod.name for node in reading.nodes], watch.path,
                                  args.client_cost)
     finally:
@@ -461,6 +471,55 @@ def measure(args) -> dict:
         cluster.close()
     return {"baseline_rss": baseline, "connected_rss": connected, "hwm": proc_status("VmHWM"),
             "refreshes": refreshes, "client": client}
+
+
+def library_cost(cluster, pods: list[str], path: str, rounds: int = 5) -> dict:
+    """CPU of reading every node once, 32 reads in flight, decoding included:
+    through the CLI's reader, and through aiohttp (the Kubernetes client's
+    asyncio half's HTTP client, one session of 32 kept connections), taking
+    turns; medians over `rounds` each."""
+    import asyncio
+
+    import aiohttp
+
+    from ig_metrics.cluster.api import MAX_IN_FLIGHT, pod_proxy_path
+    from ig_metrics.cluster.apireader import ApiReader
+    from ig_metrics.summary.node import decode
+
+    paths = [pod_proxy_path(NAMESPACE, pod, SUMMARY_PORT, path) for pod in pods]
+    server = cluster.client.configuration.host
+
+    async def through_aiohttp() -> None:
+        connector = aiohttp.TCPConnector(limit=MAX_IN_FLIGHT)
+        async with aiohttp.ClientSession(connector=connector,
+                                         headers=cluster.auth_headers()) as session:
+            async def one(target: str) -> None:
+                async with session.get(server + target) as answer:
+                    decode(await answer.read())
+
+            await asyncio.gather(*(one(target) for target in paths))      # connections
+            for _ in range(rounds):
+                began = time.process_time()
+                await asyncio.gather(*(one(target) for target in paths))
+                cpu["aiohttp"].append(time.process_time() - began)
+
+    async def through_reader(reader) -> None:
+        async def one(target: str) -> None:
+            decode(await reader.get(target, what="get pods/proxy", timeout=30))
+
+        await asyncio.gather(*(one(target) for target in paths))
+        for _ in range(rounds):
+            began = time.process_time()
+            await asyncio.gather(*(one(target) for target in paths))
+            cpu["reader"].append(time.process_time() - began)
+
+    cpu: dict[str, list[float]] = {"reader": [], "aiohttp": []}
+    with ApiReader(cluster, MAX_IN_FLIGHT) as reader:
+        reader.run(through_reader(reader))
+    asyncio.run(through_aiohttp())
+    return {"reads": len(paths), **{f"{name}_cpu": statistics.median(values)
+                                    for name, values in cpu.items()},
+            **{f"{name}_range": [min(values), max(values)] for name, values in cpu.items()}}
 
 
 def client_cost(cluster, control: str, pods: list[str], path: str, count: int) -> dict:
@@ -590,6 +649,13 @@ def table(data: dict) -> str:
                 f"{client['hook'] * 1000:.3f} ms, once per refresh ({client['environment']} "
                 f"environment variables); decoding a summary of {client['summary_bytes']:,.0f} bytes "
                 f"{client['decode'] * 1000:.3f} ms.")
+        if client and "aiohttp_cpu" in client:
+            lines.append(
+                f"\nEvery node read once, {client['reads']:,} reads, 32 in flight, decoding "
+                f"included: {client['reader_cpu']:.3f} s of CPU through the CLI's reader "
+                "({:.3f}-{:.3f}), {:.3f} s through aiohttp ({:.3f}-{:.3f}); medians of "
+                "5 rounds each.".format(*client["reader_range"], client["aiohttp_cpu"],
+                                        *client["aiohttp_range"]))
     return "\n".join(lines)
 
 
@@ -744,6 +810,10 @@ def main() -> None:
                              "300; 0: not done)")
     parser.add_argument("--before", default=OLD_REVISION,
                         help=f"the revision of the old path (default {OLD_REVISION})")
+    parser.add_argument("--compare", metavar="REV",
+                        help="also run the new path at the largest node count with the CLI "
+                             "of revision REV, side by side (e.g. dd6f86d: node reads from "
+                             "a thread pool through the kubernetes client's urllib3 pool)")
     parser.add_argument("--plot", default=str(DEFAULT_PLOT),
                         help="the SVG drawn (default docs/cluster-scale.svg; '' for none)")
     parser.add_argument("--json", type=Path, help="keep the figures in this file")
@@ -779,10 +849,14 @@ def main() -> None:
     plan += [("old", nodes, warmup, refreshes) for nodes, warmup, refreshes
              in zip(args.old_nodes, args.old_warmups, args.old_refreshes)]
     plan += [("new, paced", nodes, 2, args.paced_refreshes) for nodes in args.paced_nodes]
+    codes = {"old": old, "new": ROOT, "new, paced": ROOT}
+    if args.compare and args.nodes:
+        codes[f"new ({args.compare})"] = export(args.compare)
+        plan.append((f"new ({args.compare})", max(args.nodes), args.warmup, args.refreshes))
     for path, nodes, warmup, refreshes in sorted(plan, key=lambda entry: entry[1]):
         began = time.monotonic()
         paced = path == "new, paced"
-        result = run(path, nodes, code=old if path == "old" else ROOT, series=args.series,
+        result = run(path, nodes, code=codes[path], series=args.series,
                      latency=args.latency, warmup=warmup, refreshes=refreshes,
                      budget=READ_BUDGET if paced else args.budget,
                      interval=READ_INTERVAL if paced else 0.0,

@@ -102,6 +102,23 @@ def test_a_server_certificate_the_kubeconfig_does_not_trust_is_refused(tmp_path,
     assert "CERTIFICATE_VERIFY_FAILED" in str(refused.value)
 
 
+def test_insecure_skip_tls_verify_reads_a_server_no_ca_names(tmp_path, tls):
+    with FakeApiServer(tls=(tls.server_cert, tls.server_key)) as api:
+        api.existing_namespaces.add(NAMESPACE)
+        farm = SummaryFarm(api, 2, namespace=NAMESPACE, labels=LABELS, series=10)
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", api)
+        config = yaml.safe_load(kubeconfig.read_text())
+        config["clusters"][0]["cluster"]["insecure-skip-tls-verify"] = True
+        kubeconfig.write_text(yaml.safe_dump(config))
+        cluster = connect(kubeconfig)
+        try:
+            with ClusterWatch(cluster, NAMESPACE, SELECTOR, 9465, sort=None, top=5) as watch:
+                reading = watch.read(5.0)
+        finally:
+            cluster.close()
+    assert set(totals(reading)) == set(farm.names)
+
+
 @pytest.mark.parametrize("secure", [True, False], ids=["https-connect", "http-absolute"])
 def test_reads_go_through_the_kubeconfigs_proxy_with_its_credentials(tmp_path, tls, secure):
     server_tls = (tls.server_cert, tls.server_key) if secure else None
@@ -165,6 +182,10 @@ ANSWERS: dict[str, list[bytes]] = {
                    b"Content-Length: 52\r\n\r\n",
                    b'{"kind":"Status","message":"pods/proxy is refused"}\n'],
     "/garbage": [b"SSH-2.0-OpenSSH_9.2\r\n\r\n"],
+    "/huge": [b"HTTP/1.1 200 OK\r\nContent-Length: 999999999999\r\n\r\n" + BODY],
+    # Kept alive, but the next request on its connection finds it closed, as
+    # when a server or a load balancer closes an idle connection.
+    "/then-idle-close": [b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(BODY) + BODY],
 }
 CLOSES = {"/until-close", "/http10", "/garbage"}
 
@@ -182,6 +203,7 @@ class RawServer:
         class Handler(socketserver.StreamRequestHandler):
             def handle(self) -> None:
                 server.connections += 1
+                closing = False
                 while True:
                     line = self.rfile.readline()
                     if not line:
@@ -190,6 +212,9 @@ class RawServer:
                         pass
                     path = line.split()[1].decode()
                     server.requests.append(path)
+                    if closing:
+                        return
+                    closing = path == "/then-idle-close"
                     for piece in ANSWERS[path]:
                         self.wfile.write(piece)
                         self.wfile.flush()
@@ -237,6 +262,18 @@ def test_each_way_an_answer_may_end_is_read_whole(raw_reader):
     assert raw.connections == 3
 
 
+def test_a_kept_connection_closed_while_idle_is_replaced_and_the_read_sent_again(raw_reader):
+    raw, reader = raw_reader
+
+    async def read(path: str) -> bytes:
+        return await reader.get(path, what="get it", timeout=5)
+
+    assert reader.run(read("/then-idle-close")) == BODY
+    assert reader.run(read("/length")) == BODY
+    assert raw.requests == ["/then-idle-close", "/length", "/length"]
+    assert raw.connections == 2
+
+
 def test_a_refusal_and_an_answer_that_is_not_http_are_named(raw_reader):
     raw, reader = raw_reader
 
@@ -253,5 +290,7 @@ def test_a_refusal_and_an_answer_that_is_not_http_are_named(raw_reader):
                                         "server's answer is not HTTP/1.1: status line "
                                         "'SSH-2.0-OpenSSH_9.2'"):
         reader.run(read("/garbage"))
-    # The reader goes on after both, on a connection of its own.
+    with pytest.raises(ReadError, match="not HTTP/1.1: Content-Length 999999999999, more than"):
+        reader.run(read("/huge"))
+    # The reader goes on after each, on a connection of its own.
     assert reader.run(read("/length")) == BODY

@@ -20,7 +20,7 @@ from urllib.parse import quote, unquote, urlsplit
 from ig_metrics.k8s.apiclient import DEFAULT_KUBECONFIG
 
 API_TIMEOUT = 10.0        # seconds for one request to the API server
-MAX_IN_FLIGHT = 32        # node reads in flight at once, through the API server
+MAX_IN_FLIGHT = 32        # node reads in flight at once (and connections kept for them)
 LOG_TAIL_LINES = 20
 
 
@@ -269,8 +269,6 @@ def connect(kubeconfig: Path | None = None, context: str | None = None,
         # kubernetes client would send none).
         configuration.proxy_headers = urllib3.make_headers(
             proxy_basic_auth=f"{unquote(proxy.username)}:{unquote(proxy.password or '')}")
-    # One connection per node read in flight, kept for the next refresh.
-    configuration.connection_pool_maxsize = MAX_IN_FLIGHT
     api = client.ApiClient(configuration)
     cluster = Cluster(api, chosen["name"], api.configuration.host, path)
     answer = _json(cluster._call(lambda: client.VersionApi(api).get_code(

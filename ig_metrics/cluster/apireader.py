@@ -6,11 +6,11 @@ credentials and HTTP proxy.
 Why not the kubernetes client's urllib3 pool from a pool of threads, as the
 other calls: at 1,000 nodes a refresh is 1,000 requests, and that path cost
 0.5-0.8 ms of CPU each (http.client's header parsing, urllib3's layers, the
-GIL handed between 32 threads); aiohttp, which kubernetes.aio brings, cost
-0.33-0.48 s for 1,000 reads where this protocol costs 0.17-0.29 s
-(docs/performance.md). What it needs of HTTP is small: GET, a response of
-Content-Length or chunked (an API server passes a pod's chunked answer on),
-keep-alive or close."""
+GIL handed between 32 threads), twice this one's whole refresh; aiohttp, the
+client of kubernetes' asyncio half, costs about twice this protocol's CPU
+for the same reads (docs/performance.md). What the reads need of HTTP is
+small: GET, an answer of Content-Length, chunks (an API server passes a
+pod's chunked answer on) or until close, keep-alive."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from ig_metrics.cluster.api import Cluster, ClusterError, api_message
 
 T = TypeVar("T")
 MAX_HEAD = 64 * 1024         # bytes of status line and headers before giving up
+MAX_BODY = 16 * 2**20        # bytes of a body (a summary is a few KB, a log tail less)
 CLOSE_TIMEOUT = 5.0          # seconds close() waits for the loop to cancel its reads
 
 
@@ -37,6 +38,12 @@ class ReadError(ClusterError):
     def __init__(self, message: str, status: int = 0) -> None:
         super().__init__(message)
         self.status = status
+
+
+class ClosedUnanswered(ReadError):
+    """The connection closed before any byte of the answer: on a kept
+    connection, the server (or a load balancer) had closed it as idle while
+    the request was on its way; the request is sent again on a new one."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,8 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._buffer += data
         try:
+            if self._length == -2 and len(self._buffer) > MAX_BODY:
+                raise ValueError(f"a body past {MAX_BODY} bytes")
             self._parse()
         except ValueError as error:
             self._fail(ReadError(f"the API server's answer is not HTTP/1.1: {error}"))
@@ -142,7 +151,9 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self._answer is not None and self._head is not None and self._length == -2:
             self._finish(bytes(self._buffer), reusable=False)
-        self._fail(ReadError(f"the connection to the API server closed: {exc or 'EOF'}"))
+        unanswered = self._head is None and not self._buffer
+        self._fail((ClosedUnanswered if unanswered else ReadError)(
+            f"the connection to the API server closed: {exc or 'EOF'}"))
 
     # --- a request -----------------------------------------------------------------------
     def send(self, request: bytes, *, body: bool = True) -> asyncio.Future[Response]:
@@ -218,6 +229,8 @@ class _Connection(asyncio.Protocol):
                 self._length, self._chunks = -1, bytearray()
             elif "content-length" in headers:
                 self._length = int(headers["content-length"])
+                if not 0 <= self._length <= MAX_BODY:
+                    raise ValueError(f"Content-Length {self._length}, more than {MAX_BODY}")
             else:
                 self._length = -2       # the body ends with the connection
             return True
@@ -228,6 +241,8 @@ class _Connection(asyncio.Protocol):
             if line_end < 0:
                 return
             size = int(bytes(self._buffer[:line_end]).split(b";")[0].strip() or b"x", 16)
+            if not 0 <= size <= MAX_BODY - len(self._chunks):
+                raise ValueError(f"a chunk of {size} bytes, past {MAX_BODY} in all")
             if size == 0:
                 # The last chunk, then trailers (none expected) up to an empty line.
                 trailers_end = self._buffer.find(b"\r\n\r\n", line_end)
@@ -280,8 +295,15 @@ class ApiReader:
             connection: _Connection | None = None
             try:
                 async with asyncio.timeout(timeout):
-                    connection = await self._connection()
-                    response = await connection.send(self._request(path))
+                    connection, kept = await self._connection()
+                    try:
+                        response = await connection.send(self._request(path))
+                    except ClosedUnanswered:
+                        if not kept:
+                            raise
+                        self._drop(connection)
+                        connection, _ = await self._connection(fresh=True)
+                        response = await connection.send(self._request(path))
             except TimeoutError:
                 self._drop(connection)
                 raise ReadError(f"cannot {what} ({self.cluster.where}): no answer within "
@@ -329,12 +351,16 @@ class ApiReader:
             self._open.discard(connection)
 
     # --- connections ---------------------------------------------------------------------
-    async def _connection(self) -> _Connection:
-        while self._idle:
+    async def _connection(self, fresh: bool = False) -> tuple[_Connection, bool]:
+        """A connection for one request, and whether it was kept from an earlier one."""
+        while self._idle and not fresh:
             connection = self._idle.pop()
             if not connection.closed:
-                return connection
+                return connection, True
             self._open.discard(connection)
+        return await self._open_connection(), False
+
+    async def _open_connection(self) -> _Connection:
         loop = asyncio.get_running_loop()
         way = self._route
         if not way.tunnel:
