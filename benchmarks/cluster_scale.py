@@ -24,6 +24,9 @@ What stands in for what:
                    the one its node gave before (the old CLI skipped parsing
                    an exposition that had not changed)
 
+With --tls the stand-in API server serves HTTPS (a CA made for the run, named
+in the kubeconfig), as a real one: the CLI then decrypts every answer.
+
 The stand-in API server and its nodes run in a process of their own (started
 with --serve), so that the CLI process measured does only the CLI's work. The
 CLI side runs in another process (--measure), with this checkout's code
@@ -287,18 +290,21 @@ def serve(args) -> None:
 
     from tests.cluster_farm import SummaryFarm
     from tests.k8s_apiserver import FakeApiServer, write_kubeconfig
+    from tests.receivers import make_tls_files
 
     bodies = [exposition(args.series, seq) for seq in (1, 2)] if args.serve == "metrics" else []
     directory = Path(tempfile.mkdtemp(prefix="cluster-scale-"))
+    tls = make_tls_files(directory / "tls", "apiserver") if args.tls else None
     stats = WireStats()
-    with FakeApiServer() as api:
+    with FakeApiServer(tls=(tls.server_cert, tls.server_key) if tls else None) as api:
         api.existing_namespaces.add(NAMESPACE)
         count_wire(api, stats)
         options = {"namespace": NAMESPACE, "labels": LABELS, "series": args.series,
                    "latency": tuple(args.latency)}
         farm = scrape_farm(SummaryFarm)(api, args.nodes, bodies=bodies, **options) \
             if bodies else SummaryFarm(api, args.nodes, **options)
-        kubeconfig = write_kubeconfig(directory / "kubeconfig", api)
+        kubeconfig = write_kubeconfig(directory / "kubeconfig", api,
+                                      ca_file=tls.ca if tls else None)
 
         class Control(BaseHTTPRequestHandler):
             def log_message(self, *args) -> None:
@@ -483,14 +489,16 @@ def library_cost(cluster, pods: list[str], path: str, rounds: int = 5) -> dict:
     import aiohttp
 
     from ig_metrics.cluster.api import MAX_IN_FLIGHT, pod_proxy_path
-    from ig_metrics.cluster.apireader import ApiReader
+    from ig_metrics.cluster.apireader import ApiReader, route
     from ig_metrics.summary.node import decode
 
     paths = [pod_proxy_path(NAMESPACE, pod, SUMMARY_PORT, path) for pod in pods]
     server = cluster.client.configuration.host
+    tls = route(cluster.client.configuration).tls
 
     async def through_aiohttp() -> None:
-        connector = aiohttp.TCPConnector(limit=MAX_IN_FLIGHT)
+        # The kubeconfig's TLS (its CA), as the reader takes it.
+        connector = aiohttp.TCPConnector(limit=MAX_IN_FLIGHT, ssl=tls or True)
         async with aiohttp.ClientSession(connector=connector,
                                          headers=cluster.auth_headers()) as session:
             async def one(target: str) -> None:
@@ -569,12 +577,12 @@ def client_cost(cluster, control: str, pods: list[str], path: str, count: int) -
 # --- both, in turn -----------------------------------------------------------------------
 def run(path: str, nodes: int, *, code: Path, series: int, latency: list[float],
         warmup: int, refreshes: int, budget: float, interval: float = 0.0,
-        client: int = 0) -> dict:
+        client: int = 0, tls: bool = False) -> dict:
     """One path at one node count: the stand-in in its process, the CLI in another."""
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve", "metrics" if path == "old" else "summary",
          "--nodes-served", str(nodes), "--series", str(series),
-         "--latency", *map(str, latency)],
+         "--latency", *map(str, latency), *(["--tls"] if tls else [])],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=environment(ROOT),
         cwd=ROOT)
     try:
@@ -814,6 +822,9 @@ def main() -> None:
                         help="also run the new path at the largest node count with the CLI "
                              "of revision REV, side by side (e.g. dd6f86d: node reads from "
                              "a thread pool through the kubernetes client's urllib3 pool)")
+    parser.add_argument("--tls", action="store_true",
+                        help="the stand-in API server serves HTTPS (its own CA in the "
+                             "kubeconfig), as a real one; default plain HTTP")
     parser.add_argument("--plot", default=str(DEFAULT_PLOT),
                         help="the SVG drawn (default docs/cluster-scale.svg; '' for none)")
     parser.add_argument("--json", type=Path, help="keep the figures in this file")
@@ -844,7 +855,8 @@ def main() -> None:
     old = export(args.before) if args.old_nodes else None
     data = {"date": datetime.date.today().isoformat(), "machine": machine(),
             "command": " ".join(["python", *sys.argv]), "series": args.series,
-            "latency": args.latency, "old_revision": args.before, "runs": []}
+            "latency": args.latency, "old_revision": args.before, "tls": args.tls,
+            "runs": []}
     plan = [("new", nodes, args.warmup, args.refreshes) for nodes in args.nodes]
     plan += [("old", nodes, warmup, refreshes) for nodes, warmup, refreshes
              in zip(args.old_nodes, args.old_warmups, args.old_refreshes)]
@@ -861,7 +873,7 @@ def main() -> None:
                      budget=READ_BUDGET if paced else args.budget,
                      interval=READ_INTERVAL if paced else 0.0,
                      client=args.client_nodes if path == "new" and nodes == max(args.nodes)
-                     else 0)
+                     else 0, tls=args.tls)
         data["runs"].append(result)
         median = result["median"]
         print(f"{path} {nodes:>5} nodes: wall {seconds(median['wall'])} s, CPU "
@@ -871,7 +883,8 @@ def main() -> None:
         if args.json:
             args.json.write_text(json.dumps(data, indent=1))
     print(f"{data['date']}, {data['machine']}; {args.series:,} series per node, "
-          f"{args.latency[0] * 1000:g}-{args.latency[1] * 1000:g} ms per proxied request\n")
+          f"{args.latency[0] * 1000:g}-{args.latency[1] * 1000:g} ms per proxied request"
+          f"{', over TLS' if args.tls else ''}\n")
     print(table(data))
     if args.plot:
         plot(data, Path(args.plot))

@@ -156,7 +156,7 @@ def decode(payload: bytes) -> NodeSummary:
 
 
 def _decode_row(row: dict[str, Any]) -> Row:
-    return Row(tuple((name, value) for name, value in row["attributes"]),
+    return Row(tuple(map(tuple, row["attributes"])),
                {name: (tuple(cell) if isinstance(cell, list) else cell)
                 for name, cell in row["cells"].items()},
                dict(row["totals"]), bool(row.get("idle", False)))
