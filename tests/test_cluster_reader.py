@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ig_metrics.cluster.api import Cluster, connect, pod_proxy_path
+from ig_metrics.cluster.api import Cluster, ClusterError, connect, pod_proxy_path
 from ig_metrics.cluster.apireader import ApiReader, ReadError
 from ig_metrics.cluster.watch import ClusterWatch
 from ig_metrics.summary.node import SUMMARY_PATH
@@ -155,11 +155,13 @@ def test_reads_go_through_the_kubeconfigs_proxy_with_its_credentials(tmp_path, t
 def test_a_socks_proxy_is_refused_by_name(tmp_path):
     with FakeApiServer() as api:
         cluster = connect(write_kubeconfig(tmp_path / "kubeconfig", api))
-        cluster.client.configuration.proxy = "socks5://127.0.0.1:1080"
+        cluster.client.configuration.proxy = "socks5://me:s3cret@127.0.0.1:1080"
         try:
-            with pytest.raises(Exception, match="proxy-url socks5://127.0.0.1:1080: the cluster "
-                                                "view reads through an http:// proxy only"):
+            with pytest.raises(ClusterError, match="proxy-url socks5://127.0.0.1:1080: the "
+                                                   "cluster view reads through an http:// "
+                                                   "proxy only") as refused:
                 ApiReader(cluster, 1)
+            assert "s3cret" not in str(refused.value)
         finally:
             cluster.close()
 
