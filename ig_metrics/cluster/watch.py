@@ -100,7 +100,11 @@ class ClusterWatch:
 
     def __enter__(self) -> ClusterWatch:
         self._reader.__enter__()
-        self._pods.start()
+        try:
+            self._pods.start()
+        except BaseException:
+            self._reader.close()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
