@@ -524,19 +524,29 @@ def test_a_peer_address_that_is_a_pod_ip_names_that_pod(tmp_path, receiver):
 
 
 # --- attribute selection ------------------------------------------------------------
+REPLICA_SIZES = (10_001, 20_002, 30_003)
+
+
+def run_replicas(agent, receiver, server, container) -> list:
+    """Three processes named igm-replica in the container, each sending one of
+    REPLICA_SIZES to `server` while `agent` runs; the agent stopped after."""
+    try:
+        agent.wait_attached(receiver)
+        clients = [run_client("127.0.0.1", server.port, send_bytes=size, name="igm-replica",
+                              prefix=container.prefix) for size in REPLICA_SIZES]
+        server.wait_for(3)
+    finally:
+        agent.stop()
+    return clients
+
+
 def test_by_default_a_containers_processes_of_one_command_sum_exactly(tmp_path, container,
                                                                        receiver, server):
     """No `attributes:`: three processes of one container, alike but for their
     pids (which series leave out by default), make one series of their exact
     sum."""
-    agent = start_agent(tmp_path, "tcp", receiver.endpoint)
-    try:
-        agent.wait_attached(receiver)
-        clients = [run_client("127.0.0.1", server.port, send_bytes=size, name="igm-replica",
-                              prefix=container.prefix) for size in (10_001, 20_002, 30_003)]
-        server.wait_for(3)
-    finally:
-        agent.stop()
+    clients = run_replicas(start_agent(tmp_path, "tcp", receiver.endpoint), receiver,
+                           server, container)
     assert len({client.pid for client in clients}) == 3
     for _, data, point in iter_points(receiver.received):
         if data.name.startswith("tcp."):
@@ -553,19 +563,13 @@ def test_opting_in_process_pid_keeps_a_containers_processes_apart(tmp_path, cont
                                                                   receiver, server):
     """`attributes: {opt_in: [process.pid]}`: the same three processes, a
     series each, each exact, with its pid."""
-    agent = start_agent(tmp_path, "tcp", receiver.endpoint,
-                        attributes="{opt_in: [process.pid]}")
-    try:
-        agent.wait_attached(receiver)
-        clients = [run_client("127.0.0.1", server.port, send_bytes=size, name="igm-replica",
-                              prefix=container.prefix) for size in (10_001, 20_002, 30_003)]
-        server.wait_for(3)
-    finally:
-        agent.stop()
+    clients = run_replicas(start_agent(tmp_path, "tcp", receiver.endpoint,
+                                       attributes="{opt_in: [process.pid]}"),
+                           receiver, server, container)
     mine = {"process.command": "igm-replica", "container.id": container.container_id}
     sent = {attributes["process.pid"]: value
             for attributes, value in latest(receiver.received, "tcp.sent", mine)}
-    assert sent == {client.pid: size for client, size in zip(clients, (10_001, 20_002, 30_003))}
+    assert sent == {client.pid: size for client, size in zip(clients, REPLICA_SIZES)}
 
 
 def test_including_only_command_and_container_keeps_containers_apart(tmp_path, container,
